@@ -1,0 +1,43 @@
+"""eventkit: event sourcing for Python on NATS JetStream."""
+
+from eventkit.domain.aggregate import Aggregate
+from eventkit.domain.events import Event
+from eventkit.domain.handlers import on
+from eventkit.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    ConfigError,
+    EventDecodeError,
+    EventkitError,
+    ForgottenError,
+    InvalidSubjectError,
+    ServerVersionError,
+    UnknownEventTypeError,
+)
+from eventkit.store.base import Write
+from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.memory import InMemoryEventStore
+from eventkit.store.records import RecordedEvent
+from eventkit.store.repository import Repository
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregate",
+    "AggregateNotFound",
+    "ConcurrencyError",
+    "ConfigError",
+    "Event",
+    "EventDecodeError",
+    "EventkitError",
+    "ForgottenError",
+    "InMemoryEventStore",
+    "InvalidSubjectError",
+    "JetStreamEventStore",
+    "RecordedEvent",
+    "Repository",
+    "ServerVersionError",
+    "UnknownEventTypeError",
+    "Write",
+    "on",
+]

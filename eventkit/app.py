@@ -1,0 +1,121 @@
+"""``App``: the registry of one service (stream, aggregates, projectors), as the CLI loads it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventkit.domain.aggregate import Aggregate
+from eventkit.errors import ConfigError
+from eventkit.projection.projector import Projector
+from eventkit.store.subjects import validate_filter, validate_stream_name
+
+if TYPE_CHECKING:
+    from eventkit.config import Settings
+    from eventkit.store.jetstream import JetStreamEventStore
+
+
+class App:
+    """One service::
+
+        app = App(stream="bank", aggregates=[Account, Customer],
+                  projectors=[Balances(), Ledger()], migrations="samples.bank:migrations")
+
+    ``eventkit --app samples.bank.app:app run`` loads it. ``migrations`` names the Alembic
+    script location of the service's own read-model tables (``package:folder``), upgraded by
+    ``eventkit db upgrade`` after eventkit's own tables.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        *,
+        aggregates: Iterable[type[Aggregate]] = (),
+        projectors: Iterable[Projector] = (),
+        migrations: str | None = None,
+        personal_subjects: Sequence[str] = (),
+    ) -> None:
+        self.stream = validate_stream_name(stream)
+        self.aggregates = list(aggregates)
+        for a in self.aggregates:
+            if not (isinstance(a, type) and issubclass(a, Aggregate)):
+                raise ConfigError(f"App aggregates must be Aggregate subclasses, got {a!r}")
+        self.projectors = list(projectors)
+        names: set[str] = set()
+        for p in self.projectors:
+            if not isinstance(p, Projector):
+                raise ConfigError(
+                    f"App projectors must be Projector instances, got {p!r} "
+                    f"(write Balances(), not Balances)"
+                )
+            if p.name in names:
+                raise ConfigError(f"two projectors are named {p.name!r}; names must be unique")
+            names.add(p.name)
+        self.migrations = migrations
+        extra = [validate_filter(s, stream) for s in personal_subjects]
+        self.personal_subjects = [
+            f"{stream}.{a.aggregate_type}.*" for a in self.aggregates if a.personal_data
+        ] + extra
+
+    def projector(self, name: str) -> Projector:
+        for p in self.projectors:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.projectors) or "none"
+        raise ConfigError(f"no projector named {name!r} in this app (known: {known})")
+
+    def select(self, names: Sequence[str]) -> list[Projector]:
+        return [self.projector(n) for n in names] if names else list(self.projectors)
+
+    async def connect(self, settings: Settings | None = None, **options: Any) -> JetStreamEventStore:
+        """Connect to this app's stream with ``settings`` (default: from the environment)."""
+        from eventkit.config import Settings
+        from eventkit.store.codec import Codec
+        from eventkit.store.jetstream import JetStreamEventStore
+
+        settings = settings or Settings.from_env()
+        cipher = None
+        if settings.master_key is not None:
+            from eventkit.gdpr.keys import KeyStore
+
+            cipher = KeyStore(master_key=settings.master_key, personal=self.personal_subjects)
+        elif self.personal_subjects:
+            raise ConfigError(
+                f"the app declares personal data ({', '.join(self.personal_subjects)}) but no "
+                f"master key is set: set EVENTKIT_MASTER_KEY to a base64 32-byte key "
+                f"(python -c 'import os,base64;print(base64.b64encode(os.urandom(32)).decode())')"
+            )
+        store = await JetStreamEventStore.connect(
+            stream=self.stream,
+            settings=settings,
+            replicas=settings.replicas,
+            codec=Codec(cipher=cipher),
+            **options,
+        )
+        if cipher is not None:
+            await cipher.attach(store)
+        return store
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attr`` and return the ``App`` it names."""
+    if not isinstance(target, str) or ":" not in target:
+        raise ConfigError(
+            f"app target {target!r} must be 'module:attribute', e.g. 'samples.bank.app:app' "
+            f"(set --app or EVENTKIT_APP)"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"cannot import {module_name!r} for app {target!r}: {e}") from e
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(app) and not isinstance(app, App):
+        app = app()
+    if not isinstance(app, App):
+        raise ConfigError(f"{target!r} is a {type(app).__name__}, not an eventkit App")
+    return app

@@ -1,0 +1,77 @@
+"""What every CLI command shares: the loaded app, settings, error printing and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from eventkit.errors import ConfigError, EventkitError
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_HALTED = 4
+
+
+@dataclass
+class CliState:
+    app_target: str | None
+    nats_url: str | None
+    database_url: str | None
+
+    def settings(self) -> Any:
+        from eventkit.config import Settings
+
+        overrides: dict[str, Any] = {}
+        if self.nats_url:
+            overrides["nats_urls"] = tuple(u.strip() for u in self.nats_url.split(",") if u.strip())
+        if self.database_url:
+            overrides["database_url"] = self.database_url
+        return Settings.from_env(**overrides)
+
+    def app(self) -> Any:
+        from eventkit.app import load_app
+
+        target = self.app_target
+        if not target:
+            raise ConfigError(
+                "no app given: pass --app module:attribute (e.g. --app samples.bank.app:app) "
+                "or set EVENTKIT_APP"
+            )
+        return load_app(target)
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn eventkit errors into a clear message and exit code 1 (2 for usage)."""
+    try:
+        return asyncio.run(coro)
+    except ConfigError as e:
+        fail(str(e), EXIT_USAGE)
+    except EventkitError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

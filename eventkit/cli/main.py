@@ -1,0 +1,54 @@
+"""Top-level Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import typer
+
+from eventkit.cli.context import CliState
+
+app = typer.Typer(
+    name="eventkit",
+    help=(
+        "Event sourcing on NATS JetStream.\n\n"
+        "Example: eventkit --app samples.bank.app:app status"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    app_target: str | None = typer.Option(
+        None, "--app", help="The App to load, as module:attribute (or EVENTKIT_APP)."
+    ),
+    nats_url: str | None = typer.Option(
+        None, "--nats-url", help="NATS server URL(s), comma-separated (or EVENTKIT_NATS_URL)."
+    ),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="SQLAlchemy URL of the read models (or EVENTKIT_DATABASE_URL)."
+    ),
+) -> None:
+    ctx.obj = CliState(
+        app_target=app_target or os.environ.get("EVENTKIT_APP"),
+        nats_url=nats_url,
+        database_url=database_url,
+    )
+
+
+# command groups register themselves on import; a missing module is a group not built yet
+for _module in ("server", "store", "projections", "db", "gdpr"):
+    try:
+        importlib.import_module(f"eventkit.cli.{_module}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"eventkit.cli.{_module}":
+            raise
+
+
+def main() -> None:
+    app()

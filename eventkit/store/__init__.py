@@ -1,0 +1,1 @@
+"""Event stores: JetStream (production) and in-memory (users' unit tests), one interface."""

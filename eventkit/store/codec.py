@@ -1,0 +1,128 @@
+"""Event <-> message: the one serialisation pipeline (JSON, then optional encryption)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from eventkit.domain.events import Event, EventRegistry, registry
+from eventkit.errors import EventDecodeError, UnknownEventTypeError
+from eventkit.store import protocol as p
+from eventkit.store.records import RecordedEvent, StoredMessage
+from eventkit.store.subjects import entity_id_of
+
+
+class PayloadCipher(Protocol):
+    """Encrypts the payloads of personal-data subjects with a per-subject key.
+
+    ``prepare`` loads (or creates) the keys of the given subjects before a batch of sync
+    ``encrypt``/``decrypt`` calls; ``decrypt`` raises ``ForgottenError`` once a key is shredded.
+    """
+
+    def covers(self, subject: str, event: Event | None) -> bool: ...
+
+    async def prepare(self, subjects: Iterable[str], *, create: bool) -> None: ...
+
+    def encrypt(self, subject: str, plaintext: bytes) -> tuple[str, bytes]: ...
+
+    def decrypt(self, subject: str, key_id: str, ciphertext: bytes) -> bytes: ...
+
+
+class Codec:
+    """Encodes events to (headers, payload) and decodes stored messages to ``RecordedEvent``."""
+
+    def __init__(
+        self, events: EventRegistry = registry, cipher: PayloadCipher | None = None
+    ) -> None:
+        self.events = events
+        self.cipher = cipher
+
+    def encode(self, subject: str, event: Event, event_id: str) -> tuple[dict[str, str], bytes]:
+        payload = event.model_dump_json().encode()
+        headers = {
+            p.MSG_ID: event_id,
+            p.EVENT_TYPE: event.event_type,
+            p.SCHEMA_VERSION: str(event.schema_version),
+        }
+        if self.cipher is not None and self.cipher.covers(subject, event):
+            key_id, payload = self.cipher.encrypt(subject, payload)
+            headers[p.ENCRYPTION] = key_id
+        return headers, payload
+
+    def needs_keys(self, subject: str, events: Iterable[Event]) -> bool:
+        cipher = self.cipher
+        return cipher is not None and any(cipher.covers(subject, e) for e in events)
+
+    def decode(self, msg: StoredMessage) -> RecordedEvent[Any]:
+        headers = msg.headers
+        event_type = headers.get(p.EVENT_TYPE)
+        if not event_type:
+            raise EventDecodeError(
+                f"no {p.EVENT_TYPE} header: not written by eventkit",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            )
+        try:
+            cls = self.events.get(event_type)
+        except UnknownEventTypeError:
+            raise UnknownEventTypeError(
+                event_type, subject=msg.subject, sequence=msg.sequence
+            ) from None
+        try:
+            version = int(headers.get(p.SCHEMA_VERSION, "1"))
+        except ValueError:
+            raise EventDecodeError(
+                f"bad {p.SCHEMA_VERSION} header {headers.get(p.SCHEMA_VERSION)!r}",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            ) from None
+        if version < 1 or version > cls.schema_version:
+            raise EventDecodeError(
+                f"{event_type} stored at schema version {version}, this code knows up to "
+                f"{cls.schema_version}: deploy the newer event class",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            )
+        data = msg.data
+        key_id = headers.get(p.ENCRYPTION)
+        if key_id is not None:
+            if self.cipher is None:
+                raise EventDecodeError(
+                    "payload is encrypted but no master key is configured (EVENTKIT_MASTER_KEY)",
+                    subject=msg.subject,
+                    sequence=msg.sequence,
+                )
+            data = self.cipher.decrypt(msg.subject, key_id, data)
+        try:
+            if version == cls.schema_version:
+                event = cls.model_validate_json(data)
+            else:
+                raw = json.loads(data)
+                if not isinstance(raw, dict):
+                    raise ValueError("payload is not a JSON object")
+                event = cls.model_validate(cls.upcast(raw, version))
+        except (ValidationError, ValueError) as e:
+            raise EventDecodeError(
+                f"{event_type} payload does not match the class: {_first_line(e)}",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            ) from e
+        return RecordedEvent(
+            event=event,
+            subject=msg.subject,
+            entity_id=entity_id_of(msg.subject),
+            sequence=msg.sequence,
+            time=msg.time,
+            event_id=headers.get(p.MSG_ID, ""),
+            event_type=event_type,
+            schema_version=version,
+            headers=headers,
+        )
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return " ".join(text[:3]) if text else type(e).__name__

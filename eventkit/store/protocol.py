@@ -1,0 +1,48 @@
+"""JetStream header names and server error codes eventkit depends on, in one place."""
+
+from __future__ import annotations
+
+# headers the server reads
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+BATCH_ID = "Nats-Batch-Id"
+BATCH_SEQUENCE = "Nats-Batch-Sequence"
+BATCH_COMMIT = "Nats-Batch-Commit"
+
+# headers the server writes (direct get)
+SUBJECT = "Nats-Subject"
+SEQUENCE = "Nats-Sequence"
+TIME_STAMP = "Nats-Time-Stamp"
+NUM_PENDING = "Nats-Num-Pending"
+LAST_SEQUENCE = "Nats-Last-Sequence"
+STATUS = "Status"
+DESCRIPTION = "Description"
+
+# headers eventkit writes
+EVENT_TYPE = "Eventkit-Type"
+SCHEMA_VERSION = "Eventkit-Schema"
+ENCRYPTION = "Eventkit-Enc"
+"""Present when the payload is encrypted: the key id it was sealed with."""
+
+# JetStream err_code values
+ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_STREAM_NOT_FOUND = 10059
+ERR_CONSUMER_NOT_FOUND = 10014
+ERR_CONSUMER_ALREADY_EXISTS = 10013
+ERR_CONSUMER_EXISTS_CHANGED = 10012
+ERR_CONSUMER_LIMIT = 10026
+ERR_BATCH_DISABLED = 10174
+ERR_BATCH_GAP = 10176
+ERR_BATCH_TOO_LARGE = 10199
+ERR_BATCH_BAD_COMMIT = 10200
+ERR_BATCH_DUPLICATE_MSG_ID = 10201
+ERR_BATCH_SECOND_EXPECTATION = 10164
+ERR_EXPECTED_SUBJECT_WITHOUT_SEQUENCE = 10193
+ERR_MESSAGE_NOT_FOUND = 10037
+
+MAX_BATCH = 1000
+"""Most messages the server takes in one atomic batch."""
+
+ATOMIC_BATCH_SERVER = "2.12.0"
+RESET_CONSUMER_SERVER = "2.14.0"

@@ -1,0 +1,40 @@
+"""What reading the store gives back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from eventkit.domain.events import Event
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent(Generic[E]):
+    """A stored event with its position and metadata.
+
+    ``sequence`` is the stream sequence; ``time`` the server's timestamp (UTC).
+    """
+
+    event: E
+    subject: str
+    entity_id: str
+    sequence: int
+    time: datetime
+    event_id: str
+    event_type: str
+    schema_version: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A raw stored message, before decoding (what the transports hand the codec)."""
+
+    subject: str
+    sequence: int
+    time: datetime
+    headers: dict[str, str]
+    data: bytes

@@ -1,0 +1,100 @@
+"""Subject naming and validation: ``<stream>.<aggregate type>.<entity id>``."""
+
+from __future__ import annotations
+
+import re
+
+from eventkit.errors import InvalidSubjectError
+
+_FORBIDDEN = re.compile(r"[.*>\s\x00]")
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def validate_token(token: str, what: str = "subject token") -> str:
+    """Check one subject token: non-empty, no ``.``, ``*``, ``>``, whitespace or NUL."""
+    if not isinstance(token, str):
+        raise InvalidSubjectError(f"{what} must be a string, got {type(token).__name__}")
+    if token == "":
+        raise InvalidSubjectError(f"{what} is empty; give a non-empty token")
+    bad = _FORBIDDEN.search(token)
+    if bad:
+        raise InvalidSubjectError(
+            f"{what} {token!r} contains {bad.group()!r}: tokens may not contain '.', '*', '>', "
+            f"whitespace or NUL (use '-' or '_' instead)"
+        )
+    return token
+
+
+def validate_stream_name(name: str) -> str:
+    """A stream name: letters, digits, '-' and '_', at most 64 characters."""
+    if not isinstance(name, str) or not _STREAM_NAME.match(name):
+        raise InvalidSubjectError(
+            f"stream name {name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
+        )
+    return name
+
+
+def entity_subject(stream: str, aggregate_type: str, entity_id: str) -> str:
+    """The subject of one entity's events."""
+    validate_stream_name(stream)
+    validate_token(aggregate_type, "aggregate type")
+    validate_token(entity_id, "entity id")
+    return f"{stream}.{aggregate_type}.{entity_id}"
+
+
+def validate_subject(subject: str, stream: str | None = None) -> str:
+    """A concrete (wildcard-free) subject, inside ``stream`` when given."""
+    if not isinstance(subject, str) or not subject:
+        raise InvalidSubjectError(f"subject {subject!r} is empty; expected e.g. 'bank.account.a-1'")
+    for i, token in enumerate(subject.split(".")):
+        validate_token(token, f"token {i + 1} of subject {subject!r}")
+    if stream is not None and not subject.startswith(stream + "."):
+        raise InvalidSubjectError(
+            f"subject {subject!r} is outside the stream {stream!r}; subjects start with '{stream}.'"
+        )
+    return subject
+
+
+def validate_filter(pattern: str, stream: str | None = None) -> str:
+    """A subject filter: tokens, ``*`` for one token, ``>`` as the last token only."""
+    if not isinstance(pattern, str) or not pattern:
+        raise InvalidSubjectError(f"subject filter {pattern!r} is empty; expected e.g. 'bank.account.>'")
+    tokens = pattern.split(".")
+    for i, token in enumerate(tokens):
+        if token == "*":
+            continue
+        if token == ">":
+            if i != len(tokens) - 1:
+                raise InvalidSubjectError(
+                    f"subject filter {pattern!r}: '>' is only allowed as the last token"
+                )
+            continue
+        validate_token(token, f"token {i + 1} of subject filter {pattern!r}")
+    if stream is not None and tokens[0] != stream and tokens[0] not in ("*", ">"):
+        raise InvalidSubjectError(
+            f"subject filter {pattern!r} is outside the stream {stream!r}; start it with '{stream}.'"
+        )
+    return pattern
+
+
+def is_wildcard(pattern: str) -> bool:
+    return any(t in ("*", ">") for t in pattern.split("."))
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching of a concrete ``subject`` against a filter ``pattern``."""
+    p = pattern.split(".")
+    s = subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s):
+            return False
+        if token != "*" and token != s[i]:
+            return False
+    return len(p) == len(s)
+
+
+def entity_id_of(subject: str) -> str:
+    """The last token of a subject: the entity id by eventkit's naming."""
+    return subject.rsplit(".", 1)[-1]

@@ -1,5 +1,6 @@
 """eventkit: event sourcing for Python on NATS JetStream."""
 
+from eventkit.app import App
 from eventkit.domain.aggregate import Aggregate
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import on
@@ -14,6 +15,7 @@ from eventkit.errors import (
     ServerVersionError,
     UnknownEventTypeError,
 )
+from eventkit.projection.projector import Projector
 from eventkit.store.base import Write
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.memory import InMemoryEventStore
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Aggregate",
+    "App",
     "AggregateNotFound",
     "ConcurrencyError",
     "ConfigError",
@@ -34,6 +37,7 @@ __all__ = [
     "InMemoryEventStore",
     "InvalidSubjectError",
     "JetStreamEventStore",
+    "Projector",
     "RecordedEvent",
     "Repository",
     "ServerVersionError",

@@ -56,8 +56,8 @@ MIN_SERVER_KEY_LENGTH = 16
 
 _URL_SCHEMES = ("nats", "tls", "ws", "wss")
 _APP_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-_MASTER_KEY_HINT = "generate one with: python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
+_KEY_HINT = "generate one with: openssl rand -base64 32"
+_MASTER_KEY_HINT = "generate one with: openssl rand -base64 32"
 
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
@@ -215,7 +215,9 @@ class Settings:
     ) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect(...)``.
 
-        ``servers`` replaces EVENTKIT_NATS_URL (the store passes the embedded server's URL);
+        ``servers`` replaces EVENTKIT_NATS_URL (the store passes the embedded server's URL).
+        With neither, there is no ``servers`` key: the caller starts the embedded server
+        (:func:`eventkit.server.ensure_running`) and adds its URL.
         ``error_cb`` receives asynchronous errors such as permission violations.
 
         Example::
@@ -223,19 +225,15 @@ class Settings:
             nc = await nats.connect(**settings.nats_connect_options(error_cb=on_error))
         """
         urls = list(servers) if servers is not None else list(self.nats_urls)
-        if not urls:
-            raise ConfigError(
-                "no NATS server to connect to: set EVENTKIT_NATS_URL (e.g. nats://127.0.0.1:4222) "
-                "or pass the embedded server's URL (eventkit.server.ensure_running)"
-            )
         options: dict[str, Any] = {
-            "servers": urls,
             "name": name,
             "connect_timeout": self.connect_timeout,
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.25,
         }
+        if urls:
+            options["servers"] = urls
         if error_cb is not None:
             options["error_cb"] = error_cb
         if self.creds_file is not None:

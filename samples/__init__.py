@@ -1,0 +1,1 @@
+"""Sample services built with eventkit."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import importlib
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventkit.domain.aggregate import Aggregate
@@ -68,7 +71,9 @@ class App:
     def select(self, names: Sequence[str]) -> list[Projector]:
         return [self.projector(n) for n in names] if names else list(self.projectors)
 
-    async def connect(self, settings: Settings | None = None, **options: Any) -> JetStreamEventStore:
+    async def connect(
+        self, settings: Settings | None = None, **options: Any
+    ) -> JetStreamEventStore:
         """Connect to this app's stream with ``settings`` (default: from the environment)."""
         from eventkit.config import Settings
         from eventkit.store.codec import Codec
@@ -76,10 +81,13 @@ class App:
 
         settings = settings or Settings.from_env()
         cipher = None
-        if settings.master_key is not None:
+        master_key = settings.master_key
+        if master_key is None and self.personal_subjects and settings.uses_embedded_server:
+            master_key = development_master_key(settings.home)
+        if master_key is not None:
             from eventkit.gdpr.keys import KeyStore
 
-            cipher = KeyStore(master_key=settings.master_key, personal=self.personal_subjects)
+            cipher = KeyStore(master_key=master_key, personal=self.personal_subjects)
         elif self.personal_subjects:
             raise ConfigError(
                 f"the app declares personal data ({', '.join(self.personal_subjects)}) but no "
@@ -96,6 +104,29 @@ class App:
         if cipher is not None:
             await cipher.attach(store)
         return store
+
+
+def development_master_key(home: Path) -> bytes:
+    """The embedded defaults' master key: ``<home>/master.key``, created (mode 0600) on first use.
+
+    Only for the embedded development server; a deployment sets EVENTKIT_MASTER_KEY.
+    """
+    path = home / "master.key"
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = base64.b64decode(path.read_bytes().strip())
+        if len(key) != 32:
+            raise ConfigError(
+                f"{path} does not hold a base64 32-byte key; delete it only if nothing "
+                f"encrypted with it must stay readable"
+            ) from None
+        return key
+    key = os.urandom(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64encode(key) + b"\n")
+    return key
 
 
 def load_app(target: str) -> App:

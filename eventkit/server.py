@@ -61,6 +61,7 @@ _LOCK = "server.lock"
 _KEY_CHECK = "store-key.json"
 _STORE = "jetstream"
 _KDF_ROUNDS = 200_000
+_ROUTINE = re.compile(r"\[(INF|DBG|TRC)\]")
 _DECRYPT_FAILURE = re.compile(r"error decrypting|unable to recover keys|decrypt", re.IGNORECASE)
 
 
@@ -174,13 +175,23 @@ def _healthy(http_port: int) -> bool:
         return False
 
 
-def _log_tail(log_file: Path, lines: int = 20) -> str:
+def _read_log(log_file: Path, offset: int = 0) -> str:
+    """The log written since ``offset`` (the size before this run: the log is appended to)."""
     try:
-        text = log_file.read_text(errors="replace")
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
     except OSError:
-        return "(no log written)"
-    tail = text.strip().splitlines()[-lines:]
-    return "\n".join(tail) if tail else "(log is empty)"
+        return ""
+
+
+def _log_tail(log_file: Path, offset: int = 0, lines: int = 12) -> str:
+    """The lines that explain a failure: warnings, errors and stderr, else the last lines."""
+    text = _read_log(log_file, offset).strip().splitlines()
+    if not text:
+        return "(nothing logged)"
+    telling = [line for line in text if not _ROUTINE.search(line)]
+    return "\n".join((telling or text)[-lines:])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -282,6 +293,7 @@ class ServerProcess:
         self.ready_timeout = ready_timeout
         self._encrypt_key = encrypt_key
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def __repr__(self) -> str:
         return f"ServerProcess(url={self.url!r}, pid={self.pid}, store_dir={str(self.store_dir)!r})"
@@ -309,6 +321,7 @@ class ServerProcess:
         stderr: Any = subprocess.DEVNULL
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             stderr = open(self.log_file, "ab")  # noqa: SIM115 - closed right after the spawn
         try:
             self._proc = subprocess.Popen(
@@ -348,7 +361,7 @@ class ServerProcess:
     def _diagnosis(self) -> str:
         if self.log_file is None:
             return f"run '{self.binary} -c {self.config_file}' to see why"
-        return f"last lines of {self.log_file}:\n{_log_tail(self.log_file)}"
+        return f"from {self.log_file}:\n{_log_tail(self.log_file, self._log_offset)}"
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Idempotent."""
@@ -841,19 +854,13 @@ def _record_store_key(home: Path, encrypt_key: str) -> None:
 def _fail_on_decrypt_errors(handle: ServerProcess) -> None:
     """A wrong key does not stop the server: it starts with the streams missing. Catch that."""
     assert handle.log_file is not None
-    try:
-        text = handle.log_file.read_text(errors="replace")
-    except OSError:
-        return
-    # Only this run's lines: the log is appended to, so look after the last start banner.
-    start = text.rfind("Starting nats-server")
-    recent = text[max(start, 0) :]
+    recent = _read_log(handle.log_file, handle._log_offset)
     if _DECRYPT_FAILURE.search(recent):
         handle.stop()
         raise ConfigError(
             f"the server could not decrypt the store {handle.store_dir}: EVENTKIT_SERVER_KEY is "
             f"not the key it was encrypted with; set the original key. Log:\n"
-            f"{_log_tail(handle.log_file)}"
+            f"{_log_tail(handle.log_file, handle._log_offset)}"
         )
 
 

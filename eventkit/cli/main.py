@@ -12,8 +12,7 @@ from eventkit.cli.context import CliState
 app = typer.Typer(
     name="eventkit",
     help=(
-        "Event sourcing on NATS JetStream.\n\n"
-        "Example: eventkit --app samples.bank.app:app status"
+        "Event sourcing on NATS JetStream.\n\nExample: eventkit --app samples.bank.app:app status"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -41,8 +40,16 @@ def _root(
     )
 
 
+def _mount_server() -> None:
+    from eventkit.cli.server import server_app
+
+    app.add_typer(server_app, name="server")
+
+
+_mount_server()
+
 # command groups register themselves on import; a missing module is a group not built yet
-for _module in ("server", "store", "projections", "db", "gdpr"):
+for _module in ("store", "projections", "db", "gdpr"):
     try:
         importlib.import_module(f"eventkit.cli.{_module}")
     except ModuleNotFoundError as _e:

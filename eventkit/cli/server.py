@@ -38,11 +38,17 @@ _KEY_HOWTO = (
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    """The settings the parent command built (``ctx.obj``), else read from the environment."""
-    obj = ctx.obj
+    """The settings the root command built (``ctx.obj``), else read from the environment.
+
+    ``ctx.obj`` may be a :class:`Settings`, or hold one as ``.settings`` (an attribute or a
+    method returning it).
+    """
+    obj = ctx.find_root().obj
     if isinstance(obj, Settings):
         return obj
     found = getattr(obj, "settings", None)
+    if callable(found):
+        found = found()
     if isinstance(found, Settings):
         return found
     return Settings.from_env()

@@ -1,0 +1,190 @@
+"""``eventkit forget``: GDPR erasure of a subject, a pattern of subjects, or one message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from eventkit.cli.context import EXIT_USAGE, console, fail, run, state
+from eventkit.cli.main import app
+from eventkit.gdpr.forget import (
+    ForgetReport,
+    MessageForgetReport,
+    forget_message,
+    forget_subject,
+    replay_command,
+    subjects_matching,
+)
+from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
+
+
+@app.command("forget")
+def forget_command(
+    ctx: typer.Context,
+    subject: str | None = typer.Argument(
+        None, help="The subject to erase, e.g. bank.customer.c-1 (a wildcard needs --pattern)."
+    ),
+    seq: int | None = typer.Option(
+        None, "--seq", min=1, help="Erase only the message at this stream sequence."
+    ),
+    pattern: bool = typer.Option(
+        False, "--pattern", help="SUBJECT is a wildcard filter: erase every subject it matches."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go; erase nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before erasing a pattern."),
+) -> None:
+    """Erase a subject for good (GDPR): its events, snapshots, key and read-model rows.
+
+    Examples:
+
+      eventkit --app samples.bank.app:app forget bank.customer.c-1 --dry-run
+
+      eventkit --app samples.bank.app:app forget 'bank.customer.*' --pattern --yes
+
+      eventkit --app samples.bank.app:app forget --seq 42
+    """
+    st = state(ctx)
+    if seq is not None:
+        if subject is not None or pattern:
+            fail("give either SUBJECT or --seq N, not both", EXIT_USAGE)
+        report = run(_forget_seq(st, seq, dry_run))
+        _print_message(report, st.app_target)
+        return
+    if subject is None:
+        fail("give the SUBJECT to forget (or --seq N for one message)", EXIT_USAGE)
+    if is_wildcard(subject) and not pattern:
+        fail(
+            f"{subject!r} is a wildcard: pass --pattern to forget every subject it matches "
+            f"(you will see the count first)",
+            EXIT_USAGE,
+        )
+    if pattern:
+        validate_filter(subject)
+        reports = run(_forget_pattern(st, subject, dry_run, yes))
+        if not reports:
+            console.print(f"no subject with events matches {subject}; nothing to forget")
+        for r in reports:
+            _print_subject(r)
+        return
+    validate_subject(subject)
+    _print_subject(run(_forget_one(st, subject, dry_run)))
+
+
+async def _open(st: Any) -> tuple[Any, Any, Any]:
+    from eventkit.projection.sql import make_engine
+
+    the_app = st.app()
+    settings = st.settings()
+    store = await the_app.connect(settings)
+    engine = make_engine(settings.resolved_database_url)
+    return the_app, store, engine
+
+
+async def _forget_one(st: Any, subject: str, dry_run: bool) -> ForgetReport:
+    the_app, store, engine = await _open(st)
+    try:
+        async with store:
+            return await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
+    finally:
+        engine.dispose()
+
+
+async def _forget_pattern(st: Any, pattern: str, dry_run: bool, yes: bool) -> list[ForgetReport]:
+    the_app, store, engine = await _open(st)
+    try:
+        async with store:
+            validate_filter(pattern, store.stream)
+            counts = await subjects_matching(store, pattern)
+            if not counts:
+                return []
+            total = sum(counts.values())
+            console.print(
+                f"{pattern} matches {len(counts)} subject(s) with {total} message(s) in total"
+            )
+            if not dry_run and not yes and not _confirm(len(counts)):
+                fail("nothing erased (answer y, or pass --yes)")
+            reports = []
+            for subject in sorted(counts):
+                reports.append(
+                    await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
+                )
+            return reports
+    finally:
+        engine.dispose()
+
+
+def _confirm(n: int) -> bool:
+    try:
+        return typer.confirm(f"Erase all {n} subject(s) for good?", default=False)
+    except typer.Abort:
+        return False
+
+
+async def _forget_seq(st: Any, seq: int, dry_run: bool) -> MessageForgetReport:
+    the_app, store, engine = await _open(st)
+    try:
+        async with store:
+            return await forget_message(the_app, store, engine, seq, dry_run=dry_run)
+    finally:
+        engine.dispose()
+
+
+def _print_subject(r: ForgetReport) -> None:
+    if r.nothing:
+        done = (
+            f" (it was forgotten on {r.previously_finished:%Y-%m-%d %H:%M} UTC)"
+            if r.previously_finished
+            else ""
+        )
+        console.print(
+            f"nothing stored on {r.subject} in stream {r.stream}: no events, snapshot or key"
+            f"{done}; nothing to erase",
+            highlight=False,
+        )
+        return
+    verb = "would erase" if r.dry_run else "erased"
+    head = "dry run: " if r.dry_run else ""
+    console.print(f"{head}{r.subject}{' (resumed)' if r.resumed else ''}", highlight=False)
+    console.print(f"  messages {verb}:  {r.messages} (secure erase, one by one)", highlight=False)
+    console.print(f"  snapshots {verb}: {r.snapshots}", highlight=False)
+    key = {"active": "would be shredded", "none": "none (not a personal-data subject)"}.get(
+        r.key, r.key
+    )
+    console.print(f"  data key:         {key}", highlight=False)
+    names = ", ".join(r.projectors) or "none"
+    console.print(f"  read models:      {names}", highlight=False)
+    if r.projectors_without_forget:
+        console.print(
+            f"  [yellow]projectors without forget(): {', '.join(r.projectors_without_forget)}"
+            f"[/] (rows they derived from this subject are NOT removed: implement forget)",
+            highlight=False,
+        )
+    if r.dead_letters:
+        console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False)
+    if r.notice_sequence is not None:
+        console.print(f"  notice for other services: seq {r.notice_sequence}", highlight=False)
+    if not r.dry_run:
+        console.print(f"  audit entry:      HMAC {r.subject_hmac[:16]}...", highlight=False)
+    console.print("  eventkit cannot erase:", highlight=False)
+    for item in r.cannot_erase:
+        console.print(f"    - {item}", highlight=False)
+    console.print(f"  covered by: {r.covered_by}", highlight=False)
+
+
+def _print_message(r: MessageForgetReport, app_target: str | None) -> None:
+    if not r.found:
+        console.print(
+            f"no message at sequence {r.sequence} in stream {r.stream} (already erased or "
+            f"never written); nothing to erase",
+            highlight=False,
+        )
+        return
+    verb = "would erase" if r.dry_run else ("erased" if r.erased else "already gone")
+    console.print(f"sequence {r.sequence} on {r.subject}: {verb}", highlight=False)
+    if r.stale_projectors:
+        console.print("  read models that already applied it (rebuild them to drop its effect):")
+        for name in r.stale_projectors:
+            console.print(f"    {name}: {replay_command(name, app_target)}", highlight=False)
+    else:
+        console.print("  no read model has applied it yet", highlight=False)

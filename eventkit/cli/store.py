@@ -1,0 +1,117 @@
+"""``eventkit events`` and ``eventkit info``: look into the stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from eventkit.cli.context import console, run, state
+from eventkit.cli.main import app
+from eventkit.errors import EventkitError
+from eventkit.store import protocol as p
+from eventkit.store.subjects import validate_subject
+
+
+@app.command("events")
+def events_command(
+    ctx: typer.Context,
+    subject: str = typer.Argument(..., help="The entity's subject, e.g. bank.account.a-1."),
+    after: int = typer.Option(0, "--after", min=0, help="Only events after this sequence."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+) -> None:
+    """Show an entity's history.
+
+    Example: eventkit --app samples.bank.app:app events bank.account.a-1 --json
+    """
+    st = state(ctx)
+    validate_subject(subject)
+
+    async def go() -> list[dict[str, Any]]:
+        the_app = st.app()
+        validate_subject(subject, the_app.stream)
+        store = await the_app.connect(st.settings())
+        rows: list[dict[str, Any]] = []
+        async with store:
+            async for m in store.read_raw(subject, from_sequence=after + 1):
+                row: dict[str, Any] = {
+                    "sequence": m.sequence,
+                    "time": m.time.isoformat(),
+                    "type": m.headers.get(p.EVENT_TYPE, "?"),
+                    "event_id": m.headers.get(p.MSG_ID, ""),
+                }
+                try:
+                    rec = store.codec.decode(m)
+                    row["data"] = rec.event.model_dump(mode="json")
+                except EventkitError as e:
+                    row["data"] = None
+                    row["error"] = str(e)
+                rows.append(row)
+        return rows
+
+    rows = run(go())
+    if as_json:
+        for row in rows:
+            console.print_json(json.dumps(row))
+        return
+    if not rows:
+        console.print(f"no events on {subject}")
+        return
+    table = Table(title=subject)
+    for col in ("seq", "time", "type", "data"):
+        table.add_column(col)
+    for row in rows:
+        data = json.dumps(row["data"]) if row.get("data") is not None else f"[red]{row['error']}"
+        table.add_row(str(row["sequence"]), row["time"], row["type"], data)
+    console.print(table)
+
+
+@app.command("info")
+def info_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show the stream, the server version and the limits.
+
+    Example: eventkit --app samples.bank.app:app info --json
+    """
+    st = state(ctx)
+
+    async def go() -> dict[str, Any]:
+        the_app = st.app()
+        store = await the_app.connect(st.settings())
+        async with store:
+            si = await store.js.stream_info(store.stream)
+            cfg, s = si.config, si.state
+            return {
+                "stream": store.stream,
+                "subjects": list(cfg.subjects or []),
+                "server_version": store.server_version,
+                "servers": [str(u) for u in store.nc.servers],
+                "replicas": cfg.num_replicas,
+                "messages": s.messages,
+                "bytes": s.bytes,
+                "first_sequence": s.first_seq,
+                "last_sequence": s.last_seq,
+                "subjects_count": s.num_subjects,
+                "deleted": s.num_deleted,
+                "max_payload": store.max_payload,
+                "duplicate_window_s": cfg.duplicate_window,
+                "allow_atomic": bool(cfg.allow_atomic),
+                "allow_direct": bool(cfg.allow_direct),
+                "personal_subjects": list(the_app.personal_subjects),
+                "projectors": [pr.name for pr in the_app.projectors],
+            }
+
+    info = run(go())
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+        return
+    table = Table(title=f"stream {info['stream']}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for k, v in info.items():
+        table.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
+    console.print(table)

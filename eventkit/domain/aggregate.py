@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, ClassVar
 
-from eventkit.domain.events import Event
+from eventkit.domain.events import Event, new_event_id
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError
 
@@ -67,7 +66,7 @@ class Aggregate:
         """Apply ``event`` to this aggregate and queue it for the next save."""
         self.apply(event)
         self.pending.append(event)
-        self.pending_ids.append(str(uuid.uuid4()))
+        self.pending_ids.append(new_event_id())
 
     def apply(self, event: Event) -> None:
         """Run the ``@on`` handler of ``event`` (used on record and on load)."""

@@ -18,6 +18,7 @@ one on read::
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -27,6 +28,11 @@ from pydantic import BaseModel, ConfigDict
 from eventkit.errors import ConfigError, UnknownEventTypeError
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def new_event_id() -> str:
+    """A fresh event id: 128 random bits as 32 hex digits (the ``Nats-Msg-Id`` of the event)."""
+    return os.urandom(16).hex()
 
 
 class Event(BaseModel):
@@ -79,9 +85,10 @@ class EventRegistry:
                 and known is not cls
                 and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__)
             ):
+                first = f"{known.__module__}.{known.__qualname__}"
+                second = f"{cls.__module__}.{cls.__qualname__}"
                 raise ConfigError(
-                    f"event type name {cls.event_type!r} is used by both "
-                    f"{known.__module__}.{known.__qualname__} and {cls.__module__}.{cls.__qualname__}; "
+                    f"event type name {cls.event_type!r} is used by both {first} and {second}; "
                     f"set a distinct event_type on one of them"
                 )
             self._types[cls.event_type] = cls

@@ -79,7 +79,7 @@ class Projector:
 
     # -- hooks ----------------------------------------------------------------------------
     def forget(self, subject: str, db: Session) -> None:
-        """Delete every row derived from ``subject`` (GDPR). Override when rows hold personal data."""
+        """Delete every row derived from ``subject`` (GDPR); override when rows hold personal."""
 
     def reset(self, db: Session) -> None:
         """Empty the read model before a replay from the start."""

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import abc
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from eventkit.domain.events import Event
-from eventkit.errors import ConfigError
+from eventkit.domain.events import Event, new_event_id
+from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
 from eventkit.store.codec import Codec
+from eventkit.store.protocol import (
+    EXPECTED_LAST_SUBJECT_SEQUENCE,
+    EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+    MAX_BATCH,
+)
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import validate_filter, validate_subject
+
+EncodedMessage = tuple[str, dict[str, str], bytes]
+"""(subject, headers, payload) of one event, ready to publish."""
+
+BATCH_HEADER_ALLOWANCE = 120
+"""Bytes the batch headers (id, sequence, commit) and the expectation headers may add."""
 
 
 @dataclass(slots=True)
@@ -50,11 +60,16 @@ class Write:
             raise ConfigError(
                 f"expected_sequence must be None or an int >= 0, got {self.expected_sequence!r}"
             )
+        if isinstance(self.events, Event) or not isinstance(self.events, Sequence):
+            raise ConfigError(
+                f"append takes a list of events, got {type(self.events).__name__}; "
+                f"wrap a single event in a list"
+            )
         for e in self.events:
             if not isinstance(e, Event):
                 raise ConfigError(f"append takes Event instances, got {type(e).__name__}")
         if self.event_ids is None:
-            self.ids = [str(uuid.uuid4()) for _ in self.events]
+            self.ids = [new_event_id() for _ in self.events]
         else:
             self.ids = [str(i) for i in self.event_ids]
             if len(self.ids) != len(self.events):
@@ -63,6 +78,88 @@ class Write:
                 )
             if len(set(self.ids)) != len(self.ids):
                 raise ConfigError("event_ids must be unique within an append")
+
+
+def message_size(subject: str, headers: dict[str, str], payload: bytes) -> int:
+    """The size the server counts against its max payload: header block plus payload."""
+    size = 12 + len(payload)  # "NATS/1.0\r\n" ... "\r\n"
+    for k, v in headers.items():
+        size += len(k) + len(v.encode()) + 4
+    return size
+
+
+async def encode_writes(
+    store: EventStore, writes: Sequence[Write], max_payload: int
+) -> list[EncodedMessage]:
+    """Validate an append and encode every event before anything is sent.
+
+    The expectation headers go on the first event of each write; an event over ``max_payload``
+    raises ``EventTooLargeError`` (so nothing of the append is sent).
+    """
+    if not writes:
+        raise ConfigError("append needs at least one write")
+    total = 0
+    subjects: set[str] = set()
+    stream_prefix = store.stream + "."
+    for w in writes:
+        if not isinstance(w, Write):
+            raise ConfigError(f"append_many takes Write objects, got {type(w).__name__}")
+        if not w.subject.startswith(stream_prefix):
+            raise InvalidSubjectError(
+                f"subject {w.subject!r} is outside the stream {store.stream!r}; subjects start "
+                f"with {stream_prefix!r}"
+            )
+        if w.subject in subjects:
+            raise ConfigError(
+                f"{w.subject!r} appears twice in one append; put its events in one Write"
+            )
+        if w.boundary is not None:
+            validate_filter(w.boundary, store.stream)
+        subjects.add(w.subject)
+        total += len(w.events)
+    if total == 0:
+        raise ConfigError("append needs at least one event")
+    if total > MAX_BATCH:
+        raise ConfigError(
+            f"an atomic append holds at most {MAX_BATCH} events, got {total}; split it"
+        )
+    codec = store.codec
+    if codec.cipher is not None:
+        keyed = [w.subject for w in writes if codec.needs_keys(w.subject, w.events)]
+        if keyed:
+            await codec.cipher.prepare(keyed, create=True)
+    limit = max_payload - (BATCH_HEADER_ALLOWANCE if total > 1 else 0)
+    out: list[EncodedMessage] = []
+    encode = codec.encode
+    for w in writes:
+        subject = w.subject
+        for i, (event, eid) in enumerate(zip(w.events, w.ids, strict=True)):
+            headers, payload = encode(subject, event, eid)
+            if i == 0 and w.expected_sequence is not None:
+                headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
+                if w.boundary is not None:
+                    headers[EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = w.boundary
+            if len(payload) + 4096 > limit or len(eid) + len(event.event_type) > 1024:
+                size = message_size(subject, headers, payload)
+                if size > limit:
+                    raise EventTooLargeError(subject, size, limit)
+            out.append((subject, headers, payload))
+    return out
+
+
+def trusted_write(
+    subject: str, events: list[Event], expected_sequence: int, ids: list[str]
+) -> Write:
+    """A ``Write`` from already-checked parts (the repository's aggregates), skipping
+    ``__post_init__``: the subject was built by ``entity_subject`` and the events recorded."""
+    w = object.__new__(Write)
+    w.subject = subject
+    w.events = events
+    w.expected_sequence = expected_sequence
+    w.event_ids = ids
+    w.boundary = None
+    w.ids = ids
+    return w
 
 
 class EventStore(abc.ABC):

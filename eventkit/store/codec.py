@@ -41,7 +41,7 @@ class Codec:
         self.cipher = cipher
 
     def encode(self, subject: str, event: Event, event_id: str) -> tuple[dict[str, str], bytes]:
-        payload = event.model_dump_json().encode()
+        payload = event.__pydantic_serializer__.to_json(event)
         headers = {
             p.MSG_ID: event_id,
             p.EVENT_TYPE: event.event_type,
@@ -103,7 +103,16 @@ class Codec:
                 raw = json.loads(data)
                 if not isinstance(raw, dict):
                     raise ValueError("payload is not a JSON object")
-                event = cls.model_validate(cls.upcast(raw, version))
+                try:
+                    upcast = cls.upcast(raw, version)
+                except Exception as e:  # a user's upcaster choking on a malformed old payload
+                    raise EventDecodeError(
+                        f"upcasting {event_type} from schema version {version} failed: {e!r}; "
+                        f"fix the upcast_vN_vN+1 method or the stored payload",
+                        subject=msg.subject,
+                        sequence=msg.sequence,
+                    ) from e
+                event = cls.model_validate(upcast)
         except (ValidationError, ValueError) as e:
             raise EventDecodeError(
                 f"{event_type} payload does not match the class: {_first_line(e)}",

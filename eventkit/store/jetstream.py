@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import nats
 import nats.errors
@@ -22,7 +23,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from eventkit.errors import (
     ConcurrencyError,
@@ -34,19 +35,24 @@ from eventkit.errors import (
     StoreUnavailableError,
 )
 from eventkit.store import protocol as p
-from eventkit.store.base import EventStore, Write
+from eventkit.store.base import EncodedMessage, EventStore, Write, encode_writes
 from eventkit.store.codec import Codec, PayloadCipher
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.subjects import (
-    is_wildcard,
     subject_matches,
     validate_filter,
     validate_stream_name,
     validate_subject,
 )
 
+log = logging.getLogger(__name__)
+
 READ_BATCH = 1000
+"""Messages per batched direct get request."""
+READ_MAX_BYTES = 8 * 1024 * 1024
+"""Bytes per batched direct get request (the server ends the batch early past it)."""
+
 _TRANSIENT = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
@@ -66,8 +72,9 @@ class JetStreamError(EventkitError):
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    core = text.lstrip("v").split("-", 1)[0].split("+", 1)[0]
-    parts = (core.split(".") + ["0", "0", "0"])[:3]
+    """``"v2.12.1-beta"`` -> ``(2, 12, 1)``; ``(0, 0, 0)`` when unreadable."""
+    core = text.strip().lstrip("v").split("-", 1)[0].split("+", 1)[0]
+    parts = [*core.split("."), "0", "0", "0"][:3]
     try:
         return int(parts[0]), int(parts[1]), int(parts[2])
     except ValueError:
@@ -76,19 +83,17 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 def parse_nats_time(text: str) -> datetime:
     """RFC 3339 with up to nanoseconds (``2026-11-27T09:33:34.123456789Z``) to an aware UTC time."""
-    if text.endswith("Z"):
-        text = text[:-1]
-    zone = ""
-    for sign in ("+", "-"):
-        idx = text.rfind(sign, 19)
-        if idx != -1:
-            text, zone = text[:idx], text[idx:]
-            break
-    if "." in text:
-        base, frac = text.split(".", 1)
-        text = f"{base}.{frac[:6]:0<6}"
-    dt = datetime.fromisoformat(text + (zone or "+00:00"))
-    return dt.astimezone(UTC)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        # older Pythons / unusual forms: cut the fraction to microseconds
+        base, _, rest = text.rstrip("Z").partition(".")
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        zone = rest[len(digits) :] or "+00:00"
+        dt = datetime.fromisoformat(f"{base}.{digits[:6]:0<6}{zone}")
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
 
 
 def _ack_error(ack: dict[str, Any]) -> tuple[int, int, str] | None:
@@ -104,80 +109,163 @@ def _actual_from(description: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-class _DirectReader:
-    """Batched direct gets over one multiplexed inbox subscription."""
+def _first_reply(msg: Msg, fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(msg)
 
-    def __init__(self, nc: NATS, stream: str) -> None:
+
+_Waiter = tuple[Callable[[Msg, asyncio.Future[Any]], None], asyncio.Future[Any], float]
+
+
+class _Inbox:
+    """One wildcard inbox subscription for every reply the store waits for (acks, direct
+    gets). Lighter than ``nc.request``: a counter token per request, and one reaper task that
+    expires overdue requests every ``TICK`` seconds instead of a timer per request."""
+
+    TICK = 0.05
+
+    def __init__(self, nc: NATS) -> None:
         self._nc = nc
-        self._api = f"$JS.API.DIRECT.GET.{stream}"
-        self._prefix = nc.new_inbox()
-        self._queues: dict[str, asyncio.Queue[Msg]] = {}
+        self.prefix = nc.new_inbox() + "."
+        self._cut = len(self.prefix)
+        self._waiting: dict[str, _Waiter] = {}
         self._ids = itertools.count(1)
         self._sub: Any = None
+        self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def _ensure(self) -> None:
-        if self._sub is None:
-            async with self._lock:
-                if self._sub is None:
-                    self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._dispatch)
-
     async def _dispatch(self, msg: Msg) -> None:
-        q = self._queues.get(msg.subject.rsplit(".", 1)[-1])
-        if q is not None:
-            q.put_nowait(msg)
+        entry = self._waiting.get(msg.subject[self._cut :])
+        if entry is not None:
+            entry[0](msg, entry[1])
 
-    async def batch(self, request: dict[str, Any], timeout: float) -> list[Msg]:
-        """Send one batched direct get; return its data messages (empty when nothing matches)."""
-        await self._ensure()
+    async def _open(self) -> None:
+        async with self._lock:
+            if self._sub is None:
+                self._sub = await self._nc.subscribe(self.prefix + "*", cb=self._dispatch)
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            await asyncio.sleep(self.TICK)
+            now = loop.time()
+            for _, fut, deadline in list(self._waiting.values()):
+                if deadline <= now and not fut.done():
+                    fut.set_exception(nats.errors.TimeoutError())
+        self._reaper = None
+
+    async def call(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        on_reply: Callable[[Msg, asyncio.Future[Any]], None] = _first_reply,
+    ) -> Any:
+        """Publish with a reply subject; ``on_reply(msg, future)`` sees each reply and resolves
+        the future (default: with the first reply). ``nats.errors.TimeoutError`` on timeout."""
+        if self._sub is None:
+            await self._open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         token = str(next(self._ids))
-        q: asyncio.Queue[Msg] = asyncio.Queue()
-        self._queues[token] = q
-        out: list[Msg] = []
+        self._waiting[token] = (on_reply, fut, loop.time() + timeout)
+        if self._reaper is None:
+            self._reaper = loop.create_task(self._reap())
         try:
-            await self._nc.publish(
-                self._api, json.dumps(request).encode(), reply=f"{self._prefix}.{token}"
-            )
-            while True:
-                try:
-                    msg = await asyncio.wait_for(q.get(), timeout)
-                except TimeoutError as e:
-                    raise StoreUnavailableError(
-                        f"direct get on {self._api} got no answer in {timeout}s "
-                        f"(is allow_direct on, and may this user read the stream?)"
-                    ) from e
-                status = msg.headers.get(p.STATUS) if msg.headers else None
-                if status is None or (not status and msg.data):
-                    out.append(msg)
-                    if request.get("batch") is None:
-                        return out
-                    continue
-                if status in ("204", "404"):
-                    return out
-                if status == "408":
-                    raise ConfigError(f"bad direct get request {request!r}")
-                if status == "503" and not out:
-                    raise StoreUnavailableError("no responders for direct get (stream offline?)")
-                desc = msg.headers.get(p.DESCRIPTION, "") if msg.headers else ""
-                raise StoreUnavailableError(f"direct get failed: {status} {desc}")
+            await self._nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
+            return await fut
         finally:
-            del self._queues[token]
+            del self._waiting[token]
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reaper
+            self._reaper = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
 
 
+class _Pending:
+    """One in-flight direct get: data messages until the end-of-batch (or the single reply)."""
+
+    __slots__ = ("error", "more", "msgs", "single")
+
+    def __init__(self, single: bool) -> None:
+        self.msgs: list[Msg] = []
+        self.single = single
+        self.more = 0
+        self.error: str | None = None
+
+    def feed(self, msg: Msg, done: asyncio.Future[Any]) -> None:
+        if done.done():
+            return
+        headers = msg.headers
+        status = headers.get(p.STATUS) if headers else None
+        if not status:
+            self.msgs.append(msg)
+            if self.single:
+                done.set_result(None)
+            return
+        if status == "204":  # end of batch; Num-Pending says whether more match
+            pending = headers.get(p.NUM_PENDING, "0") if headers else "0"
+            self.more = int(pending) if pending.isdigit() else 0
+        elif status != "404":
+            desc = headers.get(p.DESCRIPTION, "") if headers else ""
+            self.error = f"{status} {desc}".strip()
+        done.set_result(None)
+
+
+class _DirectReader:
+    """Batched direct gets (``$JS.API.DIRECT.GET.<stream>``)."""
+
+    def __init__(self, inbox: _Inbox, stream: str) -> None:
+        self._inbox = inbox
+        self._api = f"$JS.API.DIRECT.GET.{stream}"
+
+    async def request(
+        self,
+        request: dict[str, Any],
+        timeout: float,
+        subject: str | None = None,
+    ) -> tuple[list[Msg], int]:
+        """Send one direct get; return its data messages and how many more match after them.
+
+        ``subject``: the ``$JS.API.DIRECT.GET.<stream>.<subject>`` form (last message of the
+        subject, empty payload). A request with ``batch`` or ``multi_last`` streams several
+        messages and ends with an end-of-batch status (204); 404 means nothing matched.
+        """
+        pending = _Pending(single="batch" not in request and "multi_last" not in request)
+        if subject is None:
+            api, body = self._api, json.dumps(request).encode()
+        else:
+            api, body = f"{self._api}.{subject}", b""
+        try:
+            await self._inbox.call(api, body, None, timeout, pending.feed)
+        except nats.errors.TimeoutError as e:
+            raise StoreUnavailableError(
+                f"direct get on {self._api} got no answer in {timeout}s "
+                f"(is allow_direct on, and may this user read the stream?)"
+            ) from e
+        except nats.errors.ConnectionClosedError as e:
+            raise StoreUnavailableError("the NATS connection is closed") from e
+        if pending.error is not None:
+            if pending.error.startswith("408"):
+                raise ConfigError(f"bad direct get request {request!r}: {pending.error}")
+            if pending.error.startswith("503"):
+                raise StoreUnavailableError("no responders for direct get (stream offline?)")
+            raise StoreUnavailableError(f"direct get failed: {pending.error}")
+        return pending.msgs, pending.more
+
+
 def _to_stored(msg: Msg) -> StoredMessage:
     h = msg.headers or {}
     return StoredMessage(
-        subject=h[p.SUBJECT],
-        sequence=int(h[p.SEQUENCE]),
-        time=parse_nats_time(h[p.TIME_STAMP]),
-        headers=h,
-        data=msg.data,
+        h[p.SUBJECT], int(h[p.SEQUENCE]), parse_nats_time(h[p.TIME_STAMP]), h, msg.data
     )
 
 
@@ -186,10 +274,14 @@ class JetStreamEventStore(EventStore):
 
     ::
 
-        async with await JetStreamEventStore.connect("nats://127.0.0.1:4222", stream="bank") as store:
+        url = "nats://127.0.0.1:4222"
+        async with await JetStreamEventStore.connect(url, stream="bank") as store:
             seq = await store.append("bank.account.a-1", [AccountOpened(owner="ada")],
                                      expected_sequence=0)
             events = await store.read("bank.account.a-1")
+
+    ``connect`` creates the stream (file storage, ``allow_direct``, ``allow_atomic``, the duplicate
+    window and replicas given) or updates an existing one to have them.
     """
 
     def __init__(
@@ -209,8 +301,11 @@ class JetStreamEventStore(EventStore):
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
         self._own = own_connection
-        self._reader = _DirectReader(nc, stream)
+        self._inbox = _Inbox(nc)
+        self._reader = _DirectReader(self._inbox, stream)
         self._snapshots: KVSnapshotStore | None = None
+        self.replicas = 1
+        self._errors: list[Exception] = []
         self.server_version = "0.0.0"
 
     # -- connecting -----------------------------------------------------------------------
@@ -228,15 +323,19 @@ class JetStreamEventStore(EventStore):
         publish_timeout: float = 2.0,
         retry_for: float = 20.0,
         **connect_options: Any,
-    ) -> JetStreamEventStore:
+    ) -> Self:
         """Connect, then create or update the stream with what eventkit needs.
 
         ``url`` None: the servers of ``settings`` (``EVENTKIT_NATS_URL``), else the embedded server
-        (started on demand under ``./.eventkit``).
+        (started on demand under ``./.eventkit``). ``duplicate_window`` (seconds) bounds how long a
+        retried append is recognised by its event ids alone. Raises ``ServerVersionError`` when the
+        server is older than 2.12 (atomic batches), ``StoreUnavailableError`` when unreachable.
         """
         validate_stream_name(stream)
-        if replicas < 1 or replicas > 5:
-            raise ConfigError(f"replicas must be 1..5, got {replicas}")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
+            raise ConfigError(f"replicas must be an int 1..5, got {replicas!r}")
+        if not duplicate_window > 0:
+            raise ConfigError(f"duplicate_window must be > 0 seconds, got {duplicate_window!r}")
         options: dict[str, Any] = {}
         if settings is not None:
             options.update(settings.nats_connect_options())
@@ -245,8 +344,10 @@ class JetStreamEventStore(EventStore):
         if not options.get("servers"):
             from eventkit.server import ensure_running
 
-            home = settings.home if settings is not None else None
-            info = ensure_running(home) if home is not None else ensure_running()
+            if settings is not None:
+                info = ensure_running(settings.home, encrypt_key=settings.server_store_key)
+            else:
+                info = ensure_running()
             options["servers"] = [info.url]
         options.setdefault("name", "eventkit")
         options.setdefault("max_reconnect_attempts", -1)
@@ -274,37 +375,44 @@ class JetStreamEventStore(EventStore):
         )
         store._errors = errors
         try:
-            await store._ensure_stream(replicas, duplicate_window)
+            await store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
         except BaseException:
             await nc.close()
             raise
         return store
 
-    _errors: list[Exception]
-
-    async def _ensure_stream(self, replicas: int, duplicate_window: float) -> None:
-        self.server_version = self.nc.connected_server_version._server_version or "0.0.0"
-        if parse_version(self.server_version) < parse_version(p.ATOMIC_BATCH_SERVER):
+    def check_server_version(self, version: str | None = None) -> None:
+        """``ServerVersionError`` unless the server (or ``version``) supports atomic batches."""
+        if version is None:
+            server = self.nc._current_server
+            version = (server.server_version if server is not None else "") or "0.0.0"
+        self.server_version = version
+        if parse_version(version) < parse_version(p.ATOMIC_BATCH_SERVER):
             raise ServerVersionError(
-                "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, self.server_version
+                "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
             )
-        want = StreamConfig(
-            name=self.stream,
-            subjects=[f"{self.stream}.>"],
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            allow_direct=True,
-            allow_atomic=True,
-            duplicate_window=duplicate_window,
-        )
+
+    async def ensure_stream(self, *, replicas: int = 1, duplicate_window: float = 120.0) -> None:
+        """Create the stream, or update it to have what eventkit needs (never narrows it)."""
+        self.check_server_version()
+        self.replicas = replicas
         try:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
+            want = StreamConfig(
+                name=self.stream,
+                subjects=[f"{self.stream}.>"],
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                allow_direct=True,
+                allow_atomic=True,
+                duplicate_window=duplicate_window,
+            )
             try:
                 await self.js.add_stream(want)
-                return
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"creating stream {self.stream!r}") from e
+            return
         except nats.js.errors.APIError as e:
             raise self._translate_api(e, f"looking up stream {self.stream!r}") from e
         except nats.errors.TimeoutError as e:
@@ -314,15 +422,26 @@ class JetStreamEventStore(EventStore):
             ) from e
         cfg = info.config
         subjects = list(cfg.subjects or [])
-        if (
-            not cfg.allow_direct
-            or not cfg.allow_atomic
-            or f"{self.stream}.>" not in subjects
-        ):
+        changes: list[str] = []
+        if not cfg.allow_direct:
             cfg.allow_direct = True
+            changes.append("allow_direct")
+        if not cfg.allow_atomic:
             cfg.allow_atomic = True
-            if f"{self.stream}.>" not in subjects:
-                cfg.subjects = [*subjects, f"{self.stream}.>"]
+            changes.append("allow_atomic")
+        if f"{self.stream}.>" not in subjects:
+            cfg.subjects = [*subjects, f"{self.stream}.>"]
+            changes.append("subjects")
+        if cfg.num_replicas != replicas:
+            cfg.num_replicas = replicas
+            changes.append("replicas")
+        if cfg.duplicate_window is None or abs(cfg.duplicate_window - duplicate_window) > 1e-6:
+            cfg.duplicate_window = duplicate_window
+            changes.append("duplicate_window")
+        if cfg.storage != StorageType.FILE:
+            log.warning("stream %s uses %s storage, not file storage", self.stream, cfg.storage)
+        if changes:
+            log.info("updating stream %s: %s", self.stream, ", ".join(changes))
             try:
                 await self.js.update_stream(cfg)
             except nats.js.errors.APIError as e:
@@ -338,130 +457,109 @@ class JetStreamEventStore(EventStore):
 
     @property
     def max_payload(self) -> int:
+        """The server's max message size (headers + payload), in bytes."""
         return int(self.nc.max_payload)
 
     # -- appending ------------------------------------------------------------------------
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
-        if not writes:
-            raise ConfigError("append needs at least one write")
-        total = sum(len(w.events) for w in writes)
-        if total == 0:
-            raise ConfigError("append needs at least one event")
-        if total > p.MAX_BATCH:
-            raise ConfigError(
-                f"an atomic append holds at most {p.MAX_BATCH} events, got {total}; split it"
-            )
-        for w in writes:
-            validate_subject(w.subject, self.stream)
-        if self.codec.cipher is not None:
-            await self.codec.cipher.prepare([w.subject for w in writes], create=True)
-        limit = self.max_payload
-        msgs: list[tuple[str, dict[str, str], bytes]] = []
-        seen: set[str] = set()
-        for w in writes:
-            first = True
-            for event, eid in zip(w.events, w.ids, strict=True):
-                headers, payload = self.codec.encode(w.subject, event, eid)
-                if first and w.expected_sequence is not None and w.subject not in seen:
-                    headers[p.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
-                    if w.boundary is not None:
-                        headers[p.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = w.boundary
-                first = False
-                size = len(payload) + sum(len(k) + len(v) + 4 for k, v in headers.items()) + 80
-                if size > limit:
-                    raise EventTooLargeError(w.subject, size, limit)
-                msgs.append((w.subject, headers, payload))
-            seen.add(w.subject)
+        """Append to several subjects in one atomic batch; return each write's last sequence."""
+        msgs = await encode_writes(self, writes, self.max_payload)
         if len(msgs) == 1:
-            last = await self._publish_one(writes[0], *msgs[0])
-            return [last]
+            return [await self._publish_one(writes[0], msgs[0])]
         return await self._publish_batch(writes, msgs)
 
     async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: float,
     ) -> Msg:
         """One request to the server (the seam where tests inject a lost ack)."""
-        return await self.nc.request(subject, payload, timeout=timeout, headers=headers)
+        msg: Msg = await self._inbox.call(subject, payload, headers, timeout)
+        return msg
 
-    async def _with_retries(
-        self, send: Callable[[], Any], describe: str
-    ) -> tuple[dict[str, Any], bool]:
-        """Send until the server answers; return (ack json, whether an earlier try was lost)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        ambiguous = False
-        delay = 0.05
+    async def _send(self, send: Callable[[], Awaitable[Msg]], describe: str) -> dict[str, Any]:
+        """Send until the server answers; return its ack (JSON)."""
+        deadline = 0.0
+        delay = 0.02
         while True:
             try:
-                msg: Msg = await send()
+                msg = await send()
+                if not (msg.headers and msg.headers.get(p.STATUS) == "503"):
+                    break
+                error: Exception | None = None
             except _TRANSIENT as e:
-                ambiguous = True
-                if loop.time() + delay > deadline:
-                    raise StoreUnavailableError(
-                        f"{describe}: no answer from JetStream within {self.retry_for}s ({e!r}); "
-                        f"the append may or may not be stored: retry it with the same event ids"
-                    ) from e
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
+                error = e
             except nats.errors.MaxPayloadError as e:
                 raise EventTooLargeError(describe, -1, self.max_payload) from e
             except nats.errors.ConnectionClosedError as e:
-                raise StoreUnavailableError(f"{describe}: the NATS connection is closed") from e
-            if msg.headers and msg.headers.get(p.STATUS) == "503":
-                ambiguous = True
-                if loop.time() + delay > deadline:
-                    raise StoreUnavailableError(f"{describe}: JetStream has no responders")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            try:
-                ack = json.loads(msg.data)
-            except ValueError as e:
-                raise StoreUnavailableError(f"{describe}: unreadable ack {msg.data!r}") from e
-            return ack, ambiguous
+                raise StoreUnavailableError(
+                    f"{describe}: the NATS connection is closed; the append may or may not be "
+                    f"stored: retry it with the same event ids"
+                ) from e
+            # no answer: the message may or may not have been stored; retrying is safe
+            # because every event keeps its Nats-Msg-Id, and conflicts are resolved below
+            loop = asyncio.get_running_loop()
+            if not deadline:
+                deadline = loop.time() + self.retry_for
+            if loop.time() + delay > deadline:
+                raise StoreUnavailableError(
+                    f"{describe}: no answer from JetStream within {self.retry_for}s ({error!r}); "
+                    f"the append may or may not be stored: retry it with the same event ids"
+                ) from error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        try:
+            ack: dict[str, Any] = json.loads(msg.data)
+        except ValueError as e:
+            raise StoreUnavailableError(f"{describe}: unreadable ack {msg.data!r}") from e
+        return ack
 
-    async def _publish_one(
-        self, w: Write, subject: str, headers: dict[str, str], payload: bytes
-    ) -> int:
-        ack, ambiguous = await self._with_retries(
-            lambda: self._request(subject, payload, headers, self.publish_timeout),
-            f"append to {subject!r}",
+    async def _publish_one(self, w: Write, m: EncodedMessage) -> int:
+        subject, headers, payload = m
+        timeout = self.publish_timeout
+        ack = await self._send(
+            lambda: self._request(subject, payload, headers, timeout), f"append to {subject!r}"
         )
         err = _ack_error(ack)
         if err is None:
             return int(ack["seq"])
-        return await self._resolve_error(err, [w], ambiguous)
+        (last,) = await self._resolve_error(err, [w], 1)
+        return last
 
     async def _publish_batch(
-        self, writes: Sequence[Write], msgs: list[tuple[str, dict[str, str], bytes]]
+        self, writes: Sequence[Write], msgs: list[EncodedMessage]
     ) -> list[int]:
-        batch_id = uuid.uuid4().hex
         n = len(msgs)
+        nc = self.nc
 
         async def send() -> Msg:
-            for i, (subject, headers, payload) in enumerate(msgs[:-1], start=1):
-                h = {**headers, p.BATCH_ID: batch_id, p.BATCH_SEQUENCE: str(i)}
-                await self.nc.publish(subject, payload, headers=h)
+            # a fresh batch id per try: a half-sent earlier try can never merge into this one
+            batch_id = uuid.uuid4().hex
+            for i in range(n - 1):
+                subject, headers, payload = msgs[i]
+                h = dict(headers)
+                h[p.BATCH_ID] = batch_id
+                h[p.BATCH_SEQUENCE] = str(i + 1)
+                await nc.publish(subject, payload, headers=h)
             subject, headers, payload = msgs[-1]
-            h = {
-                **headers,
-                p.BATCH_ID: batch_id,
-                p.BATCH_SEQUENCE: str(n),
-                p.BATCH_COMMIT: "1",
-            }
+            h = dict(headers)
+            h[p.BATCH_ID] = batch_id
+            h[p.BATCH_SEQUENCE] = str(n)
+            h[p.BATCH_COMMIT] = "1"
             return await self._request(subject, payload, h, self.publish_timeout)
 
         describe = f"atomic append of {n} events to {sorted({m[0] for m in msgs})}"
+        gaps = 0
         while True:
-            ack, ambiguous = await self._with_retries(send, describe)
+            ack = await self._send(send, describe)
             err = _ack_error(ack)
             if err is None:
-                last = int(ack["seq"])
                 break
-            if err[1] == p.ERR_BATCH_GAP and ambiguous:
-                # a reconnect dropped part of the staged batch: send it again, under a new id
-                batch_id = uuid.uuid4().hex
+            if err[1] == p.ERR_BATCH_GAP and gaps < 5:
+                # part of the batch was lost on the way (e.g. a reconnect): send it again
+                gaps += 1
                 continue
             if err[1] == p.ERR_BATCH_DISABLED:
                 raise ServerVersionError(
@@ -469,66 +567,67 @@ class JetStreamEventStore(EventStore):
                     p.ATOMIC_BATCH_SERVER,
                     self.server_version,
                 )
-            resolved = await self._resolve_error(err, writes, ambiguous or err[1] == p.ERR_BATCH_DUPLICATE_MSG_ID)
-            return [resolved] if len(writes) == 1 else await self._sequences_of(writes)
-        # a committed batch is stored contiguously: the last message has `last`
-        result: list[int] = []
-        pos = last - n
-        for w in writes:
-            pos += len(w.events)
-            result.append(pos)
-        return result
+            return await self._resolve_error(err, writes, n)
+        return _batch_sequences(writes, int(ack["seq"]))
 
     async def _resolve_error(
-        self, err: tuple[int, int, str], writes: Sequence[Write], ambiguous: bool
-    ) -> int:
+        self, err: tuple[int, int, str], writes: Sequence[Write], count: int
+    ) -> list[int]:
+        """An append was refused: it may be our own earlier try (lost ack), else a conflict."""
         code, err_code, desc = err
-        if ambiguous or err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
-            # an earlier try may have been stored: look for our last event id on the subject
-            found = await self._find_stored(writes[-1])
-            if found is not None:
-                return found
+        if err_code in (p.ERR_WRONG_LAST_SEQUENCE, p.ERR_BATCH_DUPLICATE_MSG_ID):
+            # A retry whose first try was stored is refused (10071 on R1, 10201 for a batch):
+            # look for our own last event id on the subject; an append is all-or-nothing.
+            last = await self._find_stored(writes[-1])
+            if last is not None:
+                return _batch_sequences(writes, last) if count > 1 else [last]
         if err_code == p.ERR_WRONG_LAST_SEQUENCE:
-            for w in writes:
-                if w.expected_sequence is None:
-                    continue
-                actual = await self.last_sequence(w.boundary or w.subject)
-                if actual != w.expected_sequence:
-                    raise ConcurrencyError(w.subject, w.expected_sequence, actual)
-            w0 = next((w for w in writes if w.expected_sequence is not None), writes[0])
+            checked = [w for w in writes if w.expected_sequence is not None]
+            if len(checked) > 1:
+                for w in checked:
+                    actual = await self.last_sequence(w.boundary or w.subject)
+                    if actual != w.expected_sequence:
+                        raise ConcurrencyError(w.subject, w.expected_sequence or 0, actual)
+            w0 = checked[0] if checked else writes[0]
             raise ConcurrencyError(w0.subject, w0.expected_sequence or 0, _actual_from(desc))
+        if err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
+            raise ConfigError(
+                f"append to {writes[0].subject!r}: some of its event ids are stored already "
+                f"(but not all of them); give new events new ids"
+            )
         if "permission" in desc.lower():
             raise PermissionDeniedError(f"append to {writes[0].subject!r}: {desc}")
         raise JetStreamError(code, err_code, f"append to {writes[0].subject!r}: {desc}")
 
     async def _find_stored(self, w: Write) -> int | None:
+        """The sequence of ``w``'s last event id on its subject, if it is stored."""
         target = w.ids[-1]
-        start = (w.expected_sequence or 0) + 1
-        async for m in self.read_raw(w.subject, from_sequence=start):
+        msgs, _ = await self._direct({}, subject=w.subject)
+        if not msgs or not msgs[0].headers:
+            return None
+        if msgs[0].headers.get(p.MSG_ID) == target:
+            return int(msgs[0].headers[p.SEQUENCE])
+        # others appended after us: our events come after the sequence we expected
+        async for m in self._scan((w.expected_sequence or 0) + 1, w.subject, None, None):
             if m.headers.get(p.MSG_ID) == target:
                 return m.sequence
         return None
 
-    async def _sequences_of(self, writes: Sequence[Write]) -> list[int]:
-        out = []
-        for w in writes:
-            found = await self._find_stored(w)
-            if found is None:
-                raise StoreUnavailableError(f"batch reported stored but {w.subject!r} lacks it")
-            out.append(found)
-        return out
-
     # -- reading --------------------------------------------------------------------------
-    async def _direct(self, request: dict[str, Any]) -> list[Msg]:
-        return await self._reader.batch(request, max(self.publish_timeout, 5.0))
+    async def _direct(
+        self, request: dict[str, Any], subject: str | None = None
+    ) -> tuple[list[Msg], int]:
+        return await self._reader.request(request, max(self.publish_timeout, 5.0), subject)
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
+        """Every event of ``subject`` after sequence ``after``, in order (batched direct gets)."""
         validate_subject(subject, self.stream)
-        if not isinstance(after, int) or after < 0:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
         raw = [m async for m in self._scan(after + 1, subject, None, None)]
-        if raw and self.codec.cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
-            await self.codec.cipher.prepare([subject], create=False)
+        cipher = self.codec.cipher
+        if raw and cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+            await cipher.prepare([subject], create=False)
         decode = self.codec.decode
         return [decode(m) for m in raw]
 
@@ -539,7 +638,8 @@ class JetStreamEventStore(EventStore):
         from_time: datetime | None,
         end: int | None,
     ) -> AsyncIterator[StoredMessage]:
-        req: dict[str, Any] = {"batch": READ_BATCH}
+        """Messages from ``start`` (or ``from_time``) on, of ``subject`` (a filter) or all."""
+        req: dict[str, Any] = {"batch": READ_BATCH, "max_bytes": READ_MAX_BYTES}
         if subject is not None:
             req["next_by_subj"] = subject
         if from_time is not None:
@@ -547,21 +647,18 @@ class JetStreamEventStore(EventStore):
         else:
             req["seq"] = max(1, start)
         while True:
-            msgs = await self._direct(req)
-            last = 0
+            msgs, more = await self._direct(req)
+            if not msgs:
+                return
             for msg in msgs:
                 m = _to_stored(msg)
                 if end is not None and m.sequence > end:
                     return
-                last = m.sequence
                 yield m
-            if len(msgs) < READ_BATCH or not msgs:
-                return
-            pending = msgs[-1].headers.get(p.NUM_PENDING) if msgs[-1].headers else None
-            if pending is not None and pending.isdigit() and int(pending) == 0:
+            if more <= 0:
                 return
             req.pop("start_time", None)
-            req["seq"] = last + 1
+            req["seq"] = m.sequence + 1
 
     async def read_all(
         self,
@@ -569,30 +666,53 @@ class JetStreamEventStore(EventStore):
         from_time: datetime | None = None,
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
-        if not isinstance(from_sequence, int) or from_sequence < 1:
+        """Stream every event (of ``subjects`` filters, when given) from a sequence or a time,
+        in stream order, up to the stream's last sequence at the call::
+
+            async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
+                print(rec.sequence, rec.event)
+        """
+        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
             raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
-        if from_time is not None and from_time.tzinfo is None:
-            raise ConfigError("from_time must be timezone-aware (e.g. datetime.now(UTC))")
+        if from_sequence < 1:
+            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
+        if from_time is not None and (
+            not isinstance(from_time, datetime) or from_time.tzinfo is None
+        ):
+            raise ConfigError("from_time must be a timezone-aware datetime (datetime.now(UTC))")
         filters = [validate_filter(s, self.stream) for s in subjects] if subjects else None
         single = filters[0] if filters and len(filters) == 1 else None
         end = await self.last_sequence()
+        if end == 0:
+            return
         cipher = self.codec.cipher
+        decode = self.codec.decode
+        system = f"{self.stream}._eventkit."  # eventkit's system events (GDPR notices)
         async for m in self._scan(from_sequence, single, from_time, end):
-            if filters and single is None and not any(subject_matches(f, m.subject) for f in filters):
+            if m.sequence < from_sequence or m.subject.startswith(system):
+                continue
+            if (
+                filters
+                and single is None
+                and not any(subject_matches(f, m.subject) for f in filters)
+            ):
                 continue
             if cipher is not None and p.ENCRYPTION in m.headers:
                 await cipher.prepare([m.subject], create=False)
-            yield self.codec.decode(m)
+            yield decode(m)
 
     async def read_raw(
         self, subject: str | None = None, from_sequence: int = 1
     ) -> AsyncIterator[StoredMessage]:
+        """Stored messages (of ``subject``, a filter, when given) without decoding."""
         if subject is not None:
             validate_filter(subject, self.stream)
         async for m in self._scan(from_sequence, subject, None, None):
             yield m
 
     async def last_sequence(self, subject: str | None = None) -> int:
+        """The last sequence of ``subject`` (or of any subject a filter matches), or of the
+        stream; 0 when there is none."""
         if subject is None:
             try:
                 info = await self.js.stream_info(self.stream)
@@ -602,72 +722,117 @@ class JetStreamEventStore(EventStore):
                 raise StoreUnavailableError(f"no answer for stream info of {self.stream!r}") from e
             return int(info.state.last_seq)
         validate_filter(subject, self.stream)
-        if is_wildcard(subject):
-            msgs = await self._direct({"multi_last": [subject], "batch": READ_BATCH})
-            return max((int(m.headers[p.SEQUENCE]) for m in msgs if m.headers), default=0)
-        msgs = await self._direct({"last_by_subj": subject})
+        # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
+        msgs, _ = await self._direct({"last_by_subj": subject})
         return int(msgs[0].headers[p.SEQUENCE]) if msgs and msgs[0].headers else 0
 
     async def get(self, sequence: int) -> StoredMessage | None:
-        msgs = await self._direct({"seq": sequence})
+        """One stored message by stream sequence; None when absent or deleted."""
+        msgs, _ = await self._direct({"seq": sequence})
         if not msgs:
             return None
         m = _to_stored(msgs[0])
         return m if m.sequence == sequence else None
 
     async def delete(self, sequence: int) -> bool:
+        """Erase one message securely (payload overwritten); False when already gone."""
         try:
             return bool(await self.js.delete_msg(self.stream, sequence))
         except nats.js.errors.APIError as e:
-            if int(e.err_code or 0) == p.ERR_MESSAGE_NOT_FOUND:
+            if int(e.err_code or 0) in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND):
                 return False
             raise self._translate_api(e, f"deleting sequence {sequence}") from e
 
     # -- snapshots ------------------------------------------------------------------------
     @property
     def snapshots(self) -> KVSnapshotStore:
+        """Snapshots in the KV bucket ``<stream>_snapshots`` (created on first use)."""
         if self._snapshots is None:
             self._snapshots = KVSnapshotStore(self)
         return self._snapshots
 
     async def close(self) -> None:
-        await self._reader.close()
+        await self._inbox.close()
         if self._own and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
 
 
+def _batch_sequences(writes: Sequence[Write], last: int) -> list[int]:
+    """Each write's last sequence; a committed batch is stored contiguously, ending at ``last``."""
+    if len(writes) == 1:
+        return [last]
+    total = sum(len(w.events) for w in writes)
+    pos = last - total
+    out: list[int] = []
+    for w in writes:
+        pos += len(w.events)
+        out.append(pos)
+    return out
+
+
+def erasable_kv_config(bucket: str, replicas: int = 1) -> StreamConfig:
+    """The stream of a KV bucket (history 1) that, unlike nats-py's, allows a secure erase of a
+    message by sequence (``deny_delete`` off; the server cannot lift it later). Snapshots and
+    the GDPR key bucket use it."""
+    return StreamConfig(
+        name=f"KV_{bucket}",
+        subjects=[f"$KV.{bucket}.>"],
+        max_msgs_per_subject=1,
+        discard=DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        deny_delete=False,
+        deny_purge=False,
+        allow_direct=True,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+    )
+
+
 class KVSnapshotStore(SnapshotStore):
-    """Snapshots in the KV bucket ``<stream>_snapshots`` (one key per subject, history 1)."""
+    """Snapshots in the KV bucket ``<stream>_snapshots`` (one key per subject, history 1).
+
+    Reads are a direct get of the key's subject and writes a plain publish, so any subject is a
+    valid key. A snapshot of a personal-data subject is sealed with the subject's key.
+    """
 
     def __init__(self, store: JetStreamEventStore) -> None:
         self._store = store
         self.bucket = f"{store.stream}_snapshots"
-        self._kv: Any = None
+        self.kv_stream = f"KV_{self.bucket}"
+        self._prefix = f"$KV.{self.bucket}."
+        self._reader = _DirectReader(store._inbox, self.kv_stream)
+        self._ready = False
 
-    async def _bucket(self) -> Any:
-        if self._kv is None:
-            js = self._store.js
+    async def _bucket(self) -> None:
+        if self._ready:
+            return
+        js = self._store.js
+        try:
+            await js.stream_info(self.kv_stream)
+        except nats.js.errors.NotFoundError:
             try:
-                self._kv = await js.key_value(self.bucket)
-            except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-                self._kv = await js.create_key_value(
-                    bucket=self.bucket, history=1, storage=StorageType.FILE, direct=True
-                )
-        return self._kv
+                await js.add_stream(erasable_kv_config(self.bucket, self._store.replicas))
+            except nats.js.errors.APIError as e:
+                raise self._store._translate_api(e, f"creating KV bucket {self.bucket!r}") from e
+        self._ready = True
 
     async def get(self, subject: str) -> Snapshot | None:
-        kv = await self._bucket()
-        try:
-            entry = await kv.get(subject)
-        except nats.js.errors.KeyNotFoundError:
+        await self._bucket()
+        msgs, _ = await self._reader.request({}, 5.0, subject=self._prefix + subject)
+        if not msgs:
             return None
-        if not entry.value:
+        msg = msgs[0]
+        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
             return None
-        data: bytes = entry.value
+        data: bytes = msg.data
+        if not data:
+            return None
         cipher = self._store.codec.cipher
         try:
-            if data[:1] == b"!" and cipher is not None:
+            if data[:1] == b"!":
+                if cipher is None:
+                    return None
                 key_id, _, sealed = data[1:].partition(b"!")
                 await cipher.prepare([subject], create=False)
                 data = cipher.decrypt(subject, key_id.decode(), sealed)
@@ -676,25 +841,33 @@ class KVSnapshotStore(SnapshotStore):
             return None
 
     async def put(self, snapshot: Snapshot) -> None:
-        kv = await self._bucket()
+        await self._bucket()
         data = snapshot.to_bytes()
         cipher = self._store.codec.cipher
         if cipher is not None and cipher.covers(snapshot.subject, None):
             await cipher.prepare([snapshot.subject], create=True)
             key_id, sealed = cipher.encrypt(snapshot.subject, data)
             data = b"!" + key_id.encode() + b"!" + sealed
-        await kv.put(snapshot.subject, data)
+        try:
+            await self._store.js.publish(self._prefix + snapshot.subject, data, timeout=5.0)
+        except nats.js.errors.APIError as e:
+            raise self._store._translate_api(
+                e, f"storing the snapshot of {snapshot.subject!r}"
+            ) from e
+        except nats.errors.TimeoutError as e:
+            raise StoreUnavailableError(
+                f"no answer storing the snapshot of {snapshot.subject!r}"
+            ) from e
 
     async def delete(self, subject: str) -> int:
-        kv = await self._bucket()
+        await self._bucket()
         removed = 0
         while True:
-            try:
-                entry = await kv.get(subject)
-            except nats.js.errors.KeyNotFoundError:
+            msgs, _ = await self._reader.request({}, 5.0, subject=self._prefix + subject)
+            if not msgs or not msgs[0].headers:
                 break
             try:
-                await self._store.js.delete_msg(f"KV_{self.bucket}", entry.revision)
+                await self._store.js.delete_msg(self.kv_stream, int(msgs[0].headers[p.SEQUENCE]))
                 removed += 1
             except nats.js.errors.APIError:
                 break

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from eventkit.errors import ConcurrencyError, ConfigError, EventTooLargeError
-from eventkit.store.base import EventStore, Write
+from eventkit.errors import ConcurrencyError, ConfigError
+from eventkit.store.base import EventStore, Write, encode_writes
 from eventkit.store.codec import Codec
-from eventkit.store.protocol import MAX_BATCH
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
 from eventkit.store.subjects import (
+    is_wildcard,
     subject_matches,
     validate_filter,
     validate_stream_name,
@@ -20,13 +21,16 @@ from eventkit.store.subjects import (
 )
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""The default max payload of nats-server (1 MiB)."""
 
 
 class InMemoryEventStore(EventStore):
-    """Behaves like :class:`JetStreamEventStore` without a server::
+    """Behaves like :class:`JetStreamEventStore` without a server: the same sequence numbering,
+    expectations, duplicate detection by event id and errors::
 
-    store = InMemoryEventStore(stream="bank")
-    await store.append("bank.account.a-1", [AccountOpened(owner="ada")], expected_sequence=0)
+        store = InMemoryEventStore(stream="bank")
+        await store.append("bank.account.a-1", [AccountOpened(owner="ada")], expected_sequence=0)
+        accounts = Repository(store, Account)
     """
 
     def __init__(
@@ -40,63 +44,51 @@ class InMemoryEventStore(EventStore):
         self.codec = codec or Codec()
         self.max_payload = max_payload
         self._messages: dict[int, StoredMessage] = {}
-        self._last_by_subject: dict[str, int] = {}
-        self._seen_ids: dict[str, int] = {}
+        self._by_subject: dict[str, list[int]] = {}
+        self._ids: dict[str, tuple[str, int]] = {}
         self._last_seq = 0
         self.snapshots = InMemorySnapshotStore()
 
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
-        if not writes:
-            raise ConfigError("append needs at least one write")
-        total = sum(len(w.events) for w in writes)
-        if total == 0:
-            raise ConfigError("append needs at least one event")
-        if total > MAX_BATCH:
-            raise ConfigError(f"an atomic append holds at most {MAX_BATCH} events, got {total}")
+        encoded = await encode_writes(self, writes, self.max_payload)
+        # a retried append whose events are all stored already is reported as done
+        found = [self._ids.get(eid, ("", 0))[0] == w.subject for w in writes for eid in w.ids]
+        if all(found):
+            return [self._ids[w.ids[-1]][1] for w in writes]
+        if any(eid in self._ids for w in writes for eid in w.ids):
+            raise ConfigError(
+                f"append to {writes[0].subject!r}: some of its event ids are stored already "
+                f"(but not all of them); give new events new ids"
+            )
         for w in writes:
-            validate_subject(w.subject, self.stream)
-        if self.codec.cipher is not None:
-            await self.codec.cipher.prepare([w.subject for w in writes], create=True)
-        encoded: list[tuple[str, str, dict[str, str], bytes]] = []
-        for w in writes:
-            for event, eid in zip(w.events, w.ids, strict=True):
-                headers, payload = self.codec.encode(w.subject, event, eid)
-                size = len(payload) + sum(len(k) + len(v) + 4 for k, v in headers.items())
-                if size > self.max_payload:
-                    raise EventTooLargeError(w.subject, size, self.max_payload)
-                encoded.append((w.subject, eid, headers, payload))
-        # a retried append whose ids are all stored already: report it as done
-        if all(eid in self._seen_ids for _, eid, _, _ in encoded):
-            return [self._seen_ids[w.ids[-1]] for w in writes]
-        seen_subjects: set[str] = set()
-        for w in writes:
-            if w.expected_sequence is not None and w.subject not in seen_subjects:
+            if w.expected_sequence is not None:
                 actual = await self.last_sequence(w.boundary or w.subject)
                 if actual != w.expected_sequence:
                     raise ConcurrencyError(w.subject, w.expected_sequence, actual)
-            seen_subjects.add(w.subject)
         now = datetime.now(UTC)
         result: list[int] = []
         i = 0
         for w in writes:
-            for _ in w.events:
-                subject, eid, headers, payload = encoded[i]
+            index = self._by_subject.setdefault(w.subject, [])
+            for eid in w.ids:
+                subject, headers, payload = encoded[i]
                 i += 1
                 self._last_seq += 1
                 seq = self._last_seq
                 self._messages[seq] = StoredMessage(subject, seq, now, headers, payload)
-                self._last_by_subject[subject] = seq
-                self._seen_ids[eid] = seq
+                index.append(seq)
+                self._ids[eid] = (subject, seq)
             result.append(self._last_seq)
         return result
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
         validate_subject(subject, self.stream)
-        return [
-            self.codec.decode(m)
-            for seq, m in sorted(self._messages.items())
-            if seq > after and m.subject == subject
-        ]
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigError(f"after must be an int >= 0, got {after!r}")
+        index = self._by_subject.get(subject, [])
+        start = bisect.bisect_right(index, after)
+        decode = self.codec.decode
+        return [decode(self._messages[seq]) for seq in index[start:]]
 
     async def read_all(
         self,
@@ -104,6 +96,14 @@ class InMemoryEventStore(EventStore):
         from_time: datetime | None = None,
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
+        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
+            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
+        if from_sequence < 1:
+            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
+        if from_time is not None and (
+            not isinstance(from_time, datetime) or from_time.tzinfo is None
+        ):
+            raise ConfigError("from_time must be a timezone-aware datetime (datetime.now(UTC))")
         async for m in self._scan(from_sequence, from_time, subjects):
             yield self.codec.decode(m)
 
@@ -118,9 +118,7 @@ class InMemoryEventStore(EventStore):
     ) -> AsyncIterator[StoredMessage]:
         filters = [validate_filter(s, self.stream) for s in subjects] if subjects else None
         end = self._last_seq
-        for seq in sorted(self._messages):
-            if seq < from_sequence or seq > end:
-                continue
+        for seq in range(max(1, from_sequence), end + 1):
             m = self._messages.get(seq)
             if m is None:
                 continue
@@ -133,11 +131,16 @@ class InMemoryEventStore(EventStore):
     async def last_sequence(self, subject: str | None = None) -> int:
         if subject is None:
             return self._last_seq
-        validate_filter(subject)
-        if subject in self._last_by_subject:
-            return self._last_by_subject[subject]
+        validate_filter(subject, self.stream)
+        if not is_wildcard(subject):
+            index = self._by_subject.get(subject)
+            return index[-1] if index else 0
         return max(
-            (s for subj, s in self._last_by_subject.items() if subject_matches(subject, subj)),
+            (
+                index[-1]
+                for subj, index in self._by_subject.items()
+                if index and subject_matches(subject, subj)
+            ),
             default=0,
         )
 
@@ -148,12 +151,10 @@ class InMemoryEventStore(EventStore):
         m = self._messages.pop(sequence, None)
         if m is None:
             return False
-        if self._last_by_subject.get(m.subject) == sequence:
-            remaining = [s for s, x in self._messages.items() if x.subject == m.subject]
-            if remaining:
-                self._last_by_subject[m.subject] = max(remaining)
-            else:
-                del self._last_by_subject[m.subject]
+        index = self._by_subject[m.subject]
+        index.remove(sequence)
+        if not index:
+            del self._by_subject[m.subject]
         return True
 
     async def close(self) -> None:

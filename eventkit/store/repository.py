@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from eventkit.domain.aggregate import Aggregate
 from eventkit.errors import AggregateNotFound, ConcurrencyError, ConfigError
-from eventkit.store.base import EventStore, Write
+from eventkit.store.base import EventStore, Write, trusted_write
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.subjects import entity_subject
 
 A = TypeVar("A", bound=Aggregate)
 
+log = logging.getLogger(__name__)
+
 
 class Repository(Generic[A]):
     """Loads and saves one aggregate class::
 
-        accounts = Repository(store, Account)
-        acct = Account("a-1"); acct.open("ada")
-        await accounts.save(acct)                    # expects acct.version (0 = new)
-        acct = await accounts.load("a-1")
-        await accounts.update("a-1", lambda a: a.deposit(5))   # reload + retry on conflict
+    accounts = Repository(store, Account)
+    acct = Account("a-1"); acct.open("ada")
+    await accounts.save(acct)                    # expects acct.version (0 = new)
+    acct = await accounts.load("a-1")
+    await accounts.update("a-1", lambda a: a.deposit(5))   # reload + retry on conflict
     """
 
     def __init__(
@@ -39,9 +43,17 @@ class Repository(Generic[A]):
         self.aggregate = aggregate
         self._snapshots = snapshots
         self._shape: list[str] | None = None
+        self._subjects: dict[str, str] = {}
 
     def subject(self, id: str) -> str:
-        return entity_subject(self.store.stream, self.aggregate.aggregate_type, id)
+        """The subject of aggregate ``id``: ``<stream>.<aggregate type>.<id>`` (validated)."""
+        subject = self._subjects.get(id)
+        if subject is None:
+            subject = entity_subject(self.store.stream, self.aggregate.aggregate_type, id)
+            if len(self._subjects) > 10_000:
+                self._subjects.clear()
+            self._subjects[id] = subject
+        return subject
 
     @property
     def snapshots(self) -> SnapshotStore | None:
@@ -87,30 +99,40 @@ class Repository(Generic[A]):
         )
 
     async def _snapshot(self, agg: A) -> None:
+        """Store a snapshot; a failure is logged, never raised (the events are stored)."""
         snaps = self.snapshots
         if snaps is None:
             return
-        state = agg.snapshot_state()
-        agg._since_snapshot = 0
-        await snaps.put(
-            Snapshot(
-                subject=self.subject(agg.id),
-                version=agg.version,
-                aggregate=self.aggregate.aggregate_type,
-                snapshot_version=self.aggregate.snapshot_version,
-                shape=sorted(state),
-                state=state,
+        try:
+            state = agg.snapshot_state()
+            await snaps.put(
+                Snapshot(
+                    subject=self.subject(agg.id),
+                    version=agg.version,
+                    aggregate=self.aggregate.aggregate_type,
+                    snapshot_version=self.aggregate.snapshot_version,
+                    shape=sorted(state),
+                    state=state,
+                )
             )
-        )
+            agg._since_snapshot = 0
+        except Exception as e:
+            log.warning(
+                "snapshot of %s %r at version %d failed (%s); loads replay the events instead. "
+                "Make snapshot_state() return JSON data (override it with restore_state()).",
+                self.aggregate.__name__,
+                agg.id,
+                agg.version,
+                e,
+            )
 
     def _write(self, agg: A) -> Write:
         if not isinstance(agg, self.aggregate):
             raise ConfigError(f"this repository saves {self.aggregate.__name__}, got {agg!r}")
-        return Write(
-            self.subject(agg.id),
-            list(agg.pending),
-            expected_sequence=agg.version,
-            event_ids=list(agg.pending_ids),
+        if len(agg.pending_ids) != len(agg.pending):
+            raise ConfigError(f"{agg!r}: pending and pending_ids differ in length")
+        return trusted_write(
+            self.subject(agg.id), list(agg.pending), agg.version, list(agg.pending_ids)
         )
 
     async def save(self, agg: A) -> None:
@@ -138,15 +160,21 @@ class Repository(Generic[A]):
     async def update(
         self,
         id: str,
-        fn: Callable[[A], None | Awaitable[None]],
+        fn: Callable[[A], Awaitable[None] | None],
         *,
         retries: int = 20,
         create: bool = False,
     ) -> A:
-        """Load, apply ``fn`` (a command), save; on ``ConcurrencyError`` reload and try again.
+        """Load, apply ``fn`` (a command), save; on ``ConcurrencyError`` reload and try again,
+        up to ``retries`` times (with a short random back-off). Returns the saved aggregate::
 
-        ``create=True`` starts from a fresh aggregate when it has no events yet.
+            acct = await accounts.update("a-1", lambda a: a.deposit(5))
+
+        ``create=True`` starts from a fresh aggregate when it has no events yet. ``fn`` may be a
+        coroutine function; it must only decide and record (it may run several times).
         """
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
         attempt = 0
         while True:
             try:
@@ -156,7 +184,7 @@ class Repository(Generic[A]):
                     raise
                 agg = self.aggregate(id)
             result = fn(agg)
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            if inspect.isawaitable(result):
                 await result
             try:
                 await self.save(agg)
@@ -166,4 +194,3 @@ class Repository(Generic[A]):
                 if attempt > retries:
                     raise
                 await asyncio.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
-

@@ -6,12 +6,24 @@ import re
 
 from eventkit.errors import InvalidSubjectError
 
-_FORBIDDEN = re.compile(r"[.*>\s\x00]")
+_FORBIDDEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_SUBJECT_BYTES = 1024
+"""Longest subject (UTF-8 bytes): a protocol line over the server's 4 KiB limit closes the
+connection for good, so a long subject is refused before it is sent."""
+
+
+def _check_length(subject: str, what: str) -> None:
+    size = len(subject.encode("utf-8", "surrogatepass"))
+    if size > MAX_SUBJECT_BYTES:
+        raise InvalidSubjectError(
+            f"{what} {subject[:40]!r}... is {size} bytes, over the limit of {MAX_SUBJECT_BYTES}; "
+            f"use shorter ids (e.g. a UUID or a hash of the natural key)"
+        )
 
 
 def validate_token(token: str, what: str = "subject token") -> str:
-    """Check one subject token: non-empty, no ``.``, ``*``, ``>``, whitespace or NUL."""
+    """Check one subject token: non-empty; no ``.``, ``*``, ``>``, whitespace, control chars."""
     if not isinstance(token, str):
         raise InvalidSubjectError(f"{what} must be a string, got {type(token).__name__}")
     if token == "":
@@ -20,7 +32,7 @@ def validate_token(token: str, what: str = "subject token") -> str:
     if bad:
         raise InvalidSubjectError(
             f"{what} {token!r} contains {bad.group()!r}: tokens may not contain '.', '*', '>', "
-            f"whitespace or NUL (use '-' or '_' instead)"
+            f"whitespace or control characters (use '-' or '_' instead)"
         )
     return token
 
@@ -42,12 +54,23 @@ def entity_subject(stream: str, aggregate_type: str, entity_id: str) -> str:
     return f"{stream}.{aggregate_type}.{entity_id}"
 
 
+_VALID_SUBJECTS: set[str] = set()
+_VALID_SUBJECTS_MAX = 100_000
+
+
 def validate_subject(subject: str, stream: str | None = None) -> str:
     """A concrete (wildcard-free) subject, inside ``stream`` when given."""
-    if not isinstance(subject, str) or not subject:
-        raise InvalidSubjectError(f"subject {subject!r} is empty; expected e.g. 'bank.account.a-1'")
-    for i, token in enumerate(subject.split(".")):
-        validate_token(token, f"token {i + 1} of subject {subject!r}")
+    if not isinstance(subject, str) or subject not in _VALID_SUBJECTS:
+        if not isinstance(subject, str) or not subject:
+            raise InvalidSubjectError(
+                f"subject {subject!r} is empty or not a string; expected e.g. 'bank.account.a-1'"
+            )
+        _check_length(subject, "subject")
+        for i, token in enumerate(subject.split(".")):
+            validate_token(token, f"token {i + 1} of subject {subject!r}")
+        if len(_VALID_SUBJECTS) >= _VALID_SUBJECTS_MAX:
+            _VALID_SUBJECTS.clear()
+        _VALID_SUBJECTS.add(subject)
     if stream is not None and not subject.startswith(stream + "."):
         raise InvalidSubjectError(
             f"subject {subject!r} is outside the stream {stream!r}; subjects start with '{stream}.'"
@@ -58,7 +81,10 @@ def validate_subject(subject: str, stream: str | None = None) -> str:
 def validate_filter(pattern: str, stream: str | None = None) -> str:
     """A subject filter: tokens, ``*`` for one token, ``>`` as the last token only."""
     if not isinstance(pattern, str) or not pattern:
-        raise InvalidSubjectError(f"subject filter {pattern!r} is empty; expected e.g. 'bank.account.>'")
+        raise InvalidSubjectError(
+            f"subject filter {pattern!r} is empty; expected e.g. 'bank.account.>'"
+        )
+    _check_length(pattern, "subject filter")
     tokens = pattern.split(".")
     for i, token in enumerate(tokens):
         if token == "*":
@@ -72,7 +98,8 @@ def validate_filter(pattern: str, stream: str | None = None) -> str:
         validate_token(token, f"token {i + 1} of subject filter {pattern!r}")
     if stream is not None and tokens[0] != stream and tokens[0] not in ("*", ">"):
         raise InvalidSubjectError(
-            f"subject filter {pattern!r} is outside the stream {stream!r}; start it with '{stream}.'"
+            f"subject filter {pattern!r} is outside the stream {stream!r}; "
+            f"start it with '{stream}.'"
         )
     return pattern
 

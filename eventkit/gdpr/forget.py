@@ -1,0 +1,479 @@
+"""Forget a subject (GDPR erasure) or one message, verifiably and resumably.
+
+The steps of :func:`forget_subject`, in this order, each idempotent::
+
+    1. record the request (eventkit_forget_requests: HMAC of the subject, step, counts)
+    2. shred the subject's data key (secure erase + tombstone): from here on every copy of its
+       encrypted events, wherever it is (Raft logs, mirrors, backups), is unreadable
+    3. erase every message of the subject one by one (secure erase, bytes overwritten)
+    4. erase its snapshots
+    5. run every reading projector's forget(subject, db), delete its dead letters, in one
+       SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+    6. publish the ``forgotten`` notice so other services' projectors forget too
+    7. write the audit entry and mark the request finished, in one transaction
+
+The key goes first because it is the one step that makes *every* copy unreadable at once: if the
+run is interrupted after it, nothing readable is left behind while the rest waits for the re-run;
+erasing it last would leave the remaining messages readable for as long as the job stays
+unfinished. Running ``forget`` again after an interruption at any point finishes the job.
+
+Example::
+
+    report = await forget_subject(app, store, engine, "bank.customer.c-1")
+    print(report.messages, report.projectors_without_forget)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from eventkit.errors import ConfigError, InvalidSubjectError
+from eventkit.gdpr import tables as t
+from eventkit.gdpr.notice import (
+    encode_notice,
+    is_system_subject,
+    notice_subject,
+    projectors_for,
+    subject_digest,
+)
+from eventkit.store.base import EventStore
+from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
+
+if TYPE_CHECKING:
+    from eventkit.app import App
+
+CANNOT_ERASE: tuple[str, ...] = (
+    "copies in the Raft logs of a replicated stream (R3+), until they compact (minutes)",
+    "mirrors and sourced copies of the stream on other streams or servers",
+    "backups of the JetStream store and of the SQL database",
+    "PostgreSQL dead row versions, until VACUUM",
+)
+"""What eventkit cannot erase itself; crypto-shredding makes the encrypted part unreadable."""
+
+Progress = Callable[[str, int], None]
+"""Called as ``progress(step, count)`` after each step (and each erased message)."""
+
+STEPS = ("started", "key", "messages", "snapshots", "projectors", "notice", "done")
+
+
+@dataclass
+class ForgetReport:
+    """What a forget erased (or, with ``dry_run``, would erase)."""
+
+    stream: str
+    subject: str
+    subject_hmac: str
+    hmac_scheme: str
+    dry_run: bool
+    messages: int = 0
+    snapshots: int = 0
+    key: str = "none"
+    """``"shredded"``, ``"already shredded"``, ``"none"`` (never had one); dry run: ``"active"``."""
+    encrypted: bool = False
+    """The subject is a personal-data subject: its events are stored encrypted."""
+    projectors: list[str] = field(default_factory=list)
+    projectors_without_forget: list[str] = field(default_factory=list)
+    dead_letters: int = 0
+    notice_sequence: int | None = None
+    resumed: bool = False
+    previously_finished: datetime | None = None
+
+    @property
+    def nothing(self) -> bool:
+        """Nothing of the subject was found anywhere eventkit looks."""
+        return (
+            self.messages == 0
+            and self.snapshots == 0
+            and self.key in ("none", "already shredded")
+            and not self.resumed
+        )
+
+    @property
+    def cannot_erase(self) -> tuple[str, ...]:
+        return CANNOT_ERASE
+
+    @property
+    def covered_by(self) -> str:
+        if self.encrypted or self.key != "none":
+            return (
+                "crypto-shredding: the subject's data key is erased, so no copy of its "
+                "encrypted events or snapshots can be decrypted any more"
+            )
+        return (
+            "nothing: this subject is not stored encrypted (declare personal_data = True on its "
+            "aggregate or events to have copies out of reach made unreadable)"
+        )
+
+
+@dataclass
+class MessageForgetReport:
+    """What ``forget --seq N`` erased, and which read models still hold its effect."""
+
+    stream: str
+    sequence: int
+    found: bool
+    dry_run: bool
+    subject: str | None = None
+    erased: bool = False
+    stale_projectors: list[str] = field(default_factory=list)
+    """Projectors that read the subject and whose checkpoint is at or past the message."""
+
+
+# -- forget a subject -------------------------------------------------------------------------
+
+
+async def forget_subject(
+    app: App,
+    store: EventStore,
+    engine: Engine,
+    subject: str,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ForgetReport:
+    """Erase everything eventkit holds of ``subject``; see the module docstring for the order.
+
+    Example::
+
+        report = await forget_subject(app, store, engine, "bank.customer.c-1", dry_run=True)
+    """
+    stream = store.stream
+    validate_subject(subject, stream)
+    if is_system_subject(stream, subject):
+        raise InvalidSubjectError(f"{subject!r} is one of eventkit's system subjects, not data")
+    cipher = store.codec.cipher
+    digest, scheme = subject_digest(subject, stream, cipher)
+    report = ForgetReport(
+        stream=stream, subject=subject, subject_hmac=digest, hmac_scheme=scheme, dry_run=dry_run
+    )
+    report.encrypted = cipher is not None and cipher.covers(subject, None)
+    readers = projectors_for(subject, app.projectors, stream)
+    report.projectors = [p.name for p in readers]
+    report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
+    _check_tables(engine)
+    request = await asyncio.to_thread(_load_request, engine, stream, digest)
+    if request is not None and request["finished_at"] is None:
+        report.resumed = True
+    elif request is not None:
+        report.previously_finished = request["finished_at"]
+
+    sequences = [m.sequence async for m in store.read_raw(subject)]
+    report.messages = len(sequences)
+    shredder = getattr(cipher, "shred", None)
+    state_of = getattr(cipher, "state", None)
+    key_state = str(await state_of(subject)) if state_of is not None else "none"
+    if dry_run:
+        report.key = {"forgotten": "already shredded"}.get(key_state, key_state)
+        report.snapshots = 1 if await _snapshot_exists(store, subject) else 0
+        return report
+    if report.messages == 0 and key_state != "active" and not report.resumed:
+        report.key = "already shredded" if key_state == "forgotten" else "none"
+        report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
+        if report.nothing:
+            return report
+
+    def step(name: str, count: int = 0) -> None:
+        if progress is not None:
+            progress(name, count)
+
+    await asyncio.to_thread(_save_request, engine, stream, digest, "started", 0)
+    step("started")
+    # 2. the key: after this, nothing of the subject is readable anywhere
+    if shredder is not None and key_state != "none":
+        erased = await shredder(subject)
+        report.key = "shredded" if erased else "already shredded"
+    await asyncio.to_thread(_save_request, engine, stream, digest, "key", 0)
+    step("key")
+    # 3. every message, one secure erase each (appends racing in are caught by the re-scan)
+    erased_count = 0
+    for _ in range(5):
+        for seq in sequences:
+            if await store.delete(seq):
+                erased_count += 1
+            step("message", erased_count)
+        sequences = [m.sequence async for m in store.read_raw(subject)]
+        if not sequences:
+            break
+    report.messages = erased_count
+    await asyncio.to_thread(_save_request, engine, stream, digest, "messages", erased_count)
+    step("messages", erased_count)
+    # 4. snapshots
+    report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
+    await asyncio.to_thread(_save_request, engine, stream, digest, "snapshots", erased_count)
+    step("snapshots", report.snapshots)
+    # 5. read models, dead letters
+    report.dead_letters = await asyncio.to_thread(
+        _forget_rows, engine, readers, subject, stream, digest
+    )
+    step("projectors", len(readers))
+    # 6. the notice for other services
+    report.notice_sequence = await _publish_notice(store, subject)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "notice", erased_count)
+    step("notice")
+    # 7. audit, done
+    await asyncio.to_thread(_finish, engine, report)
+    step("done")
+    return report
+
+
+async def subjects_matching(store: EventStore, pattern: str) -> dict[str, int]:
+    """The concrete subjects with messages under a wildcard ``pattern``, with their counts."""
+    validate_filter(pattern, store.stream)
+    counts: dict[str, int] = {}
+    async for m in store.read_raw(pattern):
+        if not is_system_subject(store.stream, m.subject):
+            counts[m.subject] = counts.get(m.subject, 0) + 1
+    return counts
+
+
+async def forget_pattern(
+    app: App,
+    store: EventStore,
+    engine: Engine,
+    pattern: str,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> list[ForgetReport]:
+    """Forget every subject with messages under the wildcard ``pattern``, one after the other."""
+    if not is_wildcard(pattern):
+        return [await forget_subject(app, store, engine, pattern, dry_run=dry_run)]
+    reports = []
+    for subject in sorted(await subjects_matching(store, pattern)):
+        reports.append(
+            await forget_subject(app, store, engine, subject, dry_run=dry_run, progress=progress)
+        )
+    return reports
+
+
+# -- forget one message ----------------------------------------------------------------------
+
+
+async def forget_message(
+    app: App, store: EventStore, engine: Engine, sequence: int, *, dry_run: bool = False
+) -> MessageForgetReport:
+    """Securely erase the message at stream ``sequence``; name the read models that applied it.
+
+    Example::
+
+        report = await forget_message(app, store, engine, 42)
+        report.stale_projectors        # replay these from the start to drop its effect
+    """
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
+        raise ConfigError(f"--seq must be a stream sequence >= 1, got {sequence!r}")
+    stream = store.stream
+    report = MessageForgetReport(stream=stream, sequence=sequence, found=False, dry_run=dry_run)
+    msg = await store.get(sequence)
+    if msg is None:
+        return report
+    report.found = True
+    report.subject = msg.subject
+    if is_system_subject(stream, msg.subject):
+        raise InvalidSubjectError(
+            f"sequence {sequence} is an eventkit system event ({msg.subject}), not data"
+        )
+    readers = projectors_for(msg.subject, app.projectors, stream)
+    positions = await asyncio.to_thread(_checkpoint_positions, engine)
+    report.stale_projectors = [p.name for p in readers if positions.get(p.name, 0) >= sequence]
+    if dry_run:
+        return report
+    _check_tables(engine)
+    report.erased = await store.delete(sequence)
+    digest, scheme = subject_digest(msg.subject, stream, store.codec.cipher)
+    row = {
+        "stream": stream,
+        "kind": "message",
+        "subject_hmac": digest,
+        "hmac_scheme": scheme,
+        "sequence": sequence,
+        "messages_erased": 1 if report.erased else 0,
+        "snapshots_erased": 0,
+        "key_shredded": False,
+        "projectors": json.dumps(report.stale_projectors),
+        "projectors_without_forget": "[]",
+        "at": datetime.now(UTC),
+    }
+    await asyncio.to_thread(_insert_audit, engine, row)
+    return report
+
+
+def replay_command(projector: str, app_target: str | None) -> str:
+    """The CLI command that rebuilds ``projector`` without an erased message."""
+    app = f"--app {app_target} " if app_target else ""
+    return f"eventkit {app}projections replay {projector} --from-start"
+
+
+# -- internals --------------------------------------------------------------------------------
+
+
+async def _snapshot_exists(store: EventStore, subject: str) -> bool:
+    snaps: Any = getattr(store, "snapshots", None)
+    return snaps is not None and (await snaps.get(subject)) is not None
+
+
+async def _publish_notice(store: EventStore, subject: str) -> int | None:
+    js = getattr(store, "js", None)
+    if js is None:
+        return None
+    headers, payload = encode_notice(subject, store.stream, store.codec.cipher)
+    ack = await js.publish(notice_subject(store.stream), payload, headers=headers)
+    return int(ack.seq)
+
+
+def _check_tables(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            missing = [
+                name
+                for name in (t.forget_requests.name, t.forget_audit.name)
+                if not inspect(conn).has_table(name)
+            ]
+    except SQLAlchemyError as e:
+        raise ConfigError(f"cannot reach the SQL database for the forget log: {e}") from e
+    if missing:
+        raise ConfigError(
+            f"eventkit's GDPR tables are missing ({', '.join(missing)}): run `eventkit db "
+            f"upgrade` first"
+        )
+
+
+def _load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | None:
+    r = t.forget_requests
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(r).where(r.c.stream == stream, r.c.subject_hmac == digest)
+        ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def _save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
+    r = t.forget_requests
+    now = datetime.now(UTC)
+    with Session(engine) as db, db.begin():
+        done = db.execute(  # type: ignore[attr-defined]
+            update(r)
+            .where(r.c.stream == stream, r.c.subject_hmac == digest)
+            .values(step=step, messages_erased=erased, updated_at=now, finished_at=None)
+        ).rowcount
+        if not done:
+            db.execute(
+                insert(r).values(
+                    stream=stream,
+                    subject_hmac=digest,
+                    step=step,
+                    messages_erased=erased,
+                    started_at=now,
+                    updated_at=now,
+                )
+            )
+
+
+def _forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
+    sqlite = engine.dialect.name == "sqlite"
+    with Session(engine) as db, db.begin():
+        if sqlite:
+            db.execute(text("PRAGMA secure_delete = ON"))
+        for p in readers:
+            p.forget(subject, db)
+        dead = 0
+        if inspect(db.connection()).has_table(t.dead_letters.name):
+            dead = db.execute(  # type: ignore[attr-defined]
+                delete(t.dead_letters).where(t.dead_letters.c.subject == subject)
+            ).rowcount
+        r = t.forget_requests
+        db.execute(
+            update(r)
+            .where(r.c.stream == stream, r.c.subject_hmac == digest)
+            .values(step="projectors", updated_at=datetime.now(UTC))
+        )
+    if sqlite:
+        _truncate_wal(engine)
+    return int(dead or 0)
+
+
+def _truncate_wal(engine: Engine) -> None:
+    # WAL frames still hold the old pages (with the erased rows) until a checkpoint: fold
+    # them into the (securely overwritten) database file and truncate the WAL.
+    # (outside any transaction: on the DBAPI connection, not through the engine's BEGIN)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        raw.close()
+
+
+def _finish(engine: Engine, report: ForgetReport) -> None:
+    row = {
+        "stream": report.stream,
+        "kind": "subject",
+        "subject_hmac": report.subject_hmac,
+        "hmac_scheme": report.hmac_scheme,
+        "sequence": None,
+        "messages_erased": report.messages,
+        "snapshots_erased": report.snapshots,
+        "key_shredded": report.key == "shredded",
+        "projectors": json.dumps(report.projectors),
+        "projectors_without_forget": json.dumps(report.projectors_without_forget),
+        "at": datetime.now(UTC),
+    }
+    r = t.forget_requests
+    with Session(engine) as db, db.begin():
+        db.execute(insert(t.forget_audit).values(**row))
+        db.execute(
+            update(r)
+            .where(r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
+            .values(step="done", updated_at=row["at"], finished_at=row["at"])
+        )
+
+
+def _insert_audit(engine: Engine, row: dict[str, Any]) -> None:
+    with Session(engine) as db, db.begin():
+        db.execute(insert(t.forget_audit).values(**row))
+
+
+def _checkpoint_positions(engine: Engine) -> dict[str, int]:
+    c = t.checkpoints
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(c.name):
+                return {}
+            return {
+                str(name): int(seq)
+                for name, seq in conn.execute(select(c.c.projector, c.c.last_sequence))
+            }
+    except SQLAlchemyError:
+        return {}
+
+
+def audit_entries(engine: Engine, stream: str | None = None) -> list[dict[str, Any]]:
+    """The forget audit log (newest last), as dicts; subjects appear only as HMACs."""
+    a = t.forget_audit
+    query = select(a).order_by(a.c.id)
+    if stream is not None:
+        query = query.where(a.c.stream == stream)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+__all__ = [
+    "CANNOT_ERASE",
+    "ForgetReport",
+    "MessageForgetReport",
+    "audit_entries",
+    "forget_message",
+    "forget_pattern",
+    "forget_subject",
+    "replay_command",
+    "subjects_matching",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from eventkit.cli.context import console, run, state
 from eventkit.cli.main import app
-from eventkit.errors import EventkitError
+from eventkit.errors import EventkitError, ForgottenError
 from eventkit.store import protocol as p
 from eventkit.store.subjects import validate_subject
 
@@ -35,7 +36,12 @@ def events_command(
         store = await the_app.connect(st.settings())
         rows: list[dict[str, Any]] = []
         async with store:
-            async for m in store.read_raw(subject, from_sequence=after + 1):
+            raw = [m async for m in store.read_raw(subject, from_sequence=after + 1)]
+            cipher = store.codec.cipher
+            if cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+                with contextlib.suppress(ForgottenError):
+                    await cipher.prepare([subject], create=False)  # fetch the subject's key
+            for m in raw:
                 row: dict[str, Any] = {
                     "sequence": m.sequence,
                     "time": m.time.isoformat(),
@@ -89,13 +95,13 @@ def info_command(
                 "stream": store.stream,
                 "subjects": list(cfg.subjects or []),
                 "server_version": store.server_version,
-                "servers": [str(u) for u in store.nc.servers],
+                "servers": [getattr(u, "geturl", lambda u=u: str(u))() for u in store.nc.servers],
                 "replicas": cfg.num_replicas,
                 "messages": s.messages,
                 "bytes": s.bytes,
                 "first_sequence": s.first_seq,
                 "last_sequence": s.last_seq,
-                "subjects_count": s.num_subjects,
+                "subjects_count": getattr(s, "num_subjects", None),  # nats-py drops it
                 "deleted": s.num_deleted,
                 "max_payload": store.max_payload,
                 "duplicate_window_s": cfg.duplicate_window,

@@ -309,7 +309,7 @@ async def forget_message(
 def replay_command(projector: str, app_target: str | None) -> str:
     """The CLI command that rebuilds ``projector`` without an erased message."""
     app = f"--app {app_target} " if app_target else ""
-    return f"eventkit {app}projections replay {projector} --from-start"
+    return f"eventkit {app}replay {projector} --from-start"
 
 
 # -- internals --------------------------------------------------------------------------------

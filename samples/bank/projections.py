@@ -68,7 +68,9 @@ class Ledger(Projector):
     subjects = ["bank.account.>"]
     idempotent = True
 
-    def _row(self, db: Session, rec: RecordedEvent[Any], kind: str, amount: int, other: str | None) -> None:
+    def _row(
+        self, db: Session, rec: RecordedEvent[Any], kind: str, amount: int, other: str | None
+    ) -> None:
         db.execute(delete(ledger).where(ledger.c.sequence == rec.sequence))
         db.execute(
             insert(ledger).values(

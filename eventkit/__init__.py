@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Aggregate",
-    "App",
     "AggregateNotFound",
+    "App",
     "ConcurrencyError",
     "ConfigError",
     "Event",

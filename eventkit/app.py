@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventkit.domain.aggregate import Aggregate
 from eventkit.errors import ConfigError
-from eventkit.projection.projector import Projector
+from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.store.base import EventStore
 from eventkit.store.subjects import validate_filter, validate_stream_name
 
 if TYPE_CHECKING:
@@ -60,6 +61,12 @@ class App:
         self.personal_subjects = [
             f"{stream}.{a.aggregate_type}.*" for a in self.aggregates if a.personal_data
         ] + extra
+
+    def system_events(self, store: EventStore) -> SystemEvents:
+        """The system events this app's runners follow: other services' GDPR forgets."""
+        from eventkit.gdpr.notice import ForgetNotices
+
+        return ForgetNotices(store.stream, store.codec.cipher)
 
     def projector(self, name: str) -> Projector:
         for p in self.projectors:

@@ -134,9 +134,32 @@ def apply_notice(
     return names
 
 
+class ForgetNotices:
+    """The runner side of ``forgotten`` notices: forget the subject in the projector's rows.
+
+    ``App.system_events(store)`` builds it; ``run_projectors`` and ``eventkit run`` use it.
+    """
+
+    def __init__(self, stream: str, cipher: Any) -> None:
+        self.stream = stream
+        self.cipher = cipher
+
+    def subjects(self, stream: str) -> list[str]:
+        return [notice_subject(stream)]
+
+    def handles(self, subject: str) -> bool:
+        return is_notice(self.stream, subject)
+
+    def apply(self, projector: Projector, message: StoredMessage, db: Session) -> None:
+        notice = decode_notice(message, self.cipher, self.stream)
+        if notice is not None:
+            apply_notice(notice, [projector], self.stream, db)
+
+
 __all__ = [
     "FORGOTTEN",
     "SYSTEM_HEADER",
+    "ForgetNotices",
     "ForgottenNotice",
     "apply_notice",
     "decode_notice",

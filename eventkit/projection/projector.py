@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.store.records import RecordedEvent
+from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import validate_filter
 
 ErrorPolicy = Literal["halt", "park"]
@@ -103,3 +103,17 @@ class Projector:
     @classmethod
     def declares_rewind(cls) -> bool:
         return cls.rewind is not Projector.rewind
+
+
+class SystemEvents(Protocol):
+    """eventkit's own events a runner also follows (e.g. another service's GDPR forget).
+
+    ``subjects`` are added to each projector's consumer filters; ``apply`` runs in the batch
+    transaction, so a system event is applied exactly once, like any event.
+    """
+
+    def subjects(self, stream: str) -> list[str]: ...
+
+    def handles(self, subject: str) -> bool: ...
+
+    def apply(self, projector: Projector, message: StoredMessage, db: Session) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from eventkit.domain.events import Event
@@ -38,3 +38,12 @@ class StoredMessage:
     time: datetime
     headers: dict[str, str]
     data: bytes
+
+
+def time_from_ns(ns: int) -> datetime:
+    """A server timestamp in nanoseconds as an aware UTC datetime, truncated to microseconds
+    (never rounded up, so an event's time is never after the server's)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -12,12 +12,18 @@ The fixtures are plain sync fixtures, so they work with any event loop scope.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from eventkit.server import ServerProcess, start_server_process
+
+if TYPE_CHECKING:
+    from eventkit.store.jetstream import JetStreamEventStore
 
 
 @pytest.fixture(scope="session")
@@ -60,5 +66,25 @@ def stream_name() -> str:
     return f"t_{uuid.uuid4().hex[:16]}"
 
 
-# The event_store fixture (a JetStreamEventStore on nats_url and stream_name) goes here once
-# eventkit.store.jetstream exists.
+if importlib.util.find_spec("pytest_asyncio") is not None:  # the async fixture needs it
+    import pytest_asyncio
+
+    @pytest_asyncio.fixture
+    async def event_store(nats_url: str, stream_name: str) -> AsyncIterator[JetStreamEventStore]:
+        """A JetStreamEventStore on a fresh stream of the session server, deleted afterwards.
+
+        Example::
+
+            async def test_save(event_store: JetStreamEventStore) -> None:
+                await Repository(event_store, Account).save(acct)
+        """
+        from eventkit.store.jetstream import JetStreamEventStore
+
+        store = await JetStreamEventStore.connect(nats_url, stream=stream_name)
+        try:
+            yield store
+        finally:
+            for name in (stream_name, f"KV_{stream_name}_snapshots", f"KV_{stream_name}_keys"):
+                with contextlib.suppress(Exception):
+                    await store.js.delete_stream(name)
+            await store.close()

@@ -49,7 +49,7 @@ class LostAcks(JetStreamEventStore):
         subject: str,
         payload: bytes,
         headers: dict[str, str],
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
     ) -> Msg:
         self.sent += 1
         msg = await super()._request(subject, payload, headers, timeout)

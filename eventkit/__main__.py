@@ -1,0 +1,3 @@
+from eventkit.cli.main import main
+
+main()

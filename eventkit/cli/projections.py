@@ -1,0 +1,370 @@
+"""``eventkit run``, ``replay``, ``status`` and ``dlq``: run and inspect the projectors.
+
+A thin shim over :mod:`eventkit.projection`: parse, call the library, print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from eventkit.cli.context import EXIT_HALTED, EXIT_USAGE, console, err_console, fail, run, state
+from eventkit.cli.main import app
+from eventkit.errors import ConfigError
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
+from eventkit.projection.replay import parse_when, plan_replay, replay
+from eventkit.projection.runner import DEFAULT_LEASE_TTL, ProjectionRunner, RunResult
+from eventkit.projection.sql import make_engine
+from eventkit.projection.status import ProjectorStatus, status
+
+dlq_app = typer.Typer(
+    help="Parked events of projectors with on_error = 'park'.\n\nExample: eventkit dlq list",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _runner_table(runners: list[ProjectionRunner]) -> Table:
+    table = Table("projector", "state", "checkpoint", "lag (events)", "processed", "owner")
+    for r in runners:
+        table.add_row(r.name, r.state, str(r.checkpoint), str(r.lag), str(r.processed), r.owner)
+    return table
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    projectors: list[str] = typer.Argument(None, help="Projector names (default: all)."),
+    once: bool = typer.Option(
+        False, "--once", help="Catch up to the stream's end as it is now, then exit."
+    ),
+    lease_ttl: float = typer.Option(
+        DEFAULT_LEASE_TTL, "--lease-ttl", min=0.5, help="Seconds a dead worker blocks a standby."
+    ),
+    owner: str = typer.Option(None, "--owner", help="Lease owner id (default host:pid:random)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Run projector workers: catch up, then apply new events live (Ctrl-C stops cleanly).
+
+    One worker per projector applies at a time; start several for failover.
+
+    Example: eventkit --app samples.bank.app:app run balances --once
+    """
+    st = state(ctx)
+
+    async def go() -> list[RunResult]:
+        the_app = st.app()
+        selected = the_app.select(projectors or [])
+        settings = st.settings()
+        engine = make_engine(settings.resolved_database_url)
+        store = await the_app.connect(settings)
+        runners = [
+            ProjectionRunner(
+                pr,
+                store,
+                engine,
+                lease_ttl=lease_ttl,
+                owner=owner,
+                system=the_app.system_events(store),
+            )
+            for pr in selected
+        ]
+        loop = asyncio.get_running_loop()
+
+        def stop_all() -> None:
+            for r in runners:
+                r.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop_all)
+        try:
+            tasks = [asyncio.ensure_future(r.catch_up() if once else r.run()) for r in runners]
+            if as_json or not console.is_terminal:
+                return list(await asyncio.gather(*tasks))
+            with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
+                while not all(t.done() for t in tasks):
+                    await asyncio.wait(tasks, timeout=0.5)
+                    live.update(_runner_table(runners))
+            return [t.result() for t in tasks]
+        finally:
+            await store.close()
+            engine.dispose()
+
+    results = run(go())
+    if as_json:
+        console.print_json(json.dumps([_res(r) for r in results]))
+    else:
+        table = Table("projector", "checkpoint", "processed", "halted", "error")
+        for r in results:
+            table.add_row(
+                r.projector,
+                str(r.checkpoint),
+                str(r.processed),
+                "yes" if r.halted else "no",
+                r.error or "",
+            )
+        console.print(table)
+    if any(r.halted for r in results):
+        raise typer.Exit(EXIT_HALTED)
+
+
+def _res(r: RunResult) -> dict[str, Any]:
+    return {
+        "projector": r.projector,
+        "checkpoint": r.checkpoint,
+        "processed": r.processed,
+        "halted": r.halted,
+        "error": r.error,
+    }
+
+
+@app.command("replay")
+def replay_command(
+    ctx: typer.Context,
+    projector: str = typer.Argument(..., help="The projector to replay."),
+    from_start: bool = typer.Option(False, "--from-start", help="Reset it and apply every event."),
+    from_seq: int = typer.Option(None, "--from-seq", help="Replay from this stream sequence."),
+    from_time: str = typer.Option(
+        None, "--from-time", help="ISO 8601 with a zone, or relative: 90s, 15m, 2h, 3d."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Replay a projector, then exit once it has caught up.
+
+    From the start it calls the projector's reset(db); from a sequence or a time it needs the
+    projector to be idempotent or to implement rewind(to_sequence, db).
+
+    Example: eventkit --app samples.bank.app:app replay balances --from-time 2h --yes
+    """
+    st = state(ctx)
+    given = sum([from_start, from_seq is not None, from_time is not None])
+    if given != 1:
+        fail("give exactly one of --from-start, --from-seq N, --from-time T", EXIT_USAGE)
+    when: datetime | None = None
+    if from_time is not None:
+        try:
+            when = parse_when(from_time)
+        except ConfigError as e:
+            fail(str(e), EXIT_USAGE)
+    if from_seq is not None and from_seq < 1:
+        fail(f"--from-seq must be 1 or more, got {from_seq}", EXIT_USAGE)
+
+    async def go() -> RunResult | None:
+        the_app = st.app()
+        pr = the_app.projector(projector)
+        settings = st.settings()
+        engine = make_engine(settings.resolved_database_url)
+        store = await the_app.connect(settings)
+        try:
+            plan = await plan_replay(
+                pr, store, engine, from_start=from_start, from_sequence=from_seq, from_time=when
+            )
+            console.print(plan.describe(), highlight=False)
+            if not yes and not await asyncio.to_thread(typer.confirm, "Go ahead?"):
+                err_console.print("nothing changed")
+                return None
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} events/s"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task(plan.projector, total=max(plan.events, 1), rate="-")
+
+                def on_progress(done: int, total: int) -> None:
+                    speed = progress.tasks[0].speed
+                    progress.update(task, completed=done, rate=f"{speed:,.0f}" if speed else "-")
+
+                result = await replay(plan, pr, store, engine, on_progress=on_progress)
+                progress.update(task, completed=max(plan.events, 1))
+            return result
+        finally:
+            await store.close()
+            engine.dispose()
+
+    result = run(go())
+    if result is None:
+        raise typer.Exit(1)
+    console.print(
+        f"replayed {result.projector}: checkpoint {result.checkpoint}"
+        + (f", HALTED: {result.error}" if result.halted else ""),
+        highlight=False,
+    )
+    if result.halted:
+        raise typer.Exit(EXIT_HALTED)
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Per projector: checkpoint, stream end, lag (events, seconds), state, last error.
+
+    Example: eventkit --app samples.bank.app:app status --json
+    """
+    st = state(ctx)
+
+    async def go() -> list[ProjectorStatus]:
+        the_app = st.app()
+        settings = st.settings()
+        engine = make_engine(settings.resolved_database_url)
+        store = await the_app.connect(settings)
+        try:
+            return await status(the_app.projectors, store, engine)
+        finally:
+            await store.close()
+            engine.dispose()
+
+    rows = run(go())
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in rows]))
+        return
+    table = Table(
+        "projector",
+        "checkpoint",
+        "stream end",
+        "lag",
+        "lag (s)",
+        "state",
+        "parked",
+        "runner",
+        "last error",
+    )
+    for r in rows:
+        state_text = f"[red]{r.state}[/]" if r.state == "halted" else r.state
+        table.add_row(
+            r.name,
+            str(r.checkpoint),
+            str(r.stream_last_sequence),
+            str(r.lag_events),
+            f"{r.lag_seconds:.1f}",
+            state_text,
+            str(r.parked),
+            r.owner or "-",
+            r.last_error or "",
+        )
+    console.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    ctx: typer.Context,
+    projector: str = typer.Argument(None, help="Only this projector's parked events."),
+    include_resolved: bool = typer.Option(False, "--resolved", help="Include resolved ones."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List parked events (oldest first).
+
+    Example: eventkit --app samples.bank.app:app dlq list balances --json
+    """
+    st = state(ctx)
+
+    async def go() -> list[cps.DeadLetter]:
+        if projector is not None:
+            st.app().projector(projector)
+        engine = make_engine(st.settings().resolved_database_url)
+        try:
+            return list_dead_letters(engine, projector, include_resolved=include_resolved)
+        finally:
+            engine.dispose()
+
+    letters = run(go())
+    if as_json:
+        console.print_json(json.dumps([_letter(d) for d in letters]))
+        return
+    table = Table(
+        "id", "projector", "sequence", "subject", "type", "attempts", "parked at", "error"
+    )
+    for d in letters:
+        table.add_row(
+            str(d.id),
+            d.projector,
+            str(d.sequence),
+            d.subject,
+            d.event_type,
+            str(d.attempts),
+            d.parked_at.isoformat(timespec="seconds"),
+            d.error,
+        )
+    console.print(table)
+
+
+def _letter(d: cps.DeadLetter) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "projector": d.projector,
+        "sequence": d.sequence,
+        "subject": d.subject,
+        "event_type": d.event_type,
+        "error": d.error,
+        "attempts": d.attempts,
+        "parked_at": d.parked_at.isoformat(),
+        "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None,
+    }
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ctx: typer.Context,
+    letter_id: int = typer.Argument(None, help="The dead letter's id (see dlq list)."),
+    all_open: bool = typer.Option(False, "--all", help="Retry every parked event, in order."),
+) -> None:
+    """Re-apply parked events; each success is marked resolved.
+
+    Example: eventkit --app samples.bank.app:app dlq retry --all
+    """
+    st = state(ctx)
+    if (letter_id is None) == (not all_open):
+        fail("give a dead letter ID or --all", EXIT_USAGE)
+
+    async def go() -> list[Any]:
+        the_app = st.app()
+        settings = st.settings()
+        engine = make_engine(settings.resolved_database_url)
+        store = await the_app.connect(settings)
+        try:
+            return await retry_dead_letters(
+                the_app.projectors, store, engine, letter_id=letter_id, all_open=all_open
+            )
+        finally:
+            await store.close()
+            engine.dispose()
+
+    outcomes = run(go())
+    failed = 0
+    for o in outcomes:
+        if o.ok:
+            console.print(
+                f"[green]resolved[/] {o.letter.id} ({o.letter.projector} seq {o.letter.sequence})"
+            )
+        else:
+            failed += 1
+            console.print(
+                f"[red]still parked[/] {o.letter.id} ({o.letter.projector} seq "
+                f"{o.letter.sequence}): {o.error}"
+            )
+    if not outcomes:
+        console.print("no parked events")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,356 @@
+"""eventkit's SQL bookkeeping: checkpoints, dead letters and leases (tables of migration 0001).
+
+Every function takes the caller's ``Session`` so it joins the caller's transaction: the runner
+writes a batch's read-model rows and its checkpoint in one commit::
+
+    with transaction(engine) as db:
+        cp = get_checkpoint(db, "balances")
+        ...
+        save_checkpoint(db, "balances", last_sequence=42, last_event_time=t)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from eventkit.errors import ConfigError
+
+State = Literal["running", "halted"]
+
+metadata = MetaData()
+
+checkpoints = Table(
+    "eventkit_checkpoints",
+    metadata,
+    Column("projector", String(200), primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("last_event_time", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("last_error", Text),
+)
+
+dead_letters = Table(
+    "eventkit_dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("projector", String(200), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("subject", String(1000), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+)
+
+leases = Table(
+    "eventkit_leases",
+    metadata,
+    Column("projector", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; eventkit stores UTC, so attach it."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A projector's position: the last stream sequence whose effect is in the read model."""
+
+    projector: str
+    last_sequence: int
+    last_event_time: datetime | None
+    updated_at: datetime | None
+    state: State
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a ``park`` projector could not apply."""
+
+    id: int
+    projector: str
+    sequence: int
+    subject: str
+    event_type: str
+    error: str
+    attempts: int
+    parked_at: datetime
+    resolved_at: datetime | None
+
+
+def _missing_tables(e: Exception) -> ConfigError:
+    return ConfigError(
+        f"eventkit's tables are missing in this database ({type(e).__name__}); run "
+        f"`eventkit db upgrade` (or eventkit.projection.sql.upgrade(engine)) first"
+    )
+
+
+def get_checkpoint(db: Session, projector: str) -> Checkpoint:
+    """The checkpoint of ``projector`` (sequence 0, state running when it never ran)."""
+    try:
+        row = db.execute(select(checkpoints).where(checkpoints.c.projector == projector)).first()
+    except (OperationalError, ProgrammingError) as e:
+        raise _missing_tables(e) from e
+    if row is None:
+        return Checkpoint(projector, 0, None, None, "running", None)
+    return Checkpoint(
+        projector=row.projector,
+        last_sequence=int(row.last_sequence),
+        last_event_time=aware(row.last_event_time),
+        updated_at=aware(row.updated_at),
+        state=row.state,
+        last_error=row.last_error,
+    )
+
+
+def all_checkpoints(db: Session) -> dict[str, Checkpoint]:
+    try:
+        rows = db.execute(select(checkpoints.c.projector)).scalars().all()
+    except (OperationalError, ProgrammingError) as e:
+        raise _missing_tables(e) from e
+    return {name: get_checkpoint(db, name) for name in rows}
+
+
+def save_checkpoint(
+    db: Session,
+    projector: str,
+    *,
+    last_sequence: int,
+    last_event_time: datetime | None = None,
+    state: State | None = None,
+    last_error: str | Literal[False] | None = False,
+) -> None:
+    """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is)."""
+    values: dict[str, Any] = {"last_sequence": last_sequence, "updated_at": utcnow()}
+    if last_event_time is not None:
+        values["last_event_time"] = last_event_time
+    if state is not None:
+        values["state"] = state
+    if last_error is not False:
+        values["last_error"] = last_error
+    result = db.execute(
+        update(checkpoints).where(checkpoints.c.projector == projector).values(**values)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        values.setdefault("state", "running")
+        values.setdefault("last_error", None)
+        db.execute(insert(checkpoints).values(projector=projector, **values))
+
+
+def set_state(db: Session, projector: str, state: State, error: str | None) -> None:
+    cp = get_checkpoint(db, projector)
+    save_checkpoint(db, projector, last_sequence=cp.last_sequence, state=state, last_error=error)
+
+
+# -- dead letters -----------------------------------------------------------------------------
+def park(
+    db: Session,
+    projector: str,
+    *,
+    sequence: int,
+    subject: str,
+    event_type: str,
+    error: str,
+    attempts: int,
+) -> None:
+    """Record a dead letter (once per projector and sequence; a second park updates it)."""
+    existing = db.execute(
+        select(dead_letters.c.id).where(
+            dead_letters.c.projector == projector, dead_letters.c.sequence == sequence
+        )
+    ).scalar()
+    if existing is not None:
+        db.execute(
+            update(dead_letters)
+            .where(dead_letters.c.id == existing)
+            .values(error=error, attempts=attempts, parked_at=utcnow(), resolved_at=None)
+        )
+        return
+    db.execute(
+        insert(dead_letters).values(
+            projector=projector,
+            sequence=sequence,
+            subject=subject,
+            event_type=event_type,
+            error=error[:4000],
+            attempts=attempts,
+            parked_at=utcnow(),
+        )
+    )
+
+
+def _dead_letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=int(row.id),
+        projector=row.projector,
+        sequence=int(row.sequence),
+        subject=row.subject,
+        event_type=row.event_type,
+        error=row.error,
+        attempts=int(row.attempts),
+        parked_at=aware(row.parked_at) or utcnow(),
+        resolved_at=aware(row.resolved_at),
+    )
+
+
+def list_dead_letters(
+    db: Session, projector: str | None = None, *, include_resolved: bool = False
+) -> list[DeadLetter]:
+    """Parked events in stream order (unresolved only unless ``include_resolved``)."""
+    q = select(dead_letters).order_by(dead_letters.c.projector, dead_letters.c.sequence)
+    if projector is not None:
+        q = q.where(dead_letters.c.projector == projector)
+    if not include_resolved:
+        q = q.where(dead_letters.c.resolved_at.is_(None))
+    try:
+        return [_dead_letter(r) for r in db.execute(q)]
+    except (OperationalError, ProgrammingError) as e:
+        raise _missing_tables(e) from e
+
+
+def get_dead_letter(db: Session, letter_id: int) -> DeadLetter | None:
+    row = db.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
+    return None if row is None else _dead_letter(row)
+
+
+def resolve_dead_letter(db: Session, letter_id: int) -> None:
+    db.execute(
+        update(dead_letters).where(dead_letters.c.id == letter_id).values(resolved_at=utcnow())
+    )
+
+
+def record_retry_failure(db: Session, letter_id: int, error: str) -> None:
+    db.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == letter_id)
+        .values(error=error[:4000], attempts=dead_letters.c.attempts + 1)
+    )
+
+
+def count_open_dead_letters(db: Session, projector: str) -> int:
+    rows = db.execute(
+        select(dead_letters.c.id).where(
+            dead_letters.c.projector == projector, dead_letters.c.resolved_at.is_(None)
+        )
+    ).all()
+    return len(rows)
+
+
+# -- leases -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Lease:
+    projector: str
+    owner: str
+    expires_at: float
+
+    @property
+    def live(self) -> bool:
+        return self.expires_at > time.time()
+
+
+def get_lease(db: Session, projector: str) -> Lease | None:
+    row = db.execute(select(leases).where(leases.c.projector == projector)).first()
+    return None if row is None else Lease(row.projector, row.owner, float(row.expires_at))
+
+
+def try_acquire_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
+    """Take the lease when it is free, expired or already ours; True when we hold it."""
+    now = time.time()
+    result = db.execute(
+        update(leases)
+        .where(
+            leases.c.projector == projector,
+            (leases.c.owner == owner) | (leases.c.expires_at < now),
+        )
+        .values(owner=owner, expires_at=now + ttl)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    if get_lease(db, projector) is not None:
+        return False
+    try:
+        with db.begin_nested():
+            db.execute(
+                insert(leases).values(projector=projector, owner=owner, expires_at=now + ttl)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def renew_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
+    """Extend our lease; False when another owner holds it now (we must stop applying).
+
+    Inside a batch transaction this is the fence: on PostgreSQL the UPDATE locks the lease row
+    until commit, so a takeover waits for the batch and then sees the renewed expiry.
+    """
+    result = db.execute(
+        update(leases)
+        .where(leases.c.projector == projector, leases.c.owner == owner)
+        .values(expires_at=time.time() + ttl)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_lease(db: Session, projector: str, owner: str) -> None:
+    db.execute(
+        update(leases)
+        .where(leases.c.projector == projector, leases.c.owner == owner)
+        .values(expires_at=0.0)
+    )
+
+
+__all__ = [
+    "Checkpoint",
+    "DeadLetter",
+    "Lease",
+    "all_checkpoints",
+    "checkpoints",
+    "dead_letters",
+    "get_checkpoint",
+    "get_dead_letter",
+    "get_lease",
+    "leases",
+    "list_dead_letters",
+    "metadata",
+    "park",
+    "release_lease",
+    "renew_lease",
+    "resolve_dead_letter",
+    "save_checkpoint",
+    "set_state",
+    "try_acquire_lease",
+]

@@ -1,0 +1,201 @@
+"""The runner's transport: one durable pull consumer per projector, pulled continuously.
+
+The consumer (``eventkit_<projector>``) is only transport; the SQL checkpoint is the truth.
+Every start resets it to ``checkpoint + 1``. Messages arrive on one inbox while earlier ones
+are being committed (pull requests are topped up before the buffer runs dry), so fetching
+overlaps the SQL work and live events reach the runner as soon as they are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Literal
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from eventkit.errors import StoreUnavailableError
+from eventkit.store import protocol as p
+
+log = logging.getLogger("eventkit.projection")
+
+AckMode = Literal["none", "all"]
+
+SETUP_ATTEMPTS = 4
+STATUS = "Status"
+PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+def consumer_name(projector: str) -> str:
+    return f"eventkit_{projector}"
+
+
+def parse_reply(reply: str) -> tuple[int, int, int, int]:
+    """``$JS.ACK`` reply subject -> (stream seq, consumer seq, timestamp ns, pending)."""
+    t = reply.split(".")
+    o = 0 if len(t) == 9 else 2  # v1: 9 tokens; v2 adds domain and account hash
+    return int(t[5 + o]), int(t[6 + o]), int(t[7 + o]), int(t[8 + o])
+
+
+class Puller:
+    """Keeps pull requests outstanding on a durable consumer and buffers what arrives."""
+
+    def __init__(
+        self,
+        store: Any,
+        projector: str,
+        filters: list[str],
+        *,
+        batch: int = 512,
+        ack: AckMode = "none",
+        expires: float = 30.0,
+    ) -> None:
+        self.nc = store.nc
+        self.js = store.js
+        self.stream: str = store.stream
+        self.name = consumer_name(projector)
+        self.filters = filters
+        self.batch = batch
+        self.ack = ack
+        self.expires = expires
+        self._buffer: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._outstanding = 0
+        self._last_pull = 0.0
+        self._sub: Any = None
+        self._api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
+        self._inbox = ""
+        self.error: Exception | None = None
+        self.pending_at_start = 0
+
+    def _config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.name,
+            filter_subjects=self.filters,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE if self.ack == "none" else AckPolicy.ALL,
+            max_ack_pending=-1 if self.ack == "none" else 100_000,
+            max_waiting=64,
+            inactive_threshold=None,
+        )
+
+    async def start(self, from_sequence: int) -> None:
+        """Point the consumer at ``from_sequence`` and start pulling on a fresh inbox."""
+        await self.stop()
+        for attempt in range(SETUP_ATTEMPTS):
+            try:
+                await self._position(from_sequence)
+                break
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                if attempt == SETUP_ATTEMPTS - 1:
+                    raise StoreUnavailableError(
+                        f"cannot set up consumer {self.name!r} on stream {self.stream!r}: {e}"
+                    ) from e
+                await asyncio.sleep(0.2 * (attempt + 1))
+        self._buffer.clear()
+        self._arrived.clear()
+        self._outstanding = 0
+        self.error = None
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg)
+        await self._pull()
+
+    async def _position(self, from_sequence: int) -> None:
+        cfg = self._config()
+        try:
+            info = await self.js.consumer_info(self.stream, self.name)
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is not None and (
+            info.config.ack_policy != cfg.ack_policy
+            or sorted(info.config.filter_subjects or [info.config.filter_subject or ""])
+            != sorted(self.filters)
+            or info.config.deliver_policy != DeliverPolicy.ALL
+        ):
+            log.info("consumer %s changed its configuration: recreating it", self.name)
+            await self.js.delete_consumer(self.stream, self.name)
+            info = None
+        if info is None:
+            await self.js.add_consumer(self.stream, cfg)
+        reset = getattr(self.js, "reset_consumer", None)
+        try:
+            if reset is None:
+                raise nats.js.errors.APIError(description="reset not supported")
+            result = await reset(self.stream, self.name, seq=max(1, from_sequence))
+            self.pending_at_start = int(result.info.num_pending or 0) if result.info else 0
+        except nats.js.errors.APIError:
+            # servers before 2.14: recreate the consumer at the sequence instead
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_consumer(self.stream, self.name)
+            cfg.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            cfg.opt_start_seq = max(1, from_sequence)
+            created = await self.js.add_consumer(self.stream, cfg)
+            self.pending_at_start = int(created.num_pending or 0)
+
+    async def _pull(self) -> None:
+        want = self.batch * 2 - self._outstanding - len(self._buffer)
+        if want < self.batch // 2 or self._sub is None:
+            return
+        request = {"batch": want, "expires": int(self.expires * 1e9)}
+        self._outstanding += want
+        self._last_pull = time.monotonic()
+        await self.nc.publish(self._api, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if msg.reply:
+            self._buffer.append(msg)
+            self._outstanding -= 1
+            self._arrived.set()
+            return
+        headers = msg.headers or {}
+        status = headers.get(STATUS, "")
+        if status == "100":  # idle heartbeat
+            return
+        left = headers.get(PENDING_MESSAGES)
+        if status in ("408", "409") and left is not None and left.isdigit():
+            self._outstanding = max(0, self._outstanding - int(left))
+        else:
+            self._outstanding = 0
+        if status == "409" and "Exceeded" not in headers.get(p.DESCRIPTION, ""):
+            self.error = StoreUnavailableError(
+                f"consumer {self.name!r}: {status} {headers.get(p.DESCRIPTION, '')}"
+            )
+        self._arrived.set()
+        if self._sub is not None and self.error is None:
+            await self._pull()
+
+    async def take(self, limit: int, timeout: float) -> list[Msg]:
+        """Up to ``limit`` buffered messages; waits up to ``timeout`` for the first one."""
+        if not self._buffer:
+            self._arrived.clear()
+            if time.monotonic() - self._last_pull > self.expires + 5:
+                self._outstanding = 0  # requests lost (e.g. a reconnect): ask again
+            await self._pull()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+        if self.error is not None:
+            raise self.error
+        n = min(limit, len(self._buffer))
+        popleft = self._buffer.popleft
+        out = [popleft() for _ in range(n)]
+        await self._pull()
+        return out
+
+    async def ack_all(self, msg: Msg) -> None:
+        if self.ack == "all" and msg.reply:
+            await self.nc.publish(msg.reply, b"+ACK")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._buffer.clear()
+        self._outstanding = 0

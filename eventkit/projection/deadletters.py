@@ -1,0 +1,118 @@
+"""Parked events (``on_error = "park"``): list them and re-apply them in order.
+
+::
+
+    for outcome in await retry_dead_letters(app.projectors, store, engine, all_open=True):
+        print(outcome.letter.id, outcome.ok, outcome.error)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from eventkit.errors import ConfigError, EventkitError
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.projector import Projector
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.store import protocol as p
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    letter: cps.DeadLetter
+    ok: bool
+    error: str | None = None
+
+
+def list_dead_letters(
+    engine: Engine, projector: str | None = None, *, include_resolved: bool = False
+) -> list[cps.DeadLetter]:
+    """Unresolved parked events, by projector then sequence."""
+    with read_transaction(engine) as db:
+        return cps.list_dead_letters(db, projector, include_resolved=include_resolved)
+
+
+async def retry_dead_letters(
+    projectors: Sequence[Projector],
+    store: Any,
+    engine: Engine,
+    *,
+    letter_id: int | None = None,
+    all_open: bool = False,
+) -> list[RetryOutcome]:
+    """Re-apply one parked event (``letter_id``) or every open one (``all_open``), in order.
+
+    Each success sets ``resolved_at`` in the same transaction as the handler's writes; the first
+    failure of a projector records the error and leaves its later letters parked.
+    """
+    if (letter_id is None) == (not all_open):
+        raise ConfigError("give a dead letter ID or --all")
+    by_name = {pr.name: pr for pr in projectors}
+    if letter_id is not None:
+        with transaction(engine) as db:
+            letter = cps.get_dead_letter(db, letter_id)
+        if letter is None:
+            raise ConfigError(f"no dead letter with id {letter_id} (see: eventkit dlq list)")
+        if letter.resolved_at is not None:
+            raise ConfigError(f"dead letter {letter_id} was already resolved")
+        letters = [letter]
+    else:
+        letters = list_dead_letters(engine)
+    failed: set[str] = set()
+    out: list[RetryOutcome] = []
+    for letter in letters:
+        projector = by_name.get(letter.projector)
+        if projector is None:
+            out.append(RetryOutcome(letter, False, f"no projector {letter.projector!r} in app"))
+            continue
+        if letter.projector in failed:
+            out.append(RetryOutcome(letter, False, "skipped: an earlier letter failed"))
+            continue
+        error = await _retry_one(projector, store, engine, letter)
+        if error is not None:
+            failed.add(letter.projector)
+        out.append(RetryOutcome(letter, error is None, error))
+    return out
+
+
+async def _retry_one(
+    projector: Projector, store: Any, engine: Engine, letter: cps.DeadLetter
+) -> str | None:
+    stored = await store.get(letter.sequence)
+    error: str | None = None
+    if stored is None:
+        error = f"sequence {letter.sequence} is no longer in the stream"
+    else:
+        cipher = store.codec.cipher
+        if cipher is not None and p.ENCRYPTION in stored.headers:
+            try:
+                await cipher.prepare([stored.subject], create=False)
+            except EventkitError as e:
+                error = str(e)
+    if error is None and stored is not None:
+
+        def apply() -> None:
+            with transaction(engine) as db:
+                projector.apply(store.codec.decode(stored), db)
+                cps.resolve_dead_letter(db, letter.id)
+
+        try:
+            await asyncio.to_thread(apply)
+            return None
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+
+    def record() -> None:
+        with transaction(engine) as db:
+            cps.record_retry_failure(db, letter.id, error or "")
+
+    await asyncio.to_thread(record)
+    return error
+
+
+__all__ = ["RetryOutcome", "list_dead_letters", "retry_dead_letters"]

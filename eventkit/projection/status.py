@@ -1,0 +1,87 @@
+"""``status()``: where each projector stands against its stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.positions import first_matching, last_stream_sequence, pending_after
+from eventkit.projection.projector import Projector
+from eventkit.projection.sql import read_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorStatus:
+    """One projector: checkpoint, stream end, lag (events and seconds), state, last error.
+
+    ``state`` is ``running``, ``halted`` or ``new`` (never ran); ``owner`` is the runner holding
+    its lease now (None when no runner is active); ``parked`` counts unresolved dead letters.
+    """
+
+    name: str
+    checkpoint: int
+    last_event_time: datetime | None
+    stream_last_sequence: int
+    lag_events: int
+    lag_seconds: float
+    state: str
+    last_error: str | None
+    owner: str | None
+    parked: int
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["last_event_time"] = self.last_event_time.isoformat() if self.last_event_time else None
+        return d
+
+
+async def status(
+    projectors: Sequence[Projector], store: Any, engine: Engine
+) -> list[ProjectorStatus]:
+    """The status of each projector.
+
+    Example::
+
+        for s in await status(app.projectors, store, engine):
+            print(s.name, s.checkpoint, s.lag_events)
+    """
+    last, _ = await last_stream_sequence(store)
+    out = []
+    now = datetime.now(UTC)
+    for pr in projectors:
+        with read_transaction(engine) as db:
+            cp = cps.get_checkpoint(db, pr.name)
+            lease = cps.get_lease(db, pr.name)
+            parked = cps.count_open_dead_letters(db, pr.name)
+        filters = pr.filters(store.stream)
+        lag = (
+            await pending_after(store, filters, cp.last_sequence) if last > cp.last_sequence else 0
+        )
+        lag_seconds = 0.0
+        if lag:
+            first = await first_matching(store, filters, cp.last_sequence + 1)
+            if first is not None:
+                lag_seconds = max(0.0, (now - first.time).total_seconds())
+        out.append(
+            ProjectorStatus(
+                name=pr.name,
+                checkpoint=cp.last_sequence,
+                last_event_time=cp.last_event_time,
+                stream_last_sequence=last,
+                lag_events=lag,
+                lag_seconds=round(lag_seconds, 3),
+                state=cp.state if cp.updated_at is not None else "new",
+                last_error=cp.last_error,
+                owner=lease.owner if lease is not None and lease.live else None,
+                parked=parked,
+            )
+        )
+    return out
+
+
+__all__ = ["ProjectorStatus", "status"]

@@ -1,0 +1,209 @@
+"""The runner against a real nats-server and SQLite / PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from projection_worker import (  # type: ignore[import-not-found]
+    PwItemAdded,
+    PwNoise,
+    PwPoison,
+    create_tables,
+    expected_model,
+    make_projector,
+    pg_url,
+    read_model,
+    sqlite_url,
+)
+from sqlalchemy import Engine
+
+from eventkit.errors import ConfigError, ProjectionError
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.consumer import consumer_name
+from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
+from eventkit.projection.runner import ProjectionRunner
+from eventkit.projection.sql import (
+    current_revision,
+    make_engine,
+    migrations_location,
+    transaction,
+    upgrade,
+)
+from eventkit.projection.status import status
+
+pytestmark = pytest.mark.nats
+
+__all__ = ["pg_url", "sqlite_url"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Any:
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def prefix() -> str:
+    return f"t_{uuid.uuid4().hex[:8]}"
+
+
+async def append_items(store: Any, count: int, start: int = 0) -> list[tuple[int, str, int]]:
+    """Append ``count`` ItemAdded with a Noise event every 5th; return (seq, key, n) of items."""
+    out = []
+    for i in range(start, start + count):
+        key = f"k{i % 7}"
+        seq = await store.append(f"{store.stream}.item.{key}", [PwItemAdded(key=key, n=i)])
+        out.append((seq, key, i))
+        if i % 5 == 0:
+            await store.append(f"{store.stream}.noise.x", [PwNoise(x=i)])
+    return out
+
+
+def test_upgrade_creates_tables_with_own_version_table(engine: Engine) -> None:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    head = ScriptDirectory(migrations_location()).get_current_head()
+    assert current_revision(engine) == head
+    assert inspect(engine).has_table("eventkit_alembic_version")
+    assert not inspect(engine).has_table("alembic_version")
+    upgrade(engine)  # idempotent
+    with transaction(engine) as db:
+        assert cps.get_checkpoint(db, "nope").last_sequence == 0
+
+
+async def test_catch_up_applies_everything_once_and_resumes(store: Any, engine: Engine) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    items = await append_items(store, 120)
+    projector = make_projector(px)
+    result = await ProjectionRunner(projector, store, engine, batch_size=32).catch_up()
+    last = await store.last_sequence()
+    assert result.checkpoint == last and not result.halted
+    assert read_model(engine, px) == expected_model(items)
+    # a second catch-up applies nothing twice; new events are applied from the checkpoint
+    more = await append_items(store, 30, start=120)
+    result = await ProjectionRunner(make_projector(px), store, engine).catch_up()
+    assert result.checkpoint == await store.last_sequence()
+    assert read_model(engine, px) == expected_model(items + more)
+    [st] = await status([projector], store, engine)
+    assert (st.checkpoint, st.lag_events, st.state) == (result.checkpoint, 0, "running")
+    info = await store.js.consumer_info(store.stream, consumer_name(projector.name))
+    assert info.config.durable_name == consumer_name(projector.name)
+
+
+async def test_filtered_projector_reaches_end_when_last_event_is_not_its_own(
+    store: Any, engine: Engine
+) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    items = await append_items(store, 20)
+    await store.append(f"{store.stream}.noise.x", [PwNoise(x=1)])
+    projector = make_projector(px, subjects=[f"{store.stream}.item.>"])
+    result = await asyncio.wait_for(ProjectionRunner(projector, store, engine).catch_up(), 20)
+    assert result.checkpoint == items[-1][0]
+    assert read_model(engine, px) == expected_model(items)
+
+
+async def test_live_mode_applies_new_events_and_stops_cleanly(store: Any, engine: Engine) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    items = await append_items(store, 10)
+    runner = ProjectionRunner(make_projector(px), store, engine, lease_ttl=2)
+    task = asyncio.create_task(runner.run())
+    for _ in range(100):
+        if runner.state == "live":
+            break
+        await asyncio.sleep(0.05)
+    more = await append_items(store, 10, start=10)
+    last = await store.last_sequence()
+    for _ in range(100):
+        if runner.checkpoint == last:
+            break
+        await asyncio.sleep(0.05)
+    runner.stop()
+    result = await asyncio.wait_for(task, 10)
+    assert result.checkpoint == last
+    assert read_model(engine, px) == expected_model(items + more)
+    with transaction(engine) as db:
+        lease = cps.get_lease(db, runner.name)
+    assert lease is not None and not lease.live  # released on a clean stop
+
+
+async def test_poison_event_halts_after_committing_what_precedes_it(
+    store: Any, engine: Engine
+) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    before = await append_items(store, 10)
+    bad = await store.append(f"{store.stream}.item.bad", [PwPoison(reason="broken")])
+    await append_items(store, 10, start=10)
+    projector = make_projector(px)
+    result = await ProjectionRunner(projector, store, engine, batch_size=500).catch_up()
+    assert result.halted and result.checkpoint == bad - 1
+    assert read_model(engine, px) == expected_model(before)  # nothing after it applied
+    [st] = await status([projector], store, engine)
+    assert st.state == "halted" and st.last_error and "poison: broken" in st.last_error
+    assert st.checkpoint == bad - 1 and st.lag_events > 0
+
+
+async def test_park_policy_records_dead_letter_and_goes_on_then_retry_resolves(
+    store: Any, engine: Engine
+) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    before = await append_items(store, 5)
+    bad = await store.append(f"{store.stream}.item.bad", [PwPoison(reason="broken")])
+    flaky = await store.append(f"{store.stream}.item.flaky", [PwPoison(reason="flaky")])
+    after = await append_items(store, 5, start=5)
+    projector = make_projector(px, on_error="park", max_retries=0)
+    result = await ProjectionRunner(projector, store, engine).catch_up()
+    assert not result.halted and result.checkpoint == await store.last_sequence()
+    assert read_model(engine, px) == expected_model(before + after)
+    letters = list_dead_letters(engine, projector.name)
+    assert [(d.sequence, d.event_type) for d in letters] == [
+        (bad, "PwPoison"),
+        (flaky, "PwPoison"),
+    ]
+    assert "poison: broken" in letters[0].error
+    outcomes = await retry_dead_letters([projector], store, engine, letter_id=letters[1].id)
+    assert outcomes[0].ok
+    assert [d.sequence for d in list_dead_letters(engine, projector.name)] == [bad]
+    outcomes = await retry_dead_letters([projector], store, engine, all_open=True)
+    assert not outcomes[0].ok and "poison" in (outcomes[0].error or "")
+    with pytest.raises(ConfigError):
+        await retry_dead_letters([projector], store, engine, letter_id=999_999)
+
+
+async def test_retry_with_backoff_recovers_a_flaky_handler(store: Any, engine: Engine) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    items = await append_items(store, 3)
+    await store.append(f"{store.stream}.item.flaky", [PwPoison(reason="flaky")])
+    items += await append_items(store, 3, start=3)
+    projector = make_projector(px, max_retries=2)
+    result = await ProjectionRunner(projector, store, engine).catch_up()
+    assert not result.halted and result.checkpoint == await store.last_sequence()
+    assert read_model(engine, px) == expected_model(items)
+
+
+async def test_second_runner_waits_for_the_lease(store: Any, engine: Engine) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    await append_items(store, 3)
+    with transaction(engine) as db:
+        assert cps.try_acquire_lease(db, f"{px}_totals", "someone-else", 30)
+    runner = ProjectionRunner(make_projector(px), store, engine, lease_ttl=1, lease_wait=0.5)
+    with pytest.raises(ProjectionError, match="someone-else"):
+        await runner.catch_up()
+    assert read_model(engine, px) == ([], [])

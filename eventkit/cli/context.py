@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from eventkit.errors import ConfigError, EventkitError
 
@@ -57,6 +58,15 @@ def state(ctx: typer.Context) -> CliState:
     obj = ctx.find_root().obj
     assert isinstance(obj, CliState)
     return obj
+
+
+def readable(table: Table) -> Table:
+    """Keep headers whole on a narrow terminal: columns wrap their cells, not their names (the
+    last column, usually free text, takes what is left)."""
+    for column in table.columns[:-1]:
+        header = str(column.header)
+        column.min_width = max(column.min_width or 0, max(map(len, header.split()), default=0))
+    return table
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

@@ -58,4 +58,13 @@ for _module in ("store", "projections", "db", "gdpr"):
 
 
 def main() -> None:
-    app()
+    """The ``eventkit`` console script: errors found while parsing arguments (before a command
+    reaches the library) are shown as a message with exit code 2, never a traceback."""
+    from eventkit.cli.context import EXIT_ERROR, EXIT_USAGE, err_console
+    from eventkit.errors import EventkitError
+
+    try:
+        app()
+    except EventkitError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise SystemExit(EXIT_USAGE if isinstance(e, ValueError) else EXIT_ERROR) from None

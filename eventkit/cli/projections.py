@@ -23,7 +23,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from eventkit.cli.context import EXIT_HALTED, EXIT_USAGE, console, err_console, fail, run, state
+from eventkit.cli.context import (
+    EXIT_HALTED,
+    EXIT_USAGE,
+    console,
+    err_console,
+    fail,
+    readable,
+    run,
+    state,
+)
 from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
@@ -44,7 +53,7 @@ def _runner_table(runners: list[ProjectionRunner]) -> Table:
     table = Table("projector", "state", "checkpoint", "lag (events)", "processed", "owner")
     for r in runners:
         table.add_row(r.name, r.state, str(r.checkpoint), str(r.lag), str(r.processed), r.owner)
-    return table
+    return readable(table)
 
 
 @app.command("run")
@@ -120,7 +129,7 @@ def run_command(
                 "yes" if r.halted else "no",
                 r.error or "",
             )
-        console.print(table)
+        console.print(readable(table))
     if any(r.halted for r in results):
         raise typer.Exit(EXIT_HALTED)
 
@@ -264,7 +273,7 @@ def status_command(
             r.owner or "-",
             r.last_error or "",
         )
-    console.print(table)
+    console.print(readable(table))
 
 
 @dlq_app.command("list")
@@ -307,7 +316,7 @@ def dlq_list(
             d.parked_at.isoformat(timespec="seconds"),
             d.error,
         )
-    console.print(table)
+    console.print(readable(table))
 
 
 def _letter(d: cps.DeadLetter) -> dict[str, Any]:

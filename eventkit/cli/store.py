@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from eventkit.cli.context import console, run, state
+from eventkit.cli.context import console, readable, run, state
 from eventkit.cli.main import app
 from eventkit.errors import EventkitError, ForgottenError
 from eventkit.store import protocol as p
@@ -71,7 +71,7 @@ def events_command(
     for row in rows:
         data = json.dumps(row["data"]) if row.get("data") is not None else f"[red]{row['error']}"
         table.add_row(str(row["sequence"]), row["time"], row["type"], data)
-    console.print(table)
+    console.print(readable(table))
 
 
 @app.command("info")
@@ -120,4 +120,4 @@ def info_command(
     table.add_column("value")
     for k, v in info.items():
         table.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
-    console.print(table)
+    console.print(readable(table))

@@ -1,0 +1,48 @@
+"""The console script answers bad input with a message and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def eventkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVENTKIT_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("EVENTKIT_APP", None)
+    return subprocess.run(
+        [sys.executable, "-m", "eventkit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--app", "samples.bank.app:app", "events", "bank.account.a b"], "whitespace"),
+        (["--app", "samples.bank.app:app", "events", "bank.account.>"], "'>'"),
+        (["--app", "samples.bank.app:app", "replay", "ledger", "--from-time", "soon"], "time"),
+        (["--app", "samples.bank.app:app", "replay", "nope", "--from-start"], "no projector"),
+        (["--app", "no.such.module:app", "status"], "cannot import"),
+        (["--app", "samples.bank.app", "status"], "module:attribute"),
+        (["status"], "no app given"),
+    ],
+)
+def test_bad_input_gives_a_message_and_exit_code_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = eventkit(*args, home=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert message in " ".join((result.stderr + result.stdout).split())
+    # nothing was started or written for a command that never ran
+    assert not (tmp_path / "server.json").exists()

@@ -15,12 +15,9 @@ import os
 import signal
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, delete, select, update
 from sqlalchemy.orm import Session
 
@@ -28,10 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from eventkit import Event, RecordedEvent, on
 from eventkit.projection.projector import Projector
-
-PG_BASE = os.environ.get(
-    "EVENTKIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 class PwItemAdded(Event):
@@ -171,31 +164,6 @@ def expected_model(events: list[tuple[int, str, int]]) -> tuple[list[tuple[Any, 
 
 
 # -- fixtures (imported by the test modules) ---------------------------------------------------
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'read.db'}"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for one test; fails (never skips) when PostgreSQL is down."""
-    import psycopg
-
-    schema = f"ek_{uuid.uuid4().hex[:10]}"
-    dsn = PG_BASE.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.OperationalError as e:
-        pytest.fail(f"PostgreSQL is unreachable at {PG_BASE}: {e}")
-    sep = "&" if "?" in PG_BASE else "?"
-    try:
-        yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 # -- the worker process ------------------------------------------------------------------------
 async def _main(args: argparse.Namespace) -> int:
     from eventkit.projection.runner import ProjectionRunner

@@ -19,9 +19,7 @@ from projection_worker import (  # type: ignore[import-not-found]
     create_tables,
     expected_model,
     make_projector,
-    pg_url,
     read_model,
-    sqlite_url,
 )
 
 from eventkit.projection import checkpoints as cps
@@ -30,15 +28,7 @@ from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
-__all__ = ["pg_url", "sqlite_url"]
-
 WORKER = Path(__file__).with_name("projection_worker.py")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(name))
 
 
 async def fill(store: Any, count: int) -> list[tuple[int, str, int]]:

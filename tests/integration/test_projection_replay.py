@@ -15,9 +15,7 @@ from projection_worker import (  # type: ignore[import-not-found]
     create_tables,
     expected_model,
     make_projector,
-    pg_url,
     read_model,
-    sqlite_url,
 )
 from sqlalchemy import Engine
 from typer.testing import CliRunner
@@ -30,22 +28,6 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
 pytestmark = pytest.mark.nats
-
-__all__ = ["pg_url", "sqlite_url"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(name))
-
-
-@pytest.fixture
-def engine(db_url: str) -> Any:
-    eng = make_engine(db_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 async def add(store: Any, start: int, count: int) -> list[tuple[int, str, int]]:

@@ -14,9 +14,7 @@ from projection_worker import (  # type: ignore[import-not-found]
     create_tables,
     expected_model,
     make_projector,
-    pg_url,
     read_model,
-    sqlite_url,
 )
 from sqlalchemy import Engine
 
@@ -27,7 +25,6 @@ from eventkit.projection.deadletters import list_dead_letters, retry_dead_letter
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import (
     current_revision,
-    make_engine,
     migrations_location,
     transaction,
     upgrade,
@@ -35,22 +32,6 @@ from eventkit.projection.sql import (
 from eventkit.projection.status import status
 
 pytestmark = pytest.mark.nats
-
-__all__ = ["pg_url", "sqlite_url"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(name))
-
-
-@pytest.fixture
-def engine(db_url: str) -> Any:
-    eng = make_engine(db_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def prefix() -> str:

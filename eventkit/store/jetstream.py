@@ -8,14 +8,18 @@ Transport errors are translated here, and only here, into eventkit errors.
 from __future__ import annotations
 
 import asyncio
+import collections
+import collections.abc
 import contextlib
 import itertools
 import json
 import logging
+import re
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import nats
 import nats.errors
@@ -52,6 +56,10 @@ READ_BATCH = 1000
 """Messages per batched direct get request."""
 READ_MAX_BYTES = 8 * 1024 * 1024
 """Bytes per batched direct get request (the server ends the batch early past it)."""
+
+T = TypeVar("T")
+FIRST_CONNECT_ATTEMPTS = 2
+"""Tries per server of the first connect; afterwards the connection reconnects for ever."""
 
 _TRANSIENT = (
     nats.errors.TimeoutError,
@@ -114,7 +122,62 @@ def _first_reply(msg: Msg, fut: asyncio.Future[Any]) -> None:
         fut.set_result(msg)
 
 
-_Waiter = tuple[Callable[[Msg, asyncio.Future[Any]], None], asyncio.Future[Any], float]
+_Waiter = tuple[Callable[[Msg, asyncio.Future[Any]], None], asyncio.Future[Any], float, str]
+
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
+
+
+class _Denials:
+    """Permission violations, which the server reports only asynchronously (nats-py hands them
+    to ``error_cb``): each one fails at once what waits on the denied subject, instead of a
+    timeout and retries seconds later."""
+
+    def __init__(self) -> None:
+        self.inbox: _Inbox | None = None
+        self._guards: set[asyncio.Future[None]] = set()
+        self.authorization: str | None = None
+
+    def report(self, error: Exception) -> None:
+        text = str(error)
+        if "authorization violation" in text.lower():
+            self.authorization = text
+            return
+        found = _VIOLATION.search(text)
+        if found is None:
+            return
+        # nats-py lowercases the server's message: subjects are matched without case
+        kind, subject = found.group(1).lower(), found.group(2).lower()
+        if subject.startswith("$js.api."):
+            subject = "$JS.API." + subject[len("$js.api.") :]
+        denied = PermissionDeniedError(
+            f"the server denied {kind} to {subject!r} for this user: grant it in the user's or "
+            f"account's permissions, or connect as a user who has it"
+        )
+        if self.inbox is not None:
+            self.inbox.deny(kind, subject, denied)
+        if kind == "subscription" or subject.startswith("$JS.API."):
+            for guard in self._guards:
+                if not guard.done():
+                    guard.set_exception(denied)
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (JetStream API calls), failing at once on a JetStream-API denial."""
+        loop = asyncio.get_running_loop()
+        denied: asyncio.Future[None] = loop.create_future()
+        task = asyncio.ensure_future(work)
+        self._guards.add(denied)
+        try:
+            await asyncio.wait((task, denied), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._guards.discard(denied)
+        if task.done():
+            denied.cancel()
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        denied.result()
+        raise AssertionError("unreachable")
 
 
 class _Inbox:
@@ -134,6 +197,14 @@ class _Inbox:
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
+    def deny(self, kind: str, subject: str, error: PermissionDeniedError) -> None:
+        """Fail what waits on a denied publish subject (or everything: the inbox is denied)."""
+        subject = subject.lower()
+        everything = kind == "subscription" and subject.startswith(self.prefix[:-1].lower())
+        for _, fut, _, sent_to in list(self._waiting.values()):
+            if (everything or sent_to.lower() == subject) and not fut.done():
+                fut.set_exception(error)
+
     async def _dispatch(self, msg: Msg) -> None:
         entry = self._waiting.get(msg.subject[self._cut :])
         if entry is not None:
@@ -149,7 +220,7 @@ class _Inbox:
         while self._waiting:
             await asyncio.sleep(self.TICK)
             now = loop.time()
-            for _, fut, deadline in list(self._waiting.values()):
+            for _, fut, deadline, _ in list(self._waiting.values()):
                 if deadline <= now and not fut.done():
                     fut.set_exception(nats.errors.TimeoutError())
         self._reaper = None
@@ -169,7 +240,7 @@ class _Inbox:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         token = str(next(self._ids))
-        self._waiting[token] = (on_reply, fut, loop.time() + timeout)
+        self._waiting[token] = (on_reply, fut, loop.time() + timeout, subject)
         if self._reaper is None:
             self._reaper = loop.create_task(self._reap())
         try:
@@ -188,6 +259,25 @@ class _Inbox:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+
+
+async def _first_connect(
+    options: dict[str, Any], hopeless: asyncio.Future[Exception], bound: float
+) -> NATS:
+    """``nats.connect`` that gives up at once on an error retrying cannot fix (TLS, bad
+    credentials), and after ``bound`` seconds at the most: nats-py may otherwise wait for ever."""
+    connecting = asyncio.ensure_future(nats.connect(**options))
+    done, _ = await asyncio.wait(
+        (connecting, hopeless), timeout=bound, return_when=asyncio.FIRST_COMPLETED
+    )
+    if connecting in done:
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(BaseException):
+        await connecting
+    if hopeless.done():
+        raise hopeless.result()
+    raise TimeoutError(f"no connection within {bound:.0f}s")
 
 
 class _Pending:
@@ -305,7 +395,9 @@ class JetStreamEventStore(EventStore):
         self._reader = _DirectReader(self._inbox, stream)
         self._snapshots: KVSnapshotStore | None = None
         self.replicas = 1
-        self._errors: list[Exception] = []
+        self._errors: collections.deque[Exception] = collections.deque(maxlen=100)
+        self._denials = _Denials()
+        self._denials.inbox = self._inbox
         self.server_version = "0.0.0"
 
     # -- connecting -----------------------------------------------------------------------
@@ -353,19 +445,44 @@ class JetStreamEventStore(EventStore):
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("reconnect_time_wait", 0.25)
         options.update(connect_options)
-        errors: list[Exception] = []
+        errors: collections.deque[Exception] = collections.deque(maxlen=100)
+        denials = _Denials()
+        user_error_cb = options.get("error_cb")
+        hopeless: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
         async def on_error(e: Exception) -> None:
             errors.append(e)
+            denials.report(e)
+            if (
+                isinstance(e, ssl.SSLError) or denials.authorization is not None
+            ) and not hopeless.done():
+                hopeless.set_result(e)  # retrying the first connect cannot help
+            if user_error_cb is not None:
+                await user_error_cb(e)
 
-        options.setdefault("error_cb", on_error)
+        options["error_cb"] = on_error
+        # nats-py retries a failed first connect for ever unless attempts are bounded: bound the
+        # first connect (bad credentials, TLS errors, a server that is down fail at once), then
+        # restore the reconnect policy asked for
+        reconnects = options["max_reconnect_attempts"]
+        options["max_reconnect_attempts"] = FIRST_CONNECT_ATTEMPTS
+        bound = float(options.get("connect_timeout", 2.0)) * (FIRST_CONNECT_ATTEMPTS + 1)
+        bound = bound * len(options["servers"]) + 1.0
         try:
-            nc = await nats.connect(**options)
+            nc = await _first_connect(options, hopeless, bound)
         except (OSError, nats.errors.Error, TimeoutError) as e:
+            if denials.authorization is not None:
+                raise PermissionDeniedError(
+                    f"NATS at {options['servers']} refused the credentials "
+                    f"({denials.authorization}); check EVENTKIT_USER/EVENTKIT_PASSWORD, "
+                    f"EVENTKIT_TOKEN, EVENTKIT_NKEY or EVENTKIT_CREDS"
+                ) from e
             raise StoreUnavailableError(
-                f"cannot connect to NATS at {options['servers']}: {e}; is the server running "
-                f"(eventkit server status) and the URL right (EVENTKIT_NATS_URL)?"
+                f"cannot connect to NATS at {options['servers']}: {e!r}; is the server running "
+                f"(eventkit server status), the URL right (EVENTKIT_NATS_URL) and TLS set up "
+                f"as the server expects (EVENTKIT_TLS_*)?"
             ) from e
+        nc.options["max_reconnect_attempts"] = reconnects
         store = cls(
             nc,
             stream,
@@ -374,8 +491,12 @@ class JetStreamEventStore(EventStore):
             retry_for=retry_for,
         )
         store._errors = errors
+        store._denials = denials
+        denials.inbox = store._inbox
         try:
-            await store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+            await denials.guard(
+                store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+            )
         except BaseException:
             await nc.close()
             raise
@@ -715,7 +836,7 @@ class JetStreamEventStore(EventStore):
         stream; 0 when there is none."""
         if subject is None:
             try:
-                info = await self.js.stream_info(self.stream)
+                info = await self._denials.guard(self.js.stream_info(self.stream))
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"stream info of {self.stream!r}") from e
             except nats.errors.TimeoutError as e:
@@ -737,9 +858,12 @@ class JetStreamEventStore(EventStore):
     async def delete(self, sequence: int) -> bool:
         """Erase one message securely (payload overwritten); False when already gone."""
         try:
-            return bool(await self.js.delete_msg(self.stream, sequence))
+            return bool(await self._denials.guard(self.js.delete_msg(self.stream, sequence)))
         except nats.js.errors.APIError as e:
-            if int(e.err_code or 0) in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND):
+            code = int(e.err_code or 0)
+            if code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
+                code == p.ERR_MESSAGE_DELETE_FAILED and "EOF" in str(e.description)
+            ):
                 return False
             raise self._translate_api(e, f"deleting sequence {sequence}") from e
 

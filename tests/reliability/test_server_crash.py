@@ -118,14 +118,6 @@ async def test_kill_during_replay_fails_clearly_and_resumes_exactly_once(
         await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "nats-py retries a refused first connect forever when max_reconnect_attempts <= 0 and "
-        "JetStreamEventStore.connect passes -1: change needed in eventkit/store/jetstream.py "
-        "connect (see RELIABILITY.md)"
-    ),
-)
 async def test_connect_to_a_down_server_fails_clearly() -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     with pytest.raises(StoreUnavailableError) as err:

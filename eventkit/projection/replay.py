@@ -24,14 +24,14 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.positions import (
+from eventkit.projection.projector import Projector
+from eventkit.projection.runner import ProjectionRunner, RunResult, default_owner
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.store.positions import (
     first_at_or_after_time,
     last_stream_sequence,
     pending_after,
 )
-from eventkit.projection.projector import Projector
-from eventkit.projection.runner import ProjectionRunner, RunResult, default_owner
-from eventkit.projection.sql import read_transaction, transaction
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

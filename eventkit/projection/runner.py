@@ -36,11 +36,11 @@ from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.consumer import AckMode, Puller, parse_reply
-from eventkit.projection.positions import last_stream_sequence
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store import protocol as p
+from eventkit.store.consumer import AckMode, Puller, parse_reply
+from eventkit.store.positions import last_stream_sequence
 from eventkit.store.records import StoredMessage, time_from_ns
 from eventkit.store.subjects import subject_matches
 

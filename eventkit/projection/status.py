@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.positions import first_matching, last_stream_sequence, pending_after
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
+from eventkit.store.positions import first_matching, last_stream_sequence, pending_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,6 +162,14 @@ def trusted_write(
     return w
 
 
+def check_read_position(from_sequence: object, from_time: object) -> None:
+    """``ConfigError`` unless ``from_sequence`` is an int >= 1 and ``from_time`` None or aware."""
+    if isinstance(from_sequence, bool) or not isinstance(from_sequence, int) or from_sequence < 1:
+        raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
+    if from_time is not None and (not isinstance(from_time, datetime) or from_time.tzinfo is None):
+        raise ConfigError("from_time must be a timezone-aware datetime (datetime.now(UTC))")
+
+
 class EventStore(abc.ABC):
     """Append-only, per-subject event storage with optimistic concurrency."""
 

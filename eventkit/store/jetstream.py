@@ -39,7 +39,13 @@ from eventkit.errors import (
     StoreUnavailableError,
 )
 from eventkit.store import protocol as p
-from eventkit.store.base import EncodedMessage, EventStore, Write, encode_writes
+from eventkit.store.base import (
+    EncodedMessage,
+    EventStore,
+    Write,
+    check_read_position,
+    encode_writes,
+)
 from eventkit.store.codec import Codec, PayloadCipher
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import Snapshot, SnapshotStore
@@ -793,14 +799,7 @@ class JetStreamEventStore(EventStore):
             async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
                 print(rec.sequence, rec.event)
         """
-        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
-            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
-        if from_sequence < 1:
-            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
-        if from_time is not None and (
-            not isinstance(from_time, datetime) or from_time.tzinfo is None
-        ):
-            raise ConfigError("from_time must be a timezone-aware datetime (datetime.now(UTC))")
+        check_read_position(from_sequence, from_time)
         filters = [validate_filter(s, self.stream) for s in subjects] if subjects else None
         single = filters[0] if filters and len(filters) == 1 else None
         end = await self.last_sequence()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventkit.errors import ConcurrencyError, ConfigError
-from eventkit.store.base import EventStore, Write, encode_writes
+from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
 from eventkit.store.codec import Codec
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
@@ -96,14 +96,7 @@ class InMemoryEventStore(EventStore):
         from_time: datetime | None = None,
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
-        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
-            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
-        if from_sequence < 1:
-            raise ConfigError(f"from_sequence must be an int >= 1, got {from_sequence!r}")
-        if from_time is not None and (
-            not isinstance(from_time, datetime) or from_time.tzinfo is None
-        ):
-            raise ConfigError("from_time must be a timezone-aware datetime (datetime.now(UTC))")
+        check_read_position(from_sequence, from_time)
         async for m in self._scan(from_sequence, from_time, subjects):
             yield self.codec.decode(m)
 

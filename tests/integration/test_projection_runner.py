@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.consumer import consumer_name
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import (
@@ -30,6 +29,7 @@ from eventkit.projection.sql import (
     upgrade,
 )
 from eventkit.projection.status import status
+from eventkit.store.consumer import consumer_name
 
 pytestmark = pytest.mark.nats
 

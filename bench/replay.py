@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,21 @@ class CoreProjector(BenchProjector):
         )
 
 
+class BulkProjector(BenchProjector):
+    """The same rows, one ``executemany`` per run of events (``Projector.apply_many``)."""
+
+    name = "bench_bulk"
+
+    def apply_many(self, records: Sequence[RecordedEvent[Any]], db: Session) -> None:
+        db.connection().execute(
+            INSERT_ROW,
+            [
+                {"seq": r.sequence, "account": r.event.account, "amount": r.event.amount}
+                for r in records
+            ],
+        )
+
+
 class DecodeOnly(BenchProjector):
     """Decodes every deposit and runs a handler that writes nothing: the pipeline's own cost."""
 
@@ -233,6 +249,7 @@ async def sql_round(
     ek = await eventkit_replay(url, stream, n, engine, batch)
     ek_all = await eventkit_replay(url, stream, n, engine, batch, ack="all")
     ek_core = await eventkit_replay(url, stream, n, engine, batch, projector=CoreProjector())
+    ek_bulk = await eventkit_replay(url, stream, n, engine, batch, projector=BulkProjector())
     table.append((f"{label}: raw fetch only (ceiling)", f"{ceiling:,.0f} ev/s", "1.00"))
     if label == "SQLite":
         dec = await pipeline_only(url, stream, n, engine, batch, DecodeOnly())
@@ -265,6 +282,13 @@ async def sql_round(
             f"{label}: eventkit replay, handler on db.connection()",
             f"{ek_core:,.0f} ev/s",
             f"{ek_core / ceiling:.2f}",
+        )
+    )
+    table.append(
+        (
+            f"{label}: eventkit replay, apply_many (executemany)",
+            f"{ek_bulk:,.0f} ev/s",
+            f"{ek_bulk / ceiling:.2f}",
         )
     )
     engine.dispose()

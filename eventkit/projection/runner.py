@@ -33,6 +33,7 @@ from typing import Any, Literal
 from nats.aio.msg import Msg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
@@ -80,6 +81,10 @@ class _BadEvent(Exception):
         super().__init__(str(error))
         self.index = index
         self.error = error
+
+
+class _BadBulk(Exception):
+    """A projector's ``apply_many`` failed on a run of events: find the bad one singly."""
 
 
 class _LeaseLost(Exception):
@@ -139,6 +144,7 @@ class ProjectionRunner:
         self.idle_timeout = idle_timeout
         self.on_batch = on_batch
         self.filters = projector.filters(store.stream)
+        self._bulk = projector.applies_in_bulk()
         self.system = system
         if system is not None:
             self.filters += [
@@ -369,6 +375,11 @@ class ProjectionRunner:
             try:
                 await asyncio.to_thread(self._apply, items)
                 return False
+            except _BadBulk:
+                for item in items:  # the slow path: one transaction per event
+                    if await self._commit([item]):
+                        return True
+                return False
             except _BadEvent as bad:
                 if bad.index > 0:
                     await asyncio.to_thread(self._apply, items[: bad.index])
@@ -403,6 +414,19 @@ class ProjectionRunner:
         decode = self.store.codec.decode
         system = self.system
         name = self.name
+        bulk: list[tuple[int, Any]] | None = [] if self._bulk else None
+
+        def flush(db: Session) -> None:
+            if not bulk:
+                return
+            try:
+                projector.apply_many([record for _, record in bulk], db)
+            except Exception as e:
+                if len(bulk) == 1:
+                    raise _BadEvent(bulk[0][0], e) from e
+                raise _BadBulk from e
+            bulk.clear()
+
         with transaction(self.engine) as db:
             if not cps.renew_lease(db, name, self.owner, self.lease_ttl):
                 self._lease_lost = True
@@ -421,6 +445,7 @@ class ProjectionRunner:
                 event_type = headers.get(p.EVENT_TYPE)
                 if event_type is None:
                     if system is not None and system.handles(msg.subject):
+                        flush(db)
                         system.apply(
                             projector,
                             StoredMessage(
@@ -448,10 +473,14 @@ class ProjectionRunner:
                     continue
                 except Exception as e:
                     raise _BadEvent(i, e) from e
+                if bulk is not None:
+                    bulk.append((i, record))
+                    continue
                 try:
                     projector.apply(record, db)
                 except Exception as e:
                     raise _BadEvent(i, e) from e
+            flush(db)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}

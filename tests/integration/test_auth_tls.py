@@ -21,9 +21,12 @@ import nkeys
 import pytest
 import trustme
 
+from eventkit.app import App
 from eventkit.config import Settings
 from eventkit.domain.events import Event
 from eventkit.errors import PermissionDeniedError, StoreUnavailableError
+from eventkit.gdpr import forget_subject
+from eventkit.projection.sql import make_engine, upgrade
 from eventkit.server import ServerProcess, start_server_process
 from eventkit.store.jetstream import JetStreamEventStore
 
@@ -87,7 +90,7 @@ def _settings(srv: ServerProcess, **kw: object) -> Settings:
 
 
 async def test_tenant_a_cannot_read_replay_or_delete_tenant_b(
-    accounts_server: ServerProcess,
+    accounts_server: ServerProcess, tmp_path: Path
 ) -> None:
     b = await JetStreamEventStore.connect(
         stream=STREAM, settings=_settings(accounts_server, user="b", password="pb")
@@ -108,6 +111,12 @@ async def test_tenant_a_cannot_read_replay_or_delete_tenant_b(
         # "forget" of B's message from A: nothing of B's to erase (a sequence past the end of
         # A's own stream is simply not there)
         assert await a.delete(last_b) is False
+        # and `forget` run as A finds nothing of B's subject
+        engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+        upgrade(engine)
+        report = await forget_subject(App(stream=STREAM), a, engine, subject)
+        engine.dispose()
+        assert report.messages == 0 and report.nothing
 
         # B's stream is untouched
         assert [r.event.n for r in await b.read(subject)] == [0, 1, 2]

@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -235,13 +238,80 @@ async def test_unknown_nkey_is_a_clear_error(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_creds_file_is_passed_to_the_client(tmp_path: Path) -> None:
-    """Gap: no operator/JWT server here; this checks the option reaches nats.connect as given."""
-    creds = tmp_path / "user.creds"
-    creds.write_text("-----BEGIN NATS USER JWT-----\nx\n------END NATS USER JWT------\n")
-    options = Settings.from_env({"EVENTKIT_CREDS": str(creds)}).nats_connect_options()
-    assert options["user_credentials"] == str(creds)
-    assert "nkeys_seed" not in options and "token" not in options
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _keypair(prefix: int) -> tuple[Any, bytes, str]:
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    pair = nkeys.from_seed(bytearray(seed))
+    return pair, seed, pair.public_key.decode()
+
+
+def _jwt(signer: Any, issuer: str, subject: str, name: str, claims: dict[str, Any]) -> str:
+    """A NATS JWT (v2) signed with an nkey: what `nsc` makes for operators, accounts, users."""
+    body: dict[str, Any] = {
+        "iat": int(time.time()),
+        "iss": issuer,
+        "name": name,
+        "sub": subject,
+        "nats": {**claims, "version": 2},
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    body["jti"] = base64.b32encode(digest).decode().rstrip("=")
+    head = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    payload = _b64(json.dumps(body).encode())
+    return f"{head}.{payload}.{_b64(signer.sign(f'{head}.{payload}'.encode()))}"
+
+
+def _operator_setup(tmp_path: Path) -> tuple[str, Path, Path]:
+    """Decentralised auth: the server config (operator, memory resolver), good and bad creds."""
+    op, _, op_pub = _keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    acc, _, acc_pub = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    stranger, _, stranger_pub = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)  # not known to the server
+    _, _, sys_pub = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1}
+    limits |= {"wildcards": True, "conn": -1, "leaf": -1}
+    js = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+    account = _jwt(op, op_pub, acc_pub, "A", {"type": "account", "limits": limits | js})
+    system = _jwt(op, op_pub, sys_pub, "SYS", {"type": "account", "limits": limits})
+    config = (
+        f'operator: "{_jwt(op, op_pub, op_pub, "op", {"type": "operator"})}"\n'
+        f"system_account: {sys_pub}\n"
+        "resolver: MEMORY\n"
+        f'resolver_preload: {{\n  {acc_pub}: "{account}"\n  {sys_pub}: "{system}"\n}}\n'
+    )
+    files = []
+    for signer, issuer in ((acc, acc_pub), (stranger, stranger_pub)):
+        _, seed, user_pub = _keypair(nkeys.PREFIX_BYTE_USER)
+        claims = {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}
+        user = _jwt(signer, issuer, user_pub, "u", claims)
+        creds = tmp_path / f"{issuer[:8]}.creds"
+        creds.write_text(
+            f"-----BEGIN NATS USER JWT-----\n{user}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n"
+        )
+        files.append(creds)
+    return config, files[0], files[1]
+
+
+async def test_creds_file_auth_with_operator_jwts(tmp_path: Path) -> None:
+    config, good, bad = _operator_setup(tmp_path)
+    srv = _server(tmp_path / "srv", config)
+    try:
+        env = {"EVENTKIT_NATS_URL": srv.url, "EVENTKIT_CREDS": str(good)}
+        store = await JetStreamEventStore.connect(stream=STREAM, settings=Settings.from_env(env))
+        async with store:
+            assert await store.append(f"{STREAM}.c.1", [AuthNoted(n=7)]) == 1
+            assert [r.event.n for r in await store.read(f"{STREAM}.c.1")] == [7]
+        # a user of an account the operator never signed is refused, at once
+        env["EVENTKIT_CREDS"] = str(bad)
+        t0 = time.monotonic()
+        with pytest.raises(PermissionDeniedError) as err:
+            await _connect_or_fail(stream=STREAM, settings=Settings.from_env(env))
+        assert "EVENTKIT_CREDS" in str(err.value) and time.monotonic() - t0 < FAST
+    finally:
+        srv.stop()
 
 
 # ---------------------------------------------------------------------- TLS

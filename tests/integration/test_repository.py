@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-import nats.errors
 import pytest
-from nats.aio.msg import Msg
+from faults import LostAcks  # type: ignore[import-not-found]
 
 from eventkit import Aggregate, AggregateNotFound, ConcurrencyError, Event, Repository, on
 from eventkit.store.jetstream import JetStreamEventStore
@@ -55,34 +53,6 @@ class Account(Aggregate):
 class SnapAccount(Account):
     aggregate_type = "snapaccount"
     snapshot_every = 10
-
-
-class LostAcks(JetStreamEventStore):
-    lose = 0
-
-    async def _request(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        timeout: float,
-    ) -> Msg:
-        msg = await super()._request(subject, payload, headers, timeout)
-        if self.lose > 0:
-            self.lose -= 1
-            raise nats.errors.TimeoutError
-        return msg
-
-
-@pytest.fixture
-async def lossy(nats_url: str, stream_name: str) -> AsyncIterator[LostAcks]:
-    store = await LostAcks.connect(nats_url, stream=stream_name)
-    try:
-        yield store
-    finally:
-        with contextlib.suppress(Exception):
-            await store.js.delete_stream(stream_name)
-        await store.close()
 
 
 @pytest.mark.slow

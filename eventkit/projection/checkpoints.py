@@ -246,10 +246,17 @@ def get_dead_letter(db: Session, letter_id: int) -> DeadLetter | None:
     return None if row is None else _dead_letter(row)
 
 
-def resolve_dead_letter(db: Session, letter_id: int) -> None:
-    db.execute(
-        update(dead_letters).where(dead_letters.c.id == letter_id).values(resolved_at=utcnow())
+def resolve_dead_letter(db: Session, letter_id: int) -> bool:
+    """Mark an open letter resolved; False when it was resolved already (by another retry).
+
+    The conditional update locks the row until the transaction ends, so two concurrent retries
+    of one letter cannot both apply it."""
+    result = db.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == letter_id, dead_letters.c.resolved_at.is_(None))
+        .values(resolved_at=utcnow())
     )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def record_retry_failure(db: Session, letter_id: int, error: str) -> None:

@@ -98,8 +98,10 @@ async def _retry_one(
 
         def apply() -> None:
             with transaction(engine) as db:
-                projector.apply(store.codec.decode(stored), db)
-                cps.resolve_dead_letter(db, letter.id)
+                # claimed before applying: a concurrent retry of the same letter finds it
+                # resolved and applies nothing
+                if cps.resolve_dead_letter(db, letter.id):
+                    projector.apply(store.codec.decode(stored), db)
 
         try:
             await asyncio.to_thread(apply)

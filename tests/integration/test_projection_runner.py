@@ -188,3 +188,32 @@ async def test_second_runner_waits_for_the_lease(store: Any, engine: Engine) -> 
     with pytest.raises(ProjectionError, match="someone-else"):
         await runner.catch_up()
     assert read_model(engine, px) == ([], [])
+
+
+async def test_concurrent_retries_of_one_dead_letter_apply_it_once(
+    store: Any, engine: Engine
+) -> None:
+    px = prefix()
+    create_tables(engine, px)
+    items = await append_items(store, 1)
+    seq, key, _ = items[0]
+    projector = make_projector(px)
+    with transaction(engine) as db:
+        cps.park(
+            db,
+            projector.name,
+            sequence=seq,
+            subject=f"{store.stream}.item.{key}",
+            event_type="PwItemAdded",
+            error="parked by the test",
+            attempts=1,
+        )
+    [letter] = list_dead_letters(engine, projector.name)
+    outcomes = await asyncio.gather(
+        *(retry_dead_letters([projector], store, engine, all_open=True) for _ in range(4))
+    )
+    assert all(o.ok for batch in outcomes for o in batch), outcomes
+    # the log table's primary key is the sequence: a second apply would have failed
+    assert read_model(engine, px) == expected_model(items)
+    assert list_dead_letters(engine, projector.name) == []
+    assert letter.resolved_at is None

@@ -296,14 +296,17 @@ def get_lease(db: Session, projector: str) -> Lease | None:
 def try_acquire_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
     """Take the lease when it is free, expired or already ours; True when we hold it."""
     now = time.time()
-    result = db.execute(
-        update(leases)
-        .where(
-            leases.c.projector == projector,
-            (leases.c.owner == owner) | (leases.c.expires_at < now),
+    try:
+        result = db.execute(
+            update(leases)
+            .where(
+                leases.c.projector == projector,
+                (leases.c.owner == owner) | (leases.c.expires_at < now),
+            )
+            .values(owner=owner, expires_at=now + ttl)
         )
-        .values(owner=owner, expires_at=now + ttl)
-    )
+    except (OperationalError, ProgrammingError) as e:  # the first statement a runner sends
+        raise _missing_tables(e) from e
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
     if get_lease(db, projector) is not None:

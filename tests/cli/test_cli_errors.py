@@ -46,3 +46,24 @@ def test_bad_input_gives_a_message_and_exit_code_2(
     assert message in " ".join((result.stderr + result.stdout).split())
     # nothing was started or written for a command that never ran
     assert not (tmp_path / "server.json").exists()
+
+
+@pytest.mark.nats
+def test_commands_before_db_upgrade_say_to_run_it(tmp_path: Path) -> None:
+    app = ["--app", "samples.bank.app:app"]
+    try:
+        for args in (
+            ["run", "--once"],
+            ["status"],
+            ["replay", "ledger", "--from-start", "--yes"],
+            ["dlq", "list"],
+            ["forget", "bank.customer.c-1"],
+        ):
+            result = eventkit(*app, *args, home=tmp_path)
+            text = " ".join((result.stderr + result.stdout).split())
+            assert result.returncode == 2, (args, text)
+            assert "Traceback" not in text and "eventkit db upgrade" in text, (args, text)
+        assert eventkit(*app, "db", "upgrade", home=tmp_path).returncode == 0
+        assert eventkit(*app, "run", "--once", home=tmp_path).returncode == 0
+    finally:
+        eventkit("server", "stop", home=tmp_path)

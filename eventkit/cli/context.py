@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from eventkit.errors import ConfigError, EventkitError
@@ -70,7 +71,7 @@ def readable(table: Table) -> Table:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from eventkit.cli.context import EXIT_USAGE, console, fail, run, state
 from eventkit.cli.main import app
@@ -63,7 +64,9 @@ def forget_command(
         validate_filter(subject)
         reports = run(_forget_pattern(st, subject, dry_run, yes))
         if not reports:
-            console.print(f"no subject with events matches {subject}; nothing to forget")
+            console.print(
+                f"no subject with events matches {subject}; nothing to forget", markup=False
+            )
         for r in reports:
             _print_subject(r)
         return
@@ -141,35 +144,47 @@ def _print_subject(r: ForgetReport) -> None:
             f"nothing stored on {r.subject} in stream {r.stream}: no events, snapshot or key"
             f"{done}; nothing to erase",
             highlight=False,
+            markup=False,
         )
         return
     verb = "would erase" if r.dry_run else "erased"
     head = "dry run: " if r.dry_run else ""
-    console.print(f"{head}{r.subject}{' (resumed)' if r.resumed else ''}", highlight=False)
-    console.print(f"  messages {verb}:  {r.messages} (secure erase, one by one)", highlight=False)
-    console.print(f"  snapshots {verb}: {r.snapshots}", highlight=False)
+    console.print(
+        f"{head}{r.subject}{' (resumed)' if r.resumed else ''}", highlight=False, markup=False
+    )
+    console.print(
+        f"  messages {verb}:  {r.messages} (secure erase, one by one)",
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"  snapshots {verb}: {r.snapshots}", highlight=False, markup=False)
     key = {"active": "would be shredded", "none": "none (not a personal-data subject)"}.get(
         r.key, r.key
     )
-    console.print(f"  data key:         {key}", highlight=False)
+    console.print(f"  data key:         {key}", highlight=False, markup=False)
     names = ", ".join(r.projectors) or "none"
-    console.print(f"  read models:      {names}", highlight=False)
+    console.print(f"  read models:      {names}", highlight=False, markup=False)
     if r.projectors_without_forget:
+        without = ", ".join(r.projectors_without_forget)
         console.print(
-            f"  [yellow]projectors without forget(): {', '.join(r.projectors_without_forget)}"
+            f"  [yellow]projectors without forget(): {escape(without)}"
             f"[/] (rows they derived from this subject are NOT removed: implement forget)",
             highlight=False,
         )
     if r.dead_letters:
-        console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False)
+        console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False, markup=False)
     if r.notice_sequence is not None:
-        console.print(f"  notice for other services: seq {r.notice_sequence}", highlight=False)
+        console.print(
+            f"  notice for other services: seq {r.notice_sequence}", highlight=False, markup=False
+        )
     if not r.dry_run:
-        console.print(f"  audit entry:      HMAC {r.subject_hmac[:16]}...", highlight=False)
+        console.print(
+            f"  audit entry:      HMAC {r.subject_hmac[:16]}...", highlight=False, markup=False
+        )
     console.print("  eventkit cannot erase:", highlight=False)
     for item in r.cannot_erase:
-        console.print(f"    - {item}", highlight=False)
-    console.print(f"  covered by: {r.covered_by}", highlight=False)
+        console.print(f"    - {item}", highlight=False, markup=False)
+    console.print(f"  covered by: {r.covered_by}", highlight=False, markup=False)
 
 
 def _print_message(r: MessageForgetReport, app_target: str | None) -> None:
@@ -181,10 +196,12 @@ def _print_message(r: MessageForgetReport, app_target: str | None) -> None:
         )
         return
     verb = "would erase" if r.dry_run else ("erased" if r.erased else "already gone")
-    console.print(f"sequence {r.sequence} on {r.subject}: {verb}", highlight=False)
+    console.print(f"sequence {r.sequence} on {r.subject}: {verb}", highlight=False, markup=False)
     if r.stale_projectors:
         console.print("  read models that already applied it (rebuild them to drop its effect):")
         for name in r.stale_projectors:
-            console.print(f"    {name}: {replay_command(name, app_target)}", highlight=False)
+            console.print(
+                f"    {name}: {replay_command(name, app_target)}", highlight=False, markup=False
+            )
     else:
         console.print("  no read model has applied it yet", highlight=False)

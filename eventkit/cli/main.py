@@ -60,11 +60,13 @@ for _module in ("store", "projections", "db", "gdpr"):
 def main() -> None:
     """The ``eventkit`` console script: errors found while parsing arguments (before a command
     reaches the library) are shown as a message with exit code 2, never a traceback."""
+    from rich.markup import escape
+
     from eventkit.cli.context import EXIT_ERROR, EXIT_USAGE, err_console
     from eventkit.errors import EventkitError
 
     try:
         app()
     except EventkitError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise SystemExit(EXIT_USAGE if isinstance(e, ValueError) else EXIT_ERROR) from None

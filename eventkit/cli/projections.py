@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from eventkit.cli.context import (
     EXIT_HALTED,
@@ -127,7 +128,7 @@ def run_command(
                 str(r.checkpoint),
                 str(r.processed),
                 "yes" if r.halted else "no",
-                r.error or "",
+                Text(r.error or ""),
             )
         console.print(readable(table))
     if any(r.halted for r in results):
@@ -271,7 +272,7 @@ def status_command(
             state_text,
             str(r.parked),
             r.owner or "-",
-            r.last_error or "",
+            Text(r.last_error or ""),
         )
     console.print(readable(table))
 
@@ -310,11 +311,11 @@ def dlq_list(
             str(d.id),
             d.projector,
             str(d.sequence),
-            d.subject,
-            d.event_type,
+            Text(d.subject),
+            Text(d.event_type),
             str(d.attempts),
             d.parked_at.isoformat(timespec="seconds"),
-            d.error,
+            Text(d.error),
         )
     console.print(readable(table))
 

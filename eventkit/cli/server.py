@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from eventkit.config import Settings
 from eventkit.errors import EventkitError
@@ -55,7 +56,7 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(EXIT_ERROR)
 
 

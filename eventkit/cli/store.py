@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from eventkit.cli.context import console, readable, run, state
 from eventkit.cli.main import app
@@ -63,14 +64,18 @@ def events_command(
             console.print_json(json.dumps(row))
         return
     if not rows:
-        console.print(f"no events on {subject}")
+        console.print(f"no events on {subject}", markup=False)
         return
     table = Table(title=subject)
     for col in ("seq", "time", "type", "data"):
         table.add_column(col)
     for row in rows:
-        data = json.dumps(row["data"]) if row.get("data") is not None else f"[red]{row['error']}"
-        table.add_row(str(row["sequence"]), row["time"], row["type"], data)
+        data = (
+            Text(json.dumps(row["data"]))
+            if row.get("data") is not None
+            else Text(row["error"], style="red")
+        )
+        table.add_row(str(row["sequence"]), row["time"], Text(row["type"]), data)
     console.print(readable(table))
 
 

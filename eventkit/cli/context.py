@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from eventkit.errors import ConfigError, EventkitError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from eventkit.app import App
+    from eventkit.store.jetstream import JetStreamEventStore
 
 T = TypeVar("T")
 
@@ -53,6 +60,25 @@ class CliState:
                 "or set EVENTKIT_APP"
             )
         return load_app(target)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    st: CliState, the_app: App
+) -> AsyncIterator[tuple[JetStreamEventStore, Engine]]:
+    """The app's store and the read-model database of the settings, both closed afterwards."""
+    from eventkit.projection.sql import make_engine
+
+    settings = st.settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        store = await the_app.connect(settings)
+        try:
+            yield store, engine
+        finally:
+            await store.close()
+    finally:
+        engine.dispose()
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from eventkit.cli.context import EXIT_USAGE, console, fail, run, state
+from eventkit.cli.context import EXIT_USAGE, connected, console, fail, run, state
 from eventkit.cli.main import app
 from eventkit.gdpr.forget import (
     ForgetReport,
@@ -74,47 +74,30 @@ def forget_command(
     _print_subject(run(_forget_one(st, subject, dry_run)))
 
 
-async def _open(st: Any) -> tuple[Any, Any, Any]:
-    from eventkit.projection.sql import make_engine
-
-    the_app = st.app()
-    settings = st.settings()
-    store = await the_app.connect(settings)
-    engine = make_engine(settings.resolved_database_url)
-    return the_app, store, engine
-
-
 async def _forget_one(st: Any, subject: str, dry_run: bool) -> ForgetReport:
-    the_app, store, engine = await _open(st)
-    try:
-        async with store:
-            return await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
-    finally:
-        engine.dispose()
+    the_app = st.app()
+    async with connected(st, the_app) as (store, engine):
+        return await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
 
 
 async def _forget_pattern(st: Any, pattern: str, dry_run: bool, yes: bool) -> list[ForgetReport]:
-    the_app, store, engine = await _open(st)
-    try:
-        async with store:
-            validate_filter(pattern, store.stream)
-            counts = await subjects_matching(store, pattern)
-            if not counts:
-                return []
-            total = sum(counts.values())
-            console.print(
-                f"{pattern} matches {len(counts)} subject(s) with {total} message(s) in total"
-            )
-            if not dry_run and not yes and not _confirm(len(counts)):
-                fail("nothing erased (answer y, or pass --yes)")
-            reports = []
-            for subject in sorted(counts):
-                reports.append(
-                    await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
-                )
-            return reports
-    finally:
-        engine.dispose()
+    the_app = st.app()
+    async with connected(st, the_app) as (store, engine):
+        validate_filter(pattern, store.stream)
+        counts = await subjects_matching(store, pattern)
+        if not counts:
+            return []
+        total = sum(counts.values())
+        console.print(
+            f"{pattern} matches {len(counts)} subject(s) with {total} message(s) in total",
+            markup=False,
+        )
+        if not dry_run and not yes and not _confirm(len(counts)):
+            fail("nothing erased (answer y, or pass --yes)")
+        return [
+            await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
+            for subject in sorted(counts)
+        ]
 
 
 def _confirm(n: int) -> bool:
@@ -125,12 +108,9 @@ def _confirm(n: int) -> bool:
 
 
 async def _forget_seq(st: Any, seq: int, dry_run: bool) -> MessageForgetReport:
-    the_app, store, engine = await _open(st)
-    try:
-        async with store:
-            return await forget_message(the_app, store, engine, seq, dry_run=dry_run)
-    finally:
-        engine.dispose()
+    the_app = st.app()
+    async with connected(st, the_app) as (store, engine):
+        return await forget_message(the_app, store, engine, seq, dry_run=dry_run)
 
 
 def _print_subject(r: ForgetReport) -> None:

@@ -27,6 +27,7 @@ from rich.text import Text
 from eventkit.cli.context import (
     EXIT_HALTED,
     EXIT_USAGE,
+    connected,
     console,
     err_console,
     fail,
@@ -81,9 +82,12 @@ def run_command(
     async def go() -> list[RunResult]:
         the_app = st.app()
         selected = the_app.select(projectors or [])
-        settings = st.settings()
-        engine = make_engine(settings.resolved_database_url)
-        store = await the_app.connect(settings)
+        async with connected(st, the_app) as (store, engine):
+            return await _run_workers(the_app, selected, store, engine)
+
+    async def _run_workers(
+        the_app: Any, selected: list[Any], store: Any, engine: Any
+    ) -> list[RunResult]:
         runners = [
             ProjectionRunner(
                 pr,
@@ -104,18 +108,14 @@ def run_command(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop_all)
-        try:
-            tasks = [asyncio.ensure_future(r.catch_up() if once else r.run()) for r in runners]
-            if as_json or not console.is_terminal:
-                return list(await asyncio.gather(*tasks))
-            with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
-                while not all(t.done() for t in tasks):
-                    await asyncio.wait(tasks, timeout=0.5)
-                    live.update(_runner_table(runners))
-            return [t.result() for t in tasks]
-        finally:
-            await store.close()
-            engine.dispose()
+        tasks = [asyncio.ensure_future(r.catch_up() if once else r.run()) for r in runners]
+        if as_json or not console.is_terminal:
+            return list(await asyncio.gather(*tasks))
+        with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
+            while not all(t.done() for t in tasks):
+                await asyncio.wait(tasks, timeout=0.5)
+                live.update(_runner_table(runners))
+        return [t.result() for t in tasks]
 
     results = run(go())
     if as_json:
@@ -179,10 +179,7 @@ def replay_command(
     async def go() -> RunResult | None:
         the_app = st.app()
         pr = the_app.projector(projector)
-        settings = st.settings()
-        engine = make_engine(settings.resolved_database_url)
-        store = await the_app.connect(settings)
-        try:
+        async with connected(st, the_app) as (store, engine):
             plan = await plan_replay(
                 pr, store, engine, from_start=from_start, from_sequence=from_seq, from_time=when
             )
@@ -208,9 +205,6 @@ def replay_command(
                 result = await replay(plan, pr, store, engine, on_progress=on_progress)
                 progress.update(task, completed=max(plan.events, 1))
             return result
-        finally:
-            await store.close()
-            engine.dispose()
 
     result = run(go())
     if result is None:
@@ -237,14 +231,8 @@ def status_command(
 
     async def go() -> list[ProjectorStatus]:
         the_app = st.app()
-        settings = st.settings()
-        engine = make_engine(settings.resolved_database_url)
-        store = await the_app.connect(settings)
-        try:
+        async with connected(st, the_app) as (store, engine):
             return await status(the_app.projectors, store, engine)
-        finally:
-            await store.close()
-            engine.dispose()
 
     rows = run(go())
     if as_json:
@@ -350,16 +338,10 @@ def dlq_retry(
 
     async def go() -> list[Any]:
         the_app = st.app()
-        settings = st.settings()
-        engine = make_engine(settings.resolved_database_url)
-        store = await the_app.connect(settings)
-        try:
+        async with connected(st, the_app) as (store, engine):
             return await retry_dead_letters(
                 the_app.projectors, store, engine, letter_id=letter_id, all_open=all_open
             )
-        finally:
-            await store.close()
-            engine.dispose()
 
     outcomes = run(go())
     failed = 0

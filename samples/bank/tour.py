@@ -61,18 +61,18 @@ DEPOSIT = 25
 
 PEOPLE = [
     # (first name, full name, opening deposit)
-    ("ada", "Ada Lovelace", 0),
-    ("grace", "Grace Hopper", 500),
-    ("alan", "Alan Turing", 200),
+    ("mira", "Mira Okafor", 0),
+    ("jonas", "Jonas Lindqvist", 500),
+    ("priya", "Priya Raman", 200),
 ]
 TRANSFERS = [
     # (from, to, amount)
-    ("ada", "grace", 120),
-    ("grace", "alan", 200),
-    ("alan", "ada", 50),
-    ("grace", "ada", 75),
+    ("mira", "jonas", 120),
+    ("jonas", "priya", 200),
+    ("priya", "mira", 50),
+    ("jonas", "mira", 75),
 ]
-FORGET = "alan"
+FORGET = "priya"
 
 
 @dataclass
@@ -244,7 +244,7 @@ class Tour:
                 "with a key of its own, so forgetting it can shred the key.[/]"
             )
             try:
-                again = Account(self.result.accounts["ada"])
+                again = Account(self.result.accounts["mira"])
                 again.open("someone else")
                 await accounts.save(again)  # expects a new subject (sequence 0)
             except ConcurrencyError as e:
@@ -252,7 +252,7 @@ class Tour:
 
     async def concurrent_deposits(self) -> None:
         accounts = Repository(self.s, Account)
-        account_id = self.result.accounts["ada"]
+        account_id = self.result.accounts["mira"]
         conflicts: list[ConcurrencyError] = []
 
         async def deposit(amount: int) -> None:
@@ -308,29 +308,29 @@ class Tour:
                 "an expected sequence on each subject.[/]"
             )
             # a domain rule: nothing is recorded, nothing is sent
-            alan, grace = await accounts.load(ids["alan"]), await accounts.load(ids["grace"])
+            priya, jonas = await accounts.load(ids["priya"]), await accounts.load(ids["jonas"])
             try:
-                alan.send(f"t-{run}-x", grace, 10_000)
+                priya.send(f"t-{run}-x", jonas, 10_000)
             except InsufficientFunds as e:
                 self.ok(f"refused by the domain, nothing recorded: {e}")
             # a stale side rejects the whole batch
-            ada, grace = await accounts.load(ids["ada"]), await accounts.load(ids["grace"])
-            ada_before = await self.s.last_sequence(accounts.subject(ada.id))
-            await accounts.update(grace.id, lambda a: a.deposit(1))  # someone else writes grace
-            ada.send(f"t-{run}-{len(TRANSFERS) + 1}", grace, 10)
+            mira, jonas = await accounts.load(ids["mira"]), await accounts.load(ids["jonas"])
+            mira_before = await self.s.last_sequence(accounts.subject(mira.id))
+            await accounts.update(jonas.id, lambda a: a.deposit(1))  # someone else writes jonas
+            mira.send(f"t-{run}-{len(TRANSFERS) + 1}", jonas, 10)
             try:
-                await accounts.save_all([ada, grace])
+                await accounts.save_all([mira, jonas])
                 self.no("the stale transfer was stored (it should not have been)")
             except ConcurrencyError as e:
-                ada_after = await self.s.last_sequence(accounts.subject(ada.id))
-                if ada_after == ada_before:
+                mira_after = await self.s.last_sequence(accounts.subject(mira.id))
+                if mira_after == mira_before:
                     self.ok(
-                        f"all or nothing: {grace.id} changed after it was loaded, so the batch "
+                        f"all or nothing: {jonas.id} changed after it was loaded, so the batch "
                         f"was rejected ({e.subject.rsplit('.', 1)[-1]}: expected {e.expected}, "
-                        f"actual {e.actual}) and {ada.id} got nothing either"
+                        f"actual {e.actual}) and {mira.id} got nothing either"
                     )
                 else:
-                    self.no(f"{ada.id} moved from {ada_before} to {ada_after}")
+                    self.no(f"{mira.id} moved from {mira_before} to {mira_after}")
 
     async def _transfer(
         self, accounts: Repository[Account], tid: str, src: str, dst: str, amount: int
@@ -581,7 +581,7 @@ class Tour:
             except (ForgottenError, AggregateNotFound) as e:
                 self.ok(f"loading it: {type(e).__name__}")
             again = Customer(customer_id)
-            again.register("Alan Turing", "alan@example.com")
+            again.register("Priya Raman", "priya@example.com")
             try:
                 await people.save(again)
                 self.no("a forgotten subject accepted new events")
@@ -623,11 +623,11 @@ class Tour:
         a = f"--app {APP_TARGET}"
         tries = [
             f"eventkit {a} info",
-            f"eventkit {a} events bank.account.{r.accounts['ada']}",
-            f"eventkit {a} events bank.customer.{r.customers['grace']}",
+            f"eventkit {a} events bank.account.{r.accounts['mira']}",
+            f"eventkit {a} events bank.customer.{r.customers['jonas']}",
             f"eventkit {a} status",
             f"eventkit {a} replay ledger --from-time 10m",
-            f"eventkit {a} forget bank.customer.{r.customers['grace']} --dry-run",
+            f"eventkit {a} forget bank.customer.{r.customers['jonas']} --dry-run",
             "python -m samples.bank                      # again: fresh ids, same read models",
         ]
         if self.settings.uses_embedded_server:

@@ -141,6 +141,18 @@ def make_projector(
     return type("Totals", (Totals,), attrs)()  # type: ignore[no-any-return]
 
 
+async def append_items(store: Any, count: int, start: int = 0) -> list[tuple[int, str, int]]:
+    """Append ``count`` ItemAdded with a Noise event every 5th; return (seq, key, n) of items."""
+    out = []
+    for i in range(start, start + count):
+        key = f"k{i % 7}"
+        seq = await store.append(f"{store.stream}.item.{key}", [PwItemAdded(key=key, n=i)])
+        out.append((seq, key, i))
+        if i % 5 == 0:
+            await store.append(f"{store.stream}.noise.x", [PwNoise(x=i)])
+    return out
+
+
 def create_tables(engine: Engine, prefix: str) -> None:
     md, _, _ = tables(prefix)
     md.create_all(engine)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from projection_worker import (  # type: ignore[import-not-found]
     PwItemAdded,
-    PwNoise,
     PwPoison,
+    append_items,
     create_tables,
     expected_model,
     make_projector,
@@ -65,17 +65,6 @@ def bulk_projector(prefix: str, **options: Any) -> tuple[Projector, list[int]]:
                     conn.execute(insert(totals).values(key=key, total=total, count=count))
 
     return Bulk(), calls
-
-
-async def append_items(store: Any, count: int, start: int = 0) -> list[tuple[int, str, int]]:
-    out = []
-    for i in range(start, start + count):
-        key = f"k{i % 7}"
-        seq = await store.append(f"{store.stream}.item.{key}", [PwItemAdded(key=key, n=i)])
-        out.append((seq, key, i))
-        if i % 5 == 0:
-            await store.append(f"{store.stream}.noise.x", [PwNoise(x=i)])
-    return out
 
 
 async def test_bulk_projector_gives_the_same_read_model_in_fewer_calls(

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from projection_worker import (  # type: ignore[import-not-found]
-    PwItemAdded,
     PwNoise,
     PwPoison,
+    append_items,
     create_tables,
     expected_model,
     make_projector,
@@ -36,18 +36,6 @@ pytestmark = pytest.mark.nats
 
 def prefix() -> str:
     return f"t_{uuid.uuid4().hex[:8]}"
-
-
-async def append_items(store: Any, count: int, start: int = 0) -> list[tuple[int, str, int]]:
-    """Append ``count`` ItemAdded with a Noise event every 5th; return (seq, key, n) of items."""
-    out = []
-    for i in range(start, start + count):
-        key = f"k{i % 7}"
-        seq = await store.append(f"{store.stream}.item.{key}", [PwItemAdded(key=key, n=i)])
-        out.append((seq, key, i))
-        if i % 5 == 0:
-            await store.append(f"{store.stream}.noise.x", [PwNoise(x=i)])
-    return out
 
 
 def test_upgrade_creates_tables_with_own_version_table(engine: Engine) -> None:

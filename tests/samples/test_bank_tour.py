@@ -7,22 +7,17 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from eventkit import server
 from eventkit.config import ENV_VARS
 from eventkit.server import ServerProcess, start_server_process
 
 ROOT = Path(__file__).resolve().parents[2]
-POSTGRES_URL = os.environ.get(
-    "EVENTKIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -114,32 +109,16 @@ def nats(tmp_path: Path) -> Iterator[ServerProcess]:
         srv.stop()
 
 
-@pytest.fixture
-def postgres_schema_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema (via search_path), dropped afterwards; fails if unreachable."""
-    schema = f"tour_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.mark.postgres
 def test_the_tour_runs_on_a_nats_server_and_postgresql_of_your_own(
-    tmp_path: Path, nats: ServerProcess, postgres_schema_url: str
+    tmp_path: Path, nats: ServerProcess, pg_url: str
 ) -> None:
     home = tmp_path / "home"
     key = base64.b64encode(os.urandom(32)).decode()
     env = tour_env(
         home,
         EVENTKIT_NATS_URL=nats.url,
-        EVENTKIT_DATABASE_URL=postgres_schema_url,
+        EVENTKIT_DATABASE_URL=pg_url,
         EVENTKIT_MASTER_KEY=key,
     )
     first = run_tour(tmp_path, env)
@@ -153,7 +132,7 @@ def test_the_tour_runs_on_a_nats_server_and_postgresql_of_your_own(
     # nothing was started or written locally
     assert server.status(home) is None
     assert not (home / "jetstream").exists() and not (home / "eventkit.db").exists()
-    engine = create_engine(postgres_schema_url)
+    engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
             count = conn.execute(text("SELECT count(*) FROM bank_balances")).scalar_one()

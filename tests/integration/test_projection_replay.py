@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from projection_worker import (  # type: ignore[import-not-found]
-    PwItemAdded,
-    PwNoise,
+    append_items,
     create_tables,
     expected_model,
     make_projector,
@@ -28,17 +27,6 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
 pytestmark = pytest.mark.nats
-
-
-async def add(store: Any, start: int, count: int) -> list[tuple[int, str, int]]:
-    out = []
-    for i in range(start, start + count):
-        key = f"k{i % 3}"
-        seq = await store.append(f"{store.stream}.item.{key}", [PwItemAdded(key=key, n=i)])
-        out.append((seq, key, i))
-        if i % 4 == 0:
-            await store.append(f"{store.stream}.noise.n", [PwNoise(x=i)])
-    return out
 
 
 def checkpoint(engine: Engine, name: str) -> int:
@@ -69,11 +57,11 @@ async def test_from_time_starts_at_the_first_event_at_or_after_t(
 ) -> None:
     px = f"t_{uuid.uuid4().hex[:8]}"
     create_tables(engine, px)
-    first = await add(store, 0, 20)
+    first = await append_items(store, 20, 0)
     await asyncio.sleep(0.3)
     t = datetime.now(UTC)
     await asyncio.sleep(0.05)
-    second = await add(store, 20, 20)
+    second = await append_items(store, 20, 20)
     projector = make_projector(px, with_rewind=True)
     await ProjectionRunner(projector, store, engine).catch_up()
     plan = await plan_replay(projector, store, engine, from_time=t)
@@ -91,7 +79,7 @@ async def test_replay_from_start_of_a_non_idempotent_projector_resets_it_first(
 ) -> None:
     px = f"t_{uuid.uuid4().hex[:8]}"
     create_tables(engine, px)
-    items = await add(store, 0, 30)
+    items = await append_items(store, 30, 0)
     projector = make_projector(px)
     await ProjectionRunner(projector, store, engine).catch_up()
     plan = await plan_replay(projector, store, engine, from_start=True)
@@ -106,7 +94,7 @@ async def test_replay_from_a_point_needs_idempotent_or_rewind_and_changes_nothin
 ) -> None:
     px = f"t_{uuid.uuid4().hex[:8]}"
     create_tables(engine, px)
-    items = await add(store, 0, 10)
+    items = await append_items(store, 10, 0)
     projector = make_projector(px)
     await ProjectionRunner(projector, store, engine).catch_up()
     before = (checkpoint(engine, projector.name), read_model(engine, px))
@@ -148,7 +136,7 @@ async def test_cli_rejects_bad_times_sequences_and_names_and_changes_nothing(
     upgrade(engine)
     create_tables(engine, px)
     create_tables(engine, f"{px}i")
-    items = await add(store, 0, 10)
+    items = await append_items(store, 10, 0)
     ok = await asyncio.to_thread(invoke, nats_url, sqlite_url, "run", "--once", "--json")
     assert ok.exit_code == 0, ok.output
     name = f"{px}_totals"

@@ -316,6 +316,10 @@ class _Pending:
         done.set_result(None)
 
 
+class _Unanswered(StoreUnavailableError):
+    """A read that got no answer (timeout, no responders): worth trying again."""
+
+
 class _DirectReader:
     """Batched direct gets (``$JS.API.DIRECT.GET.<stream>``)."""
 
@@ -343,9 +347,9 @@ class _DirectReader:
         try:
             await self._inbox.call(api, body, None, timeout, pending.feed)
         except nats.errors.TimeoutError as e:
-            raise StoreUnavailableError(
+            raise _Unanswered(
                 f"direct get on {self._api} got no answer in {timeout}s "
-                f"(is allow_direct on, and may this user read the stream?)"
+                f"(is the server up, allow_direct on, and may this user read the stream?)"
             ) from e
         except nats.errors.ConnectionClosedError as e:
             raise StoreUnavailableError("the NATS connection is closed") from e
@@ -353,7 +357,7 @@ class _DirectReader:
             if pending.error.startswith("408"):
                 raise ConfigError(f"bad direct get request {request!r}: {pending.error}")
             if pending.error.startswith("503"):
-                raise StoreUnavailableError("no responders for direct get (stream offline?)")
+                raise _Unanswered("no responders for direct get (stream offline?)")
             raise StoreUnavailableError(f"direct get failed: {pending.error}")
         return pending.msgs, pending.more
 
@@ -395,6 +399,7 @@ class JetStreamEventStore(EventStore):
         self.stream = validate_stream_name(stream)
         self.codec = codec or Codec()
         self.publish_timeout = publish_timeout
+        self.read_timeout = max(publish_timeout, 5.0)
         self.retry_for = retry_for
         self._own = own_connection
         self._inbox = _Inbox(nc)
@@ -744,7 +749,21 @@ class JetStreamEventStore(EventStore):
     async def _direct(
         self, request: dict[str, Any], subject: str | None = None
     ) -> tuple[list[Msg], int]:
-        return await self._reader.request(request, max(self.publish_timeout, 5.0), subject)
+        """One direct get, tried again while unanswered (a restart, a leader election) for up to
+        ``retry_for`` seconds, like appends; reads are idempotent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                return await self._reader.request(request, self.read_timeout, subject)
+            except _Unanswered as e:
+                if loop.time() + delay >= deadline:
+                    raise StoreUnavailableError(
+                        f"{e}; still unanswered after {self.retry_for:g}s of retries"
+                    ) from e
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
         """Every event of ``subject`` after sequence ``after``, in order (batched direct gets)."""
@@ -834,13 +853,24 @@ class JetStreamEventStore(EventStore):
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
         stream; 0 when there is none."""
         if subject is None:
-            try:
-                info = await self._denials.guard(self.js.stream_info(self.stream))
-            except nats.js.errors.APIError as e:
-                raise self._translate_api(e, f"stream info of {self.stream!r}") from e
-            except nats.errors.TimeoutError as e:
-                raise StoreUnavailableError(f"no answer for stream info of {self.stream!r}") from e
-            return int(info.state.last_seq)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.retry_for
+            delay = 0.05
+            while True:  # retried while unanswered (a restart, an election), like reads
+                try:
+                    info = await self._denials.guard(self.js.stream_info(self.stream))
+                    return int(info.state.last_seq)
+                except nats.js.errors.APIError as e:
+                    if e.code != 503 or loop.time() + delay >= deadline:
+                        raise self._translate_api(e, f"stream info of {self.stream!r}") from e
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                    if loop.time() + delay >= deadline:
+                        raise StoreUnavailableError(
+                            f"no answer for stream info of {self.stream!r} within "
+                            f"{self.retry_for:g}s"
+                        ) from e
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
         validate_filter(subject, self.stream)
         # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
         msgs, _ = await self._direct({"last_by_subj": subject})

@@ -33,23 +33,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session
 
 from eventkit.projection.projector import Projector
+from eventkit.store import protocol
+from eventkit.store.protocol import system_prefix
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import subject_matches
 
-SYSTEM_TOKEN = "_eventkit"
-SYSTEM_TOKEN = "_eventkit"
-SYSTEM_HEADER = "Eventkit-System"
+SYSTEM_HEADER = protocol.SYSTEM
 FORGOTTEN = "forgotten"
-
-
-def system_prefix(stream: str) -> str:
-    """``<stream>._eventkit.``: subjects eventkit reserves for its own system events."""
-    return f"{stream}.{SYSTEM_TOKEN}."
 
 
 def notice_subject(stream: str) -> str:
     """The subject of ``forgotten`` notices: ``<stream>._eventkit.forgotten``."""
-    return f"{stream}.{SYSTEM_TOKEN}.{FORGOTTEN}"
+    return f"{system_prefix(stream)}{FORGOTTEN}"
 
 
 def is_system_subject(stream: str, subject: str) -> bool:
@@ -87,7 +82,7 @@ def encode_notice(subject: str, stream: str, cipher: Any) -> tuple[dict[str, str
         body["sealed"] = base64.b64encode(nonce + sealed).decode()
     else:
         body["subject"] = subject
-    headers = {SYSTEM_HEADER: FORGOTTEN, "Nats-Msg-Id": f"eventkit-forgotten-{digest[:48]}"}
+    headers = {SYSTEM_HEADER: FORGOTTEN, protocol.MSG_ID: f"eventkit-forgotten-{digest[:48]}"}
     return headers, json.dumps(body, separators=(",", ":")).encode()
 
 

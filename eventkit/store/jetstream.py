@@ -75,6 +75,24 @@ _TRANSIENT = (
 )
 
 
+class _Backoff:
+    """Waits between tries of something unanswered, until ``retry_for`` seconds have passed
+    since the helper was made: 0.05 s, doubling up to 1 s."""
+
+    def __init__(self, retry_for: float, first_delay: float = 0.05) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.deadline = self._loop.time() + retry_for
+        self._delay = first_delay
+
+    async def wait(self) -> bool:
+        """Sleep before the next try; False (no sleep) when the deadline would pass first."""
+        if self._loop.time() + self._delay >= self.deadline:
+            return False
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, 1.0)
+        return True
+
+
 class JetStreamError(EventkitError):
     """A JetStream API error eventkit has no more specific translation for."""
 
@@ -613,8 +631,7 @@ class JetStreamEventStore(EventStore):
 
     async def _send(self, send: Callable[[], Awaitable[Msg]], describe: str) -> dict[str, Any]:
         """Send until the server answers; return its ack (JSON)."""
-        deadline = 0.0
-        delay = 0.02
+        backoff: _Backoff | None = None  # the deadline counts from the first unanswered try
         while True:
             try:
                 msg = await send()
@@ -632,16 +649,12 @@ class JetStreamEventStore(EventStore):
                 ) from e
             # no answer: the message may or may not have been stored; retrying is safe
             # because every event keeps its Nats-Msg-Id, and conflicts are resolved below
-            loop = asyncio.get_running_loop()
-            if not deadline:
-                deadline = loop.time() + self.retry_for
-            if loop.time() + delay > deadline:
+            backoff = backoff or _Backoff(self.retry_for, first_delay=0.02)
+            if not await backoff.wait():
                 raise StoreUnavailableError(
                     f"{describe}: no answer from JetStream within {self.retry_for}s ({error!r}); "
                     f"the append may or may not be stored: retry it with the same event ids"
                 ) from error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
         try:
             ack: dict[str, Any] = json.loads(msg.data)
         except ValueError as e:
@@ -747,23 +760,24 @@ class JetStreamEventStore(EventStore):
 
     # -- reading --------------------------------------------------------------------------
     async def _direct(
-        self, request: dict[str, Any], subject: str | None = None
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: _DirectReader | None = None,
     ) -> tuple[list[Msg], int]:
-        """One direct get, tried again while unanswered (a restart, a leader election) for up to
-        ``retry_for`` seconds, like appends; reads are idempotent."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        delay = 0.05
+        """One direct get (on the event stream, or ``reader``'s stream), tried again while
+        unanswered (a restart, a leader election) for up to ``retry_for`` seconds, like appends;
+        reads are idempotent."""
+        reader = reader or self._reader
+        backoff = _Backoff(self.retry_for)
         while True:
             try:
-                return await self._reader.request(request, self.read_timeout, subject)
+                return await reader.request(request, self.read_timeout, subject)
             except _Unanswered as e:
-                if loop.time() + delay >= deadline:
+                if not await backoff.wait():
                     raise StoreUnavailableError(
                         f"{e}; still unanswered after {self.retry_for:g}s of retries"
                     ) from e
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
         """Every event of ``subject`` after sequence ``after``, in order (batched direct gets)."""
@@ -826,7 +840,7 @@ class JetStreamEventStore(EventStore):
             return
         cipher = self.codec.cipher
         decode = self.codec.decode
-        system = f"{self.stream}._eventkit."  # eventkit's system events (GDPR notices)
+        system = p.system_prefix(self.stream)  # eventkit's own events (GDPR notices)
         async for m in self._scan(from_sequence, single, from_time, end):
             if m.sequence < from_sequence or m.subject.startswith(system):
                 continue
@@ -853,24 +867,20 @@ class JetStreamEventStore(EventStore):
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
         stream; 0 when there is none."""
         if subject is None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.retry_for
-            delay = 0.05
+            backoff = _Backoff(self.retry_for)
             while True:  # retried while unanswered (a restart, an election), like reads
                 try:
                     info = await self._denials.guard(self.js.stream_info(self.stream))
                     return int(info.state.last_seq)
                 except nats.js.errors.APIError as e:
-                    if e.code != 503 or loop.time() + delay >= deadline:
+                    if e.code != 503 or not await backoff.wait():
                         raise self._translate_api(e, f"stream info of {self.stream!r}") from e
                 except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-                    if loop.time() + delay >= deadline:
+                    if not await backoff.wait():
                         raise StoreUnavailableError(
                             f"no answer for stream info of {self.stream!r} within "
                             f"{self.retry_for:g}s"
                         ) from e
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
         validate_filter(subject, self.stream)
         # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
         msgs, _ = await self._direct({"last_by_subj": subject})
@@ -972,7 +982,7 @@ class KVSnapshotStore(SnapshotStore):
 
     async def get(self, subject: str) -> Snapshot | None:
         await self._bucket()
-        msgs, _ = await self._reader.request({}, 5.0, subject=self._prefix + subject)
+        msgs, _ = await self._store._direct({}, self._prefix + subject, self._reader)
         if not msgs:
             return None
         msg = msgs[0]
@@ -1016,7 +1026,7 @@ class KVSnapshotStore(SnapshotStore):
         await self._bucket()
         removed = 0
         while True:
-            msgs, _ = await self._reader.request({}, 5.0, subject=self._prefix + subject)
+            msgs, _ = await self._store._direct({}, self._prefix + subject, self._reader)
             if not msgs or not msgs[0].headers:
                 break
             try:

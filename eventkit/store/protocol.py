@@ -22,6 +22,8 @@ DESCRIPTION = "Description"
 # headers eventkit writes
 EVENT_TYPE = "Eventkit-Type"
 SCHEMA_VERSION = "Eventkit-Schema"
+SYSTEM = "Eventkit-System"
+"""On eventkit's own events (no ``Eventkit-Type``): their kind, e.g. ``forgotten``."""
 ENCRYPTION = "Eventkit-Enc"
 """Present when the payload is encrypted: the key id it was sealed with."""
 
@@ -49,3 +51,12 @@ MAX_BATCH = 1000
 
 ATOMIC_BATCH_SERVER = "2.12.0"
 RESET_CONSUMER_SERVER = "2.14.0"
+
+
+SYSTEM_TOKEN = "_eventkit"
+"""The subject token under a stream that eventkit reserves for its own events."""
+
+
+def system_prefix(stream: str) -> str:
+    """``<stream>._eventkit.``: subjects of eventkit's own events, passed over by ``read_all``."""
+    return f"{stream}.{SYSTEM_TOKEN}."

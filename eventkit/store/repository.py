@@ -140,13 +140,8 @@ class Repository(Generic[A]):
         (nothing stored) if someone else saved first."""
         if not agg.pending:
             return
-        count = len(agg.pending)
         (last,) = await self.store.append_many([self._write(agg)])
-        agg.mark_saved(last)
-        agg._since_snapshot += count
-        every = self.aggregate.snapshot_every
-        if every is not None and agg._since_snapshot >= every:
-            await self._snapshot(agg)
+        await self._saved(agg, last)
 
     async def save_all(self, aggregates: Sequence[A]) -> None:
         """Save several aggregates in one atomic append, each with its own expectation."""
@@ -155,7 +150,15 @@ class Repository(Generic[A]):
             return
         lasts = await self.store.append_many([self._write(a) for a in pending])
         for a, last in zip(pending, lasts, strict=True):
-            a.mark_saved(last)
+            await self._saved(a, last)
+
+    async def _saved(self, agg: A, last: int) -> None:
+        """The pending events are stored up to ``last``: clear them, snapshot when one is due."""
+        agg._since_snapshot += len(agg.pending)
+        agg.mark_saved(last)
+        every = self.aggregate.snapshot_every
+        if every is not None and agg._since_snapshot >= every:
+            await self._snapshot(agg)
 
     async def update(
         self,

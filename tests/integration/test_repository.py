@@ -203,6 +203,23 @@ async def test_snapshot_load_equals_full_replay(store: JetStreamEventStore) -> N
     assert (loaded.balance, loaded.deposits, loaded.version) == (595, 34, 35)
 
 
+async def test_save_all_snapshots_each_aggregate_when_one_is_due(
+    store: JetStreamEventStore,
+) -> None:
+    accounts = Repository(store, SnapAccount)
+    a, b = SnapAccount("sa-1"), SnapAccount("sa-2")
+    a.open("a")
+    b.open("b")
+    for i in range(12):
+        a.deposit(i + 1)
+        b.deposit(1)
+        await accounts.save_all([a, b])
+    for agg in (a, b):
+        snap = await store.snapshots.get(accounts.subject(agg.id))
+        assert snap is not None and 0 < snap.version <= agg.version
+        assert (await accounts.load(agg.id)).balance == agg.balance
+
+
 async def test_snapshot_of_a_changed_shape_is_ignored(store: JetStreamEventStore) -> None:
     accounts = Repository(store, SnapAccount)
     a = SnapAccount("s-1")

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from eventkit.errors import ConfigError, InvalidSubjectError
+from eventkit.errors import ConfigError, InvalidSubjectError, StoreUnavailableError
 from eventkit.gdpr import tables as t
 from eventkit.gdpr.notice import (
     encode_notice,
@@ -61,8 +61,6 @@ CANNOT_ERASE: tuple[str, ...] = (
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(step, count)`` after each step (and each erased message)."""
-
-STEPS = ("started", "key", "messages", "snapshots", "projectors", "notice", "done")
 
 
 @dataclass
@@ -175,11 +173,14 @@ async def forget_subject(
         report.key = {"forgotten": "already shredded"}.get(key_state, key_state)
         report.snapshots = 1 if await _snapshot_exists(store, subject) else 0
         return report
-    if report.messages == 0 and key_state != "active" and not report.resumed:
+    if (
+        report.messages == 0
+        and key_state != "active"
+        and not report.resumed
+        and not await _snapshot_exists(store, subject)
+    ):
         report.key = "already shredded" if key_state == "forgotten" else "none"
-        report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
-        if report.nothing:
-            return report
+        return report  # nothing stored: no request, no audit entry, no notice
 
     def step(name: str, count: int = 0) -> None:
         if progress is not None:
@@ -203,6 +204,12 @@ async def forget_subject(
         sequences = [m.sequence async for m in store.read_raw(subject)]
         if not sequences:
             break
+    else:
+        # appends kept racing in: leave the request open (not audited as done); a re-run resumes
+        raise StoreUnavailableError(
+            f"{subject!r} still had {len(sequences)} message(s) after 5 erase rounds: something "
+            f"keeps appending to it; stop the writer and run forget again to finish"
+        )
     report.messages = erased_count
     await asyncio.to_thread(_save_request, engine, stream, digest, "messages", erased_count)
     step("messages", erased_count)
@@ -246,7 +253,9 @@ async def forget_pattern(
 ) -> list[ForgetReport]:
     """Forget every subject with messages under the wildcard ``pattern``, one after the other."""
     if not is_wildcard(pattern):
-        return [await forget_subject(app, store, engine, pattern, dry_run=dry_run)]
+        return [
+            await forget_subject(app, store, engine, pattern, dry_run=dry_run, progress=progress)
+        ]
     reports = []
     for subject in sorted(await subjects_matching(store, pattern)):
         reports.append(

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from eventkit.domain.events import Event
 from eventkit.errors import ConfigError, EventDecodeError, ForgottenError, StoreUnavailableError
-from eventkit.store.jetstream import erasable_kv_config
+from eventkit.store.jetstream import ensure_erasable_bucket, is_gone
 from eventkit.store.subjects import subject_matches, validate_filter
 
 if TYPE_CHECKING:
@@ -176,13 +176,7 @@ class KeyStore:
         """Open (or create) the key bucket ``<stream>_keys`` next to ``store``'s stream."""
         self._js = store.js
         self.bucket = f"{store.stream}_keys"
-        replicas = 1
-        try:
-            info = await store.js.stream_info(store.stream)
-            replicas = int(info.config.num_replicas or 1)
-        except (nats.js.errors.Error, nats.errors.Error):
-            pass
-        await self._ensure_bucket(self.bucket, replicas)
+        await ensure_erasable_bucket(self._js, self.bucket, store.replicas)
         self._kv = await self._js.key_value(self.bucket)
         await self.verify_master_key()
         with contextlib.suppress(nats.errors.Error):
@@ -213,28 +207,6 @@ class KeyStore:
                 f"were made with: set the right key (with a wrong one every personal-data subject "
                 f"would read as forgotten)"
             )
-
-    async def _ensure_bucket(self, bucket: str, replicas: int) -> None:
-        # KV buckets made by nats-py deny deleting a message by sequence, which shredding
-        # needs (and the server cannot lift that flag): make the bucket's stream ourselves.
-        name = f"KV_{bucket}"
-        try:
-            info = await self._js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            info = None
-        if info is not None and info.config.deny_delete:
-            raise ConfigError(
-                f"the key bucket {bucket!r} was not made by eventkit: it denies the secure erase "
-                f"of a key; move its keys to a bucket made by eventkit"
-            )
-        try:
-            if info is None:
-                await self._js.add_stream(erasable_kv_config(bucket, replicas))
-        except nats.js.errors.APIError as e:
-            raise StoreUnavailableError(
-                f"cannot set up the key bucket {self.bucket!r}: {e.description}; may this user "
-                f"create streams?"
-            ) from e
 
     async def _on_change(self, msg: Any) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
@@ -359,7 +331,7 @@ class KeyStore:
             except nats.js.errors.NotFoundError:
                 continue
             except nats.js.errors.APIError as e:
-                if int(e.err_code or 0) != 10037:
+                if not is_gone(e):
                     raise StoreUnavailableError(
                         f"cannot erase the data key of a subject in {self.bucket!r}: "
                         f"{e.description}"

@@ -899,10 +899,7 @@ class JetStreamEventStore(EventStore):
         try:
             return bool(await self._denials.guard(self.js.delete_msg(self.stream, sequence)))
         except nats.js.errors.APIError as e:
-            code = int(e.err_code or 0)
-            if code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
-                code == p.ERR_MESSAGE_DELETE_FAILED and "EOF" in str(e.description)
-            ):
+            if is_gone(e):
                 return False
             raise self._translate_api(e, f"deleting sequence {sequence}") from e
 
@@ -952,6 +949,37 @@ def erasable_kv_config(bucket: str, replicas: int = 1) -> StreamConfig:
     )
 
 
+async def ensure_erasable_bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
+    """Create the KV bucket's stream with :func:`erasable_kv_config` unless it exists; a bucket
+    made elsewhere (nats-py's ``create_key_value`` sets ``deny_delete``) is refused, because its
+    entries could not be erased securely."""
+    name = f"KV_{bucket}"
+    try:
+        info = await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(erasable_kv_config(bucket, replicas))
+        except nats.js.errors.APIError as e:
+            raise StoreUnavailableError(
+                f"cannot create the KV bucket {bucket!r}: {e.description}; may this user create "
+                f"streams?"
+            ) from e
+        return
+    if info.config.deny_delete:
+        raise ConfigError(
+            f"the KV bucket {bucket!r} was not made by eventkit: it denies erasing an entry "
+            f"securely; delete its stream {name!r} (or move its entries) and connect again"
+        )
+
+
+def is_gone(e: nats.js.errors.APIError) -> bool:
+    """Whether a delete by sequence failed only because the message is not there (any more)."""
+    code = int(e.err_code or 0)
+    return code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
+        code == p.ERR_MESSAGE_DELETE_FAILED and "EOF" in str(e.description)
+    )
+
+
 class KVSnapshotStore(SnapshotStore):
     """Snapshots in the KV bucket ``<stream>_snapshots`` (one key per subject, history 1).
 
@@ -968,17 +996,9 @@ class KVSnapshotStore(SnapshotStore):
         self._ready = False
 
     async def _bucket(self) -> None:
-        if self._ready:
-            return
-        js = self._store.js
-        try:
-            await js.stream_info(self.kv_stream)
-        except nats.js.errors.NotFoundError:
-            try:
-                await js.add_stream(erasable_kv_config(self.bucket, self._store.replicas))
-            except nats.js.errors.APIError as e:
-                raise self._store._translate_api(e, f"creating KV bucket {self.bucket!r}") from e
-        self._ready = True
+        if not self._ready:
+            await ensure_erasable_bucket(self._store.js, self.bucket, self._store.replicas)
+            self._ready = True
 
     async def get(self, subject: str) -> Snapshot | None:
         await self._bucket()
@@ -1032,6 +1052,9 @@ class KVSnapshotStore(SnapshotStore):
             try:
                 await self._store.js.delete_msg(self.kv_stream, int(msgs[0].headers[p.SEQUENCE]))
                 removed += 1
-            except nats.js.errors.APIError:
-                break
+            except nats.js.errors.APIError as e:
+                if not is_gone(e):
+                    raise self._store._translate_api(
+                        e, f"erasing the snapshot of {subject!r}"
+                    ) from e
         return removed

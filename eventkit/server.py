@@ -546,10 +546,6 @@ class EmbeddedServer:
             return info
         return None
 
-    def store_encryption(self, home: Path | None = None) -> str:
-        """``'empty'``, ``'plain'`` or ``'encrypted'``: what the store under ``home`` holds."""
-        return _store_state(_home(home))
-
     # -------------------------------------------------------------- lifecycle
 
     def ensure_running(
@@ -739,8 +735,15 @@ def _home(home: Path | None) -> Path:
 @contextlib.contextmanager
 def _locked(home: Path) -> Iterator[None]:
     """An exclusive fcntl lock on ``<home>/server.lock``: one starter at a time."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / _LOCK, "a+b") as f:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        f = open(home / _LOCK, "a+b")  # noqa: SIM115 (closed by the with below)
+    except OSError as e:
+        raise ConfigError(
+            f"EVENTKIT_HOME={home} cannot hold the embedded server's files ({e.strerror}); "
+            f"point EVENTKIT_HOME at a writable directory"
+        ) from e
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield

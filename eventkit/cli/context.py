@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ConfigError, EventkitError
 
@@ -101,14 +102,26 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_on(error: Exception) -> NoReturn:
+    """Print an error a user can act on, with its exit code: 2 for bad input or configuration
+    (eventkit's ``ValueError`` errors), 1 for the rest (a store or database that failed)."""
+    if isinstance(error, EventkitError):
+        fail(str(error), EXIT_USAGE if isinstance(error, ValueError) else EXIT_ERROR)
+    if isinstance(error, DBAPIError):
+        fail(
+            f"the read-model database failed: {error.orig}; check EVENTKIT_DATABASE_URL and that "
+            f"the database is up"
+        )
+    fail(f"{type(error).__name__}: {error}")
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; turn eventkit errors into a clear message and exit code 1 (2 for usage)."""
+    """Run a coroutine; turn eventkit, database and OS errors into a clear message and an exit
+    code (see :func:`fail_on`)."""
     try:
         return asyncio.run(coro)
-    except ConfigError as e:
-        fail(str(e), EXIT_USAGE)
-    except EventkitError as e:
-        fail(str(e))
+    except (EventkitError, DBAPIError, OSError) as e:
+        fail_on(e)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

@@ -60,13 +60,13 @@ for _module in ("store", "projections", "db", "gdpr"):
 def main() -> None:
     """The ``eventkit`` console script: errors found while parsing arguments (before a command
     reaches the library) are shown as a message with exit code 2, never a traceback."""
-    from rich.markup import escape
-
-    from eventkit.cli.context import EXIT_ERROR, EXIT_USAGE, err_console
+    from eventkit.cli.context import fail_on
     from eventkit.errors import EventkitError
 
     try:
         app()
-    except EventkitError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise SystemExit(EXIT_USAGE if isinstance(e, ValueError) else EXIT_ERROR) from None
+    except (EventkitError, OSError) as e:
+        try:
+            fail_on(e)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

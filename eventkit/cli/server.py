@@ -9,16 +9,20 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from eventkit.cli.context import (
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    fail,
+    fail_on,
+    state,
+)
 from eventkit.config import Settings
 from eventkit.errors import EventkitError
 from eventkit.server import EmbeddedServer, ServerInfo
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_NOT_RUNNING = 3
 
 server_app = typer.Typer(
     help=(
@@ -28,9 +32,6 @@ server_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_out = Console()
-_err = Console(stderr=True)
-
 _KEY_HOWTO = (
     "set EVENTKIT_SERVER_KEY in the environment (never on the command line), e.g.\n"
     "  export EVENTKIT_SERVER_KEY=$(openssl rand -base64 32)\n"
@@ -38,33 +39,19 @@ _KEY_HOWTO = (
 )
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    """The settings the root command built (``ctx.obj``), else read from the environment.
-
-    ``ctx.obj`` may be a :class:`Settings`, or hold one as ``.settings`` (an attribute or a
-    method returning it).
-    """
-    obj = ctx.find_root().obj
-    if isinstance(obj, Settings):
-        return obj
-    found = getattr(obj, "settings", None)
-    if callable(found):
-        found = found()
-    if isinstance(found, Settings):
-        return found
-    return Settings.from_env()
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(EXIT_ERROR)
+def _key(settings: Settings, encrypt: bool) -> str | None:
+    """The store key; ``--encrypt`` without one is refused (the library refuses a key for a
+    store that already holds unencrypted data)."""
+    if encrypt and settings.server_store_key is None:
+        fail(f"--encrypt needs a key: {_KEY_HOWTO}", EXIT_USAGE)
+    return settings.server_store_key
 
 
 def _describe(info: ServerInfo) -> None:
-    _out.print(f"[green]running[/] at [bold]{info.url}[/] (pid {info.pid})", highlight=False)
-    _out.print(f"  nats-server {info.version}, monitoring http://127.0.0.1:{info.http_port}")
+    console.print(f"[green]running[/] at [bold]{info.url}[/] (pid {info.pid})", highlight=False)
+    console.print(f"  nats-server {info.version}, monitoring http://127.0.0.1:{info.http_port}")
     at_rest = "[green]encrypted[/] (chachapoly)" if info.encrypted else "unencrypted"
-    _out.print(f"  store {info.store_dir}, {at_rest}", highlight=False)
+    console.print(f"  store {info.store_dir}, {at_rest}", highlight=False)
 
 
 @server_app.command("start")
@@ -86,33 +73,29 @@ def start(
 
     Example: EVENTKIT_SERVER_KEY=... eventkit server start --encrypt
     """
+    settings = state(ctx).settings()
+    key = _key(settings, encrypt)
+    server = EmbeddedServer()
+    home = settings.home
     try:
-        settings = _settings(ctx)
-        server = EmbeddedServer()
-        key = settings.server_store_key
-        if encrypt and key is None:
-            raise _fail(f"--encrypt needs a key: {_KEY_HOWTO}")
-        home = settings.home
-        if encrypt and server.store_encryption(home) == "plain":
-            raise _fail(
-                f"the store under {home} already holds unencrypted data and cannot be encrypted "
-                f"in place; point EVENTKIT_HOME at a new directory to start an encrypted store"
-            )
         running = server.status(home)
         if running is not None:
             if encrypt and not running.encrypted:
-                raise _fail(
+                fail(
                     f"the server of {home} is running unencrypted; stop it first "
-                    f"(eventkit server stop)"
+                    f"(eventkit server stop)",
+                    EXIT_USAGE,
                 )
-            _out.print("[yellow]already running[/]")
+            console.print("[yellow]already running[/]")
             _describe(running)
             return
         info = server.ensure_running(home, encrypt_key=key, port=port)
-        _describe(info)
-        _out.print(f"  log {home / 'nats-server.log'}; stop it with: eventkit server stop")
     except EventkitError as e:
-        raise _fail(str(e)) from None
+        fail_on(e)
+    _describe(info)
+    console.print(
+        f"  log {home / 'nats-server.log'}; stop it with: eventkit server stop", highlight=False
+    )
 
 
 @server_app.command("stop")
@@ -121,14 +104,15 @@ def stop(ctx: typer.Context) -> None:
 
     Example: eventkit server stop
     """
+    home = state(ctx).settings().home
     try:
-        home = _settings(ctx).home
-        if EmbeddedServer().stop(home):
-            _out.print(f"[green]stopped[/] the server of {home}", highlight=False)
-        else:
-            _out.print(f"no server was running for {home}", highlight=False)
+        stopped = EmbeddedServer().stop(home)
     except EventkitError as e:
-        raise _fail(str(e)) from None
+        fail_on(e)
+    if stopped:
+        console.print(f"[green]stopped[/] the server of {home}", highlight=False)
+    else:
+        console.print(f"no server was running for {home}", highlight=False, markup=False)
 
 
 @server_app.command("status")
@@ -140,18 +124,18 @@ def status(
 
     Example: eventkit server status --json
     """
+    home = state(ctx).settings().home
     try:
-        home = _settings(ctx).home
         info = EmbeddedServer().status(home)
     except EventkitError as e:
-        raise _fail(str(e)) from None
+        fail_on(e)
     if as_json:
         data: dict[str, object] = {"running": info is not None, "home": str(home)}
         if info is not None:
             data.update(json.loads(info.to_json()))
         typer.echo(json.dumps(data))
     elif info is None:
-        _out.print(
+        console.print(
             f"[yellow]not running[/] (home {home}); start it with: eventkit server start",
             highlight=False,
         )
@@ -177,27 +161,19 @@ def run(
 
     Example: eventkit server run --port 4333
     """
+    settings = state(ctx).settings()
+    key = _key(settings, encrypt)
+    home = settings.home
+
+    def ready(info: ServerInfo) -> None:
+        _describe(info)
+        console.print(f"  log {home / 'nats-server.log'}; press Ctrl-C to stop", highlight=False)
+
     try:
-        settings = _settings(ctx)
-        key = settings.server_store_key
-        if encrypt and key is None:
-            raise _fail(f"--encrypt needs a key: {_KEY_HOWTO}")
-        server = EmbeddedServer()
-        home = settings.home
-        if encrypt and server.store_encryption(home) == "plain":
-            raise _fail(
-                f"the store under {home} already holds unencrypted data and cannot be encrypted "
-                f"in place; point EVENTKIT_HOME at a new directory to start an encrypted store"
-            )
-
-        def ready(info: ServerInfo) -> None:
-            _describe(info)
-            _out.print(f"  log {home / 'nats-server.log'}; press Ctrl-C to stop")
-
-        code = server.run_foreground(home, port=port, encrypt_key=key, on_ready=ready)
+        code = EmbeddedServer().run_foreground(home, port=port, encrypt_key=key, on_ready=ready)
     except EventkitError as e:
-        raise _fail(str(e)) from None
-    _out.print("stopped")
+        fail_on(e)
+    console.print("stopped")
     raise typer.Exit(EXIT_OK if code == 0 else EXIT_ERROR)
 
 

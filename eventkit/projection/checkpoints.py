@@ -11,7 +11,9 @@ writes a batch's read-model rows and its checkpoint in one commit::
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
@@ -111,19 +113,26 @@ class DeadLetter:
     resolved_at: datetime | None
 
 
-def _missing_tables(e: Exception) -> ConfigError:
-    return ConfigError(
-        f"eventkit's tables are missing in this database ({type(e).__name__}); run "
-        f"`eventkit db upgrade` (or eventkit.projection.sql.upgrade(engine)) first"
-    )
+@contextlib.contextmanager
+def _eventkit_tables() -> Iterator[None]:
+    """A missing table of eventkit's becomes a ``ConfigError`` naming the fix; any other
+    database error (unreachable, locked, ...) passes as it is."""
+    try:
+        yield
+    except DBAPIError as e:
+        text = str(e.orig).lower()
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            raise ConfigError(
+                f"eventkit's tables are missing in this database ({type(e).__name__}); run "
+                f"`eventkit db upgrade` (or eventkit.projection.sql.upgrade(engine)) first"
+            ) from e
+        raise
 
 
 def get_checkpoint(db: Session, projector: str) -> Checkpoint:
     """The checkpoint of ``projector`` (sequence 0, state running when it never ran)."""
-    try:
+    with _eventkit_tables():
         row = db.execute(select(checkpoints).where(checkpoints.c.projector == projector)).first()
-    except (OperationalError, ProgrammingError) as e:
-        raise _missing_tables(e) from e
     if row is None:
         return Checkpoint(projector, 0, None, None, "running", None)
     return Checkpoint(
@@ -137,10 +146,8 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
 
 
 def all_checkpoints(db: Session) -> dict[str, Checkpoint]:
-    try:
+    with _eventkit_tables():
         rows = db.execute(select(checkpoints.c.projector)).scalars().all()
-    except (OperationalError, ProgrammingError) as e:
-        raise _missing_tables(e) from e
     return {name: get_checkpoint(db, name) for name in rows}
 
 
@@ -235,10 +242,8 @@ def list_dead_letters(
         q = q.where(dead_letters.c.projector == projector)
     if not include_resolved:
         q = q.where(dead_letters.c.resolved_at.is_(None))
-    try:
+    with _eventkit_tables():
         return [_dead_letter(r) for r in db.execute(q)]
-    except (OperationalError, ProgrammingError) as e:
-        raise _missing_tables(e) from e
 
 
 def get_dead_letter(db: Session, letter_id: int) -> DeadLetter | None:
@@ -296,7 +301,7 @@ def get_lease(db: Session, projector: str) -> Lease | None:
 def try_acquire_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
     """Take the lease when it is free, expired or already ours; True when we hold it."""
     now = time.time()
-    try:
+    with _eventkit_tables():
         result = db.execute(
             update(leases)
             .where(
@@ -305,8 +310,6 @@ def try_acquire_lease(db: Session, projector: str, owner: str, ttl: float) -> bo
             )
             .values(owner=owner, expires_at=now + ttl)
         )
-    except (OperationalError, ProgrammingError) as e:  # the first statement a runner sends
-        raise _missing_tables(e) from e
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
     if get_lease(db, projector) is not None:

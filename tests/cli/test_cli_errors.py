@@ -20,7 +20,7 @@ def eventkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
-        cwd=home,
+        cwd=next(d for d in (home, *home.parents) if d.is_dir()),
         timeout=60,
     )
 
@@ -69,3 +69,16 @@ def test_commands_before_db_upgrade_say_to_run_it(tmp_path: Path) -> None:
         assert eventkit(*app, "run", "--once", home=tmp_path).returncode == 0
     finally:
         eventkit("server", "stop", home=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args", [["server", "start"], ["--app", "samples.bank.app:app", "status"]], ids=" ".join
+)
+def test_an_unusable_home_is_a_clear_error(args: list[str], tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = eventkit(*args, home=not_a_dir / "home")
+    text = " ".join((result.stderr + result.stdout).split())
+    assert result.returncode == 2, text
+    assert "Traceback" not in text and "writable" in text
+    assert str(not_a_dir) in "".join(text.split())  # the path, as the terminal wrapped it

@@ -21,7 +21,8 @@ import nats
 import pytest
 from typer.testing import CliRunner
 
-from eventkit.cli.server import EXIT_NOT_RUNNING, server_app
+from eventkit.cli.context import EXIT_NOT_RUNNING, EXIT_USAGE
+from eventkit.cli.main import app
 from eventkit.errors import ConfigError, ServerVersionError
 from eventkit.server import (
     EmbeddedServer,
@@ -343,25 +344,25 @@ def cli(home: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 @pytest.mark.nats
 def test_cli_start_status_stop(cli: CliRunner, home: Path) -> None:
-    result = cli.invoke(server_app, ["status"])
+    result = cli.invoke(app, ["server", "status"])
     assert result.exit_code == EXIT_NOT_RUNNING and "not running" in result.output
-    result = cli.invoke(server_app, ["start"])
+    result = cli.invoke(app, ["server", "start"])
     assert result.exit_code == 0, result.output
     info = status(home)
     assert info is not None and info.url in result.output
-    result = cli.invoke(server_app, ["status", "--json"])
+    result = cli.invoke(app, ["server", "status", "--json"])
     assert result.exit_code == 0 and f'"pid": {info.pid}' in result.output
-    result = cli.invoke(server_app, ["start"])
+    result = cli.invoke(app, ["server", "start"])
     assert result.exit_code == 0 and "already running" in result.output
-    result = cli.invoke(server_app, ["stop"])
+    result = cli.invoke(app, ["server", "stop"])
     assert result.exit_code == 0 and status(home) is None
-    result = cli.invoke(server_app, ["status", "--json"])
+    result = cli.invoke(app, ["server", "status", "--json"])
     assert result.exit_code == EXIT_NOT_RUNNING and '"running": false' in result.output
 
 
 def test_cli_encrypt_without_a_key_says_how_to_set_it(cli: CliRunner) -> None:
-    result = cli.invoke(server_app, ["start", "--encrypt"])
-    assert result.exit_code == 1
+    result = cli.invoke(app, ["server", "start", "--encrypt"])
+    assert result.exit_code == EXIT_USAGE
     assert "EVENTKIT_SERVER_KEY" in result.output
 
 
@@ -373,15 +374,15 @@ async def test_cli_encrypt_on_an_unencrypted_store_is_refused(
     await _publish(info.url, "t_plain", b"x")
     stop(home)
     monkeypatch.setenv("EVENTKIT_SERVER_KEY", KEY)
-    result = cli.invoke(server_app, ["start", "--encrypt"])
-    assert result.exit_code == 1 and "unencrypted" in result.output
+    result = cli.invoke(app, ["server", "start", "--encrypt"])
+    assert result.exit_code == EXIT_USAGE and "unencrypted" in result.output
     assert status(home) is None
 
 
 @pytest.mark.nats
 def test_cli_start_encrypted(cli: CliRunner, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENTKIT_SERVER_KEY", KEY)
-    result = cli.invoke(server_app, ["start", "--encrypt"])
+    result = cli.invoke(app, ["server", "start", "--encrypt"])
     assert result.exit_code == 0, result.output
     assert "encrypted" in result.output and KEY not in result.output
     info = status(home)

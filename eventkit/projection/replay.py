@@ -29,7 +29,6 @@ from eventkit.projection.runner import ProjectionRunner, RunResult, default_owne
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store.positions import (
     first_at_or_after_time,
-    last_stream_sequence,
     pending_after,
 )
 
@@ -125,7 +124,7 @@ async def plan_replay(
     given = sum([bool(from_start), from_sequence is not None, from_time is not None])
     if given != 1:
         raise ConfigError("give exactly one of --from-start, --from-seq N, --from-time T")
-    last, _ = await last_stream_sequence(store)
+    last = await store.last_sequence()
     with read_transaction(engine) as db:
         checkpoint = cps.get_checkpoint(db, projector.name).last_sequence
     mode: Literal["start", "sequence", "time"]

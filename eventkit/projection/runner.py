@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,7 +41,6 @@ from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
-from eventkit.store.positions import last_stream_sequence
 from eventkit.store.records import StoredMessage, time_from_ns
 from eventkit.store.subjects import subject_matches
 
@@ -187,7 +186,7 @@ class ProjectionRunner:
     async def _run(self, *, once: bool) -> RunResult:
         end: int | None = None
         if once:
-            end, _ = await last_stream_sequence(self.store)
+            end = await self.store.last_sequence()
         wait = self.lease_wait
         if wait is None and once:
             wait = self.lease_ttl * 3
@@ -427,10 +426,7 @@ class ProjectionRunner:
                 raise _BadBulk from e
             bulk.clear()
 
-        with transaction(self.engine) as db:
-            if not cps.renew_lease(db, name, self.owner, self.lease_ttl):
-                self._lease_lost = True
-                raise _LeaseLost
+        with self._fenced() as db:
             current = cps.get_checkpoint(db, name).last_sequence
             if current != self.checkpoint:
                 self.checkpoint = current
@@ -502,13 +498,20 @@ class ProjectionRunner:
         event_type = (item.msg.headers or {}).get(p.EVENT_TYPE, "?")
         return event_type, _describe(error)
 
-    def _park(self, item: _Item, error: BaseException) -> None:
-        event_type, text = self._failure(item, error)
-        log.error("%s: parked seq %d (%s): %s", self.name, item.sequence, event_type, text)
+    @contextlib.contextmanager
+    def _fenced(self) -> Iterator[Session]:
+        """A transaction that commits only while this runner holds the lease (renewed inside
+        it); ``_LeaseLost`` otherwise, with nothing written."""
         with transaction(self.engine) as db:
             if not cps.renew_lease(db, self.name, self.owner, self.lease_ttl):
                 self._lease_lost = True
                 raise _LeaseLost
+            yield db
+
+    def _park(self, item: _Item, error: BaseException) -> None:
+        event_type, text = self._failure(item, error)
+        log.error("%s: parked seq %d (%s): %s", self.name, item.sequence, event_type, text)
+        with self._fenced() as db:
             cps.park(
                 db,
                 self.name,
@@ -531,7 +534,7 @@ class ProjectionRunner:
         event_type, text = self._failure(item, error)
         message = f"seq {item.sequence} ({event_type} on {item.msg.subject}): {text}"
         log.error("%s: halted at %s", self.name, message)
-        with transaction(self.engine) as db:
+        with self._fenced() as db:
             cps.set_state(db, self.name, "halted", message)
         self.state = "halted"
         self.halted_error = message

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
-from eventkit.store.positions import first_matching, last_stream_sequence, pending_after
+from eventkit.store.positions import first_matching, pending_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ async def status(
         for s in await status(app.projectors, store, engine):
             print(s.name, s.checkpoint, s.lag_events)
     """
-    last, _ = await last_stream_sequence(store)
+    last = await store.last_sequence()
     out = []
     now = datetime.now(UTC)
     for pr in projectors:

@@ -128,6 +128,11 @@ def parse_nats_time(text: str) -> datetime:
     return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
 
 
+def format_nats_time(t: datetime) -> str:
+    """An aware datetime as the RFC 3339 UTC text JetStream takes (``...Z``)."""
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _ack_error(ack: dict[str, Any]) -> tuple[int, int, str] | None:
     err = ack.get("error")
     if not err:
@@ -803,7 +808,7 @@ class JetStreamEventStore(EventStore):
         if subject is not None:
             req["next_by_subj"] = subject
         if from_time is not None:
-            req["start_time"] = from_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            req["start_time"] = format_nats_time(from_time)
         else:
             req["seq"] = max(1, start)
         while True:

@@ -643,26 +643,32 @@ class EmbeddedServer:
             raise SystemExit(EmbeddedServer().run_foreground(Path(".eventkit")))
         """
         home = _home(home)
-        with _locked(home):
-            running = self.status(home)
-            if running is not None:
-                raise ConfigError(
-                    f"the server of {home} is already running at {running.url} (pid "
-                    f"{running.pid}); stop it first with: eventkit server stop"
-                )
-            # Own session: a Ctrl-C reaches the server once, through forward() below.
-            handle, encrypted = self._spawn(home, port=port, encrypt_key=encrypt_key, detach=True)
         forwarded: list[int] = []
+        started: list[ServerProcess] = []
 
         def forward(signum: int, _frame: FrameType | None) -> None:
             forwarded.append(signum)
-            with contextlib.suppress(ProcessLookupError):
-                if handle.pid is not None:
-                    os.kill(handle.pid, signum)
+            for handle in started:
+                with contextlib.suppress(ProcessLookupError):
+                    if handle.pid is not None:
+                        os.kill(handle.pid, signum)
 
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            info = self._ready(home, handle, encrypted, encrypt_key)
+            # under the lock until the state file is written: no other starter sees a gap
+            with _locked(home):
+                running = self.status(home)
+                if running is not None:
+                    raise ConfigError(
+                        f"the server of {home} is already running at {running.url} (pid "
+                        f"{running.pid}); stop it first with: eventkit server stop"
+                    )
+                # Own session: a Ctrl-C reaches the server once, through forward() above.
+                handle, encrypted = self._spawn(
+                    home, port=port, encrypt_key=encrypt_key, detach=True
+                )
+                started.append(handle)
+                info = self._ready(home, handle, encrypted, encrypt_key)
             if on_ready is not None:
                 on_ready(info)
             proc = handle._proc
@@ -670,8 +676,9 @@ class EmbeddedServer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-            handle.stop()
-            (home / _STATE).unlink(missing_ok=True)
+            for handle in started:
+                handle.stop()
+                (home / _STATE).unlink(missing_ok=True)
         return 0 if forwarded else code
 
     # -------------------------------------------------------------- internals

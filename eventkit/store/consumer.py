@@ -93,7 +93,11 @@ class Puller:
             try:
                 await self._position(from_sequence)
                 break
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.ServiceUnavailableError,  # JetStream not ready (restart, election)
+            ) as e:
                 if attempt == SETUP_ATTEMPTS - 1:
                     raise StoreUnavailableError(
                         f"cannot set up consumer {self.name!r} on stream {self.stream!r}: {e}"
@@ -130,6 +134,8 @@ class Puller:
                 raise nats.js.errors.APIError(description="reset not supported")
             result = await reset(self.stream, self.name, seq=max(1, from_sequence))
             self.pending_at_start = int(result.info.num_pending or 0) if result.info else 0
+        except nats.js.errors.ServiceUnavailableError:
+            raise
         except nats.js.errors.APIError:
             # servers before 2.14: recreate the consumer at the sequence instead
             with contextlib.suppress(nats.js.errors.NotFoundError):

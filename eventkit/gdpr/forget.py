@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, InvalidSubjectError, StoreUnavailableError
 from eventkit.gdpr import tables as t
@@ -45,6 +44,8 @@ from eventkit.gdpr.notice import (
     projectors_for,
     subject_digest,
 )
+from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.sql import is_sqlite, transaction
 from eventkit.store.base import EventStore
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
 
@@ -367,7 +368,7 @@ def _load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | 
 def _save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
     r = t.forget_requests
     now = datetime.now(UTC)
-    with Session(engine) as db, db.begin():
+    with transaction(engine) as db:
         done = db.execute(  # type: ignore[attr-defined]
             update(r)
             .where(r.c.stream == stream, r.c.subject_hmac == digest)
@@ -387,17 +388,15 @@ def _save_request(engine: Engine, stream: str, digest: str, step: str, erased: i
 
 
 def _forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
-    sqlite = engine.dialect.name == "sqlite"
-    with Session(engine) as db, db.begin():
+    sqlite = is_sqlite(engine)
+    with transaction(engine) as db:
         if sqlite:
             db.execute(text("PRAGMA secure_delete = ON"))
         for p in readers:
             p.forget(subject, db)
-        dead = 0
-        if inspect(db.connection()).has_table(t.dead_letters.name):
-            dead = db.execute(  # type: ignore[attr-defined]
-                delete(t.dead_letters).where(t.dead_letters.c.subject == subject)
-            ).rowcount
+        dead = db.execute(  # type: ignore[attr-defined]
+            delete(dead_letters).where(dead_letters.c.subject == subject)
+        ).rowcount
         r = t.forget_requests
         db.execute(
             update(r)
@@ -437,7 +436,7 @@ def _finish(engine: Engine, report: ForgetReport) -> None:
         "at": datetime.now(UTC),
     }
     r = t.forget_requests
-    with Session(engine) as db, db.begin():
+    with transaction(engine) as db:
         db.execute(insert(t.forget_audit).values(**row))
         db.execute(
             update(r)
@@ -447,12 +446,12 @@ def _finish(engine: Engine, report: ForgetReport) -> None:
 
 
 def _insert_audit(engine: Engine, row: dict[str, Any]) -> None:
-    with Session(engine) as db, db.begin():
+    with transaction(engine) as db:
         db.execute(insert(t.forget_audit).values(**row))
 
 
 def _checkpoint_positions(engine: Engine) -> dict[str, int]:
-    c = t.checkpoints
+    c = checkpoints
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(c.name):

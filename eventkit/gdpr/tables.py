@@ -54,21 +54,4 @@ forget_audit = Table(
 )
 """One row per completed forget: what went, when; never the subject itself."""
 
-checkpoints = Table(
-    "eventkit_checkpoints",
-    MetaData(),
-    Column("projector", String(200), primary_key=True),
-    Column("last_sequence", BigInteger, nullable=False),
-)
-"""The projection checkpoints (migration 0001), read to name projectors that applied a message."""
-
-dead_letters = Table(
-    "eventkit_dead_letters",
-    MetaData(),
-    Column("id", Integer, primary_key=True),
-    Column("subject", String(1000), nullable=False),
-)
-"""Parked events (migration 0001): they name the subject and may quote its data, so forget
-deletes them too."""
-
-__all__ = ["checkpoints", "dead_letters", "forget_audit", "forget_requests", "metadata"]
+__all__ = ["forget_audit", "forget_requests", "metadata"]

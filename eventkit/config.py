@@ -57,7 +57,6 @@ MIN_SERVER_KEY_LENGTH = 16
 _URL_SCHEMES = ("nats", "tls", "ws", "wss")
 _APP_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _KEY_HINT = "generate one with: openssl rand -base64 32"
-_MASTER_KEY_HINT = "generate one with: openssl rand -base64 32"
 
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
@@ -310,7 +309,7 @@ class Settings:
         if self.master_key is not None and len(self.master_key) != MASTER_KEY_BYTES:
             raise ConfigError(
                 f"{_name('master_key')} decodes to {len(self.master_key)} bytes, expected "
-                f"{MASTER_KEY_BYTES}; {_MASTER_KEY_HINT}"
+                f"{MASTER_KEY_BYTES}; {_KEY_HINT}"
             )
         if self.server_store_key is not None:
             _check_server_key(self.server_store_key)
@@ -402,12 +401,8 @@ def _decode_master_key(text: str) -> bytes:
         else:
             key = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise ConfigError(f"{var} is not valid base64; {_MASTER_KEY_HINT}") from None
-    if len(key) != MASTER_KEY_BYTES:
-        raise ConfigError(
-            f"{var} decodes to {len(key)} bytes, expected {MASTER_KEY_BYTES}; {_MASTER_KEY_HINT}"
-        )
-    return key
+        raise ConfigError(f"{var} is not valid base64; {_KEY_HINT}") from None
+    return key  # its length is checked with the other settings
 
 
 def _check_nats_url(url: str) -> None:

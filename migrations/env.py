@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-VERSION_TABLE = "eventkit_alembic_version"
+from eventkit.projection.sql import VERSION_TABLE
 
 config = context.config
 

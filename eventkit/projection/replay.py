@@ -14,6 +14,7 @@ in that transaction) or declare ``idempotent = True``; otherwise nothing changes
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,12 @@ from sqlalchemy import Engine
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.projector import Projector
-from eventkit.projection.runner import ProjectionRunner, RunResult, default_owner
+from eventkit.projection.runner import (
+    DEFAULT_LEASE_TTL,
+    ProjectionRunner,
+    RunResult,
+    default_owner,
+)
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store.positions import (
     first_at_or_after_time,
@@ -192,12 +198,10 @@ async def replay(
         plan = await plan_replay(p, store, engine, from_start=True)
         result = await replay(plan, p, store, engine)
     """
-    import asyncio
-
     if plan.projector != projector.name:
         raise ConfigError(f"plan is for {plan.projector!r}, not {projector.name!r}")
     owner = runner_options.pop("owner", None) or f"replay:{default_owner()}"
-    ttl = float(runner_options.pop("lease_ttl", 5.0))
+    ttl = float(runner_options.pop("lease_ttl", DEFAULT_LEASE_TTL))
 
     def rewind_and_set() -> None:
         with transaction(engine) as db:

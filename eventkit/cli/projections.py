@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import signal
-from datetime import datetime
 from typing import Any
 
 import typer
@@ -31,6 +30,7 @@ from eventkit.cli.context import (
     console,
     err_console,
     fail,
+    fail_on,
     readable,
     run,
     state,
@@ -39,8 +39,13 @@ from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
-from eventkit.projection.replay import parse_when, plan_replay, replay
-from eventkit.projection.runner import DEFAULT_LEASE_TTL, ProjectionRunner, RunResult
+from eventkit.projection.replay import check_replay_args, parse_when, plan_replay, replay
+from eventkit.projection.runner import (
+    DEFAULT_LEASE_TTL,
+    ProjectionRunner,
+    RunResult,
+    run_projectors,
+)
 from eventkit.projection.sql import make_engine
 from eventkit.projection.status import ProjectorStatus, status
 
@@ -81,41 +86,39 @@ def run_command(
 
     async def go() -> list[RunResult]:
         the_app = st.app()
-        selected = the_app.select(projectors or [])
+        names = projectors or []
+        the_app.select(names)  # unknown names fail here, before connecting
         async with connected(st, the_app) as (store, engine):
-            return await _run_workers(the_app, selected, store, engine)
+            runners: list[ProjectionRunner] = []
+            loop = asyncio.get_running_loop()
 
-    async def _run_workers(
-        the_app: Any, selected: list[Any], store: Any, engine: Any
-    ) -> list[RunResult]:
-        runners = [
-            ProjectionRunner(
-                pr,
-                store,
-                engine,
-                lease_ttl=lease_ttl,
-                owner=owner,
-                system=the_app.system_events(store),
+            def stop_all() -> None:
+                for r in runners:
+                    r.stop()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, stop_all)
+            work = asyncio.ensure_future(
+                run_projectors(
+                    the_app,
+                    store,
+                    engine,
+                    names,
+                    once=once,
+                    runners=runners,
+                    lease_ttl=lease_ttl,
+                    owner=owner,
+                )
             )
-            for pr in selected
-        ]
-        loop = asyncio.get_running_loop()
-
-        def stop_all() -> None:
-            for r in runners:
-                r.stop()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop_all)
-        tasks = [asyncio.ensure_future(r.catch_up() if once else r.run()) for r in runners]
-        if as_json or not console.is_terminal:
-            return list(await asyncio.gather(*tasks))
-        with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
-            while not all(t.done() for t in tasks):
-                await asyncio.wait(tasks, timeout=0.5)
-                live.update(_runner_table(runners))
-        return [t.result() for t in tasks]
+            if as_json or not console.is_terminal:
+                return await work
+            await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
+            with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
+                while not work.done():
+                    await asyncio.wait([work], timeout=0.5)
+                    live.update(_runner_table(runners))
+            return work.result()
 
     results = run(go())
     if as_json:
@@ -164,17 +167,11 @@ def replay_command(
     Example: eventkit --app samples.bank.app:app replay balances --from-time 2h --yes
     """
     st = state(ctx)
-    given = sum([from_start, from_seq is not None, from_time is not None])
-    if given != 1:
-        fail("give exactly one of --from-start, --from-seq N, --from-time T", EXIT_USAGE)
-    when: datetime | None = None
-    if from_time is not None:
-        try:
-            when = parse_when(from_time)
-        except ConfigError as e:
-            fail(str(e), EXIT_USAGE)
-    if from_seq is not None and from_seq < 1:
-        fail(f"--from-seq must be 1 or more, got {from_seq}", EXIT_USAGE)
+    try:  # checked before connecting: bad input starts nothing and changes nothing
+        when = parse_when(from_time) if from_time is not None else None
+        check_replay_args(from_start, from_seq, when)
+    except ConfigError as e:
+        fail_on(e)
 
     async def go() -> RunResult | None:
         the_app = st.app()

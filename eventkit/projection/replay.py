@@ -117,6 +117,20 @@ def _method(projector: Projector, mode: str) -> Literal["reset", "rewind", "idem
     )
 
 
+def check_replay_args(
+    from_start: bool, from_sequence: int | None, from_time: datetime | None
+) -> None:
+    """The checks of a replay's start that need no store: exactly one start, a sequence >= 1."""
+    given = sum([bool(from_start), from_sequence is not None, from_time is not None])
+    if given != 1:
+        raise ConfigError("give exactly one of --from-start, --from-seq N, --from-time T")
+    if from_sequence is not None:
+        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
+            raise ConfigError(f"--from-seq must be a whole number, got {from_sequence!r}")
+        if from_sequence < 1:
+            raise ConfigError(f"--from-seq must be 1 or more, got {from_sequence}")
+
+
 async def plan_replay(
     projector: Projector,
     store: Any,
@@ -127,9 +141,7 @@ async def plan_replay(
     from_time: datetime | None = None,
 ) -> ReplayPlan:
     """Validate a replay and work out where it starts; changes nothing."""
-    given = sum([bool(from_start), from_sequence is not None, from_time is not None])
-    if given != 1:
-        raise ConfigError("give exactly one of --from-start, --from-seq N, --from-time T")
+    check_replay_args(from_start, from_sequence, from_time)
     last = await store.last_sequence()
     with read_transaction(engine) as db:
         checkpoint = cps.get_checkpoint(db, projector.name).last_sequence
@@ -138,10 +150,6 @@ async def plan_replay(
         mode, start = "start", 1
     elif from_sequence is not None:
         mode = "sequence"
-        if isinstance(from_sequence, bool) or not isinstance(from_sequence, int):
-            raise ConfigError(f"--from-seq must be a whole number, got {from_sequence!r}")
-        if from_sequence < 1:
-            raise ConfigError(f"--from-seq must be 1 or more, got {from_sequence}")
         if from_sequence > last:
             raise ConfigError(
                 f"--from-seq {from_sequence} is beyond the end of stream {store.stream!r} "

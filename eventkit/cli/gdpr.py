@@ -13,9 +13,9 @@ from eventkit.gdpr.forget import (
     ForgetReport,
     MessageForgetReport,
     forget_message,
+    forget_pattern,
     forget_subject,
     replay_command,
-    subjects_matching,
 )
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
 
@@ -81,23 +81,21 @@ async def _forget_one(st: Any, subject: str, dry_run: bool) -> ForgetReport:
 
 
 async def _forget_pattern(st: Any, pattern: str, dry_run: bool, yes: bool) -> list[ForgetReport]:
-    the_app = st.app()
-    async with connected(st, the_app) as (store, engine):
-        validate_filter(pattern, store.stream)
-        counts = await subjects_matching(store, pattern)
-        if not counts:
-            return []
-        total = sum(counts.values())
+    def approve(counts: dict[str, int]) -> bool:
         console.print(
-            f"{pattern} matches {len(counts)} subject(s) with {total} message(s) in total",
+            f"{pattern} matches {len(counts)} subject(s) with {sum(counts.values())} message(s) "
+            f"in total",
             markup=False,
         )
         if not dry_run and not yes and not _confirm(len(counts)):
             fail("nothing erased (answer y, or pass --yes)")
-        return [
-            await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
-            for subject in sorted(counts)
-        ]
+        return True
+
+    the_app = st.app()
+    async with connected(st, the_app) as (store, engine):
+        return await forget_pattern(
+            the_app, store, engine, pattern, dry_run=dry_run, confirm=approve
+        )
 
 
 def _confirm(n: int) -> bool:

@@ -251,14 +251,22 @@ async def forget_pattern(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    confirm: Callable[[dict[str, int]], bool] | None = None,
 ) -> list[ForgetReport]:
-    """Forget every subject with messages under the wildcard ``pattern``, one after the other."""
+    """Forget every subject with messages under the wildcard ``pattern``, one after the other.
+
+    ``confirm(counts)`` (subject -> messages) is asked first when something matches; False
+    erases nothing.
+    """
     if not is_wildcard(pattern):
         return [
             await forget_subject(app, store, engine, pattern, dry_run=dry_run, progress=progress)
         ]
+    counts = await subjects_matching(store, pattern)
+    if counts and confirm is not None and not confirm(counts):
+        return []
     reports = []
-    for subject in sorted(await subjects_matching(store, pattern)):
+    for subject in sorted(counts):
         reports.append(
             await forget_subject(app, store, engine, subject, dry_run=dry_run, progress=progress)
         )

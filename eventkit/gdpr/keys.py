@@ -144,8 +144,7 @@ class KeyStore:
                 f"no data key loaded for {subject!r}: call `await cipher.prepare([subject], "
                 f"create=True)` before encrypt (the stores do this for you)"
             )
-        nonce = os.urandom(NONCE_BYTES)
-        return key.key_id, nonce + key.aead.encrypt(nonce, plaintext, subject.encode())
+        return key.key_id, seal(key.aead, plaintext, subject.encode())
 
     def decrypt(self, subject: str, key_id: str, ciphertext: bytes) -> bytes:
         key = self._keys.get(subject)
@@ -159,11 +158,7 @@ class KeyStore:
                 subject=subject,
             )
         try:
-            return bytes(
-                key.aead.decrypt(
-                    ciphertext[:NONCE_BYTES], ciphertext[NONCE_BYTES:], subject.encode()
-                )
-            )
+            return unseal(key.aead, ciphertext, subject.encode())
         except InvalidTag:
             raise EventDecodeError(
                 "payload does not authenticate under the subject's key (tampered, or moved "
@@ -258,27 +253,17 @@ class KeyStore:
                 await kv.create(name, self._wrap_key(name, key_id, key))
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # another writer made it first: load theirs
-            except nats.js.errors.APIError as e:
-                if int(e.err_code or 0) == 10071:
-                    continue
-                raise
             self._remember(subject, name, _DataKey(key_id, key))
             return
         raise StoreUnavailableError(f"could not create or load the data key of {subject!r}")
 
     def _remember(self, subject: str, name: str, key: Any) -> None:
-        if len(self._keys) >= CACHE_LIMIT:
-            old = next(iter(self._keys))
-            del self._keys[old]
-        self._keys[subject] = key
+        _bounded_set(self._keys, subject, key)
         _bounded_set(self._names, name, subject)
 
     def _wrap_key(self, name: str, key_id: str, key: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._wrap.encrypt(nonce, key, name.encode())
-        return json.dumps(
-            {"v": 1, "id": key_id, "k": base64.b64encode(nonce + sealed).decode()}
-        ).encode()
+        sealed = seal(self._wrap, key, name.encode())
+        return json.dumps({"v": 1, "id": key_id, "k": base64.b64encode(sealed).decode()}).encode()
 
     def _unwrap(self, name: str, value: bytes) -> Any:
         if value == TOMBSTONE:
@@ -286,7 +271,7 @@ class KeyStore:
         try:
             raw = json.loads(value)
             blob = base64.b64decode(raw["k"])
-            key = self._wrap.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], name.encode())
+            key = unseal(self._wrap, blob, name.encode())
             return _DataKey(str(raw["id"]), key)
         except InvalidTag:
             raise ConfigError(
@@ -339,6 +324,17 @@ class KeyStore:
         await kv.put(name, TOMBSTONE)
         self._remember(subject, name, _FORGOTTEN)
         return erased
+
+
+def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
+    """AES-GCM with a fresh random nonce, returned in front of the ciphertext."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + aead.encrypt(nonce, plaintext, associated)
+
+
+def unseal(aead: AESGCM, blob: bytes, associated: bytes) -> bytes:
+    """The plaintext of :func:`seal`'s output; ``InvalidTag`` when it does not authenticate."""
+    return bytes(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated))
 
 
 def _bounded_set(d: dict[str, Any], key: str, value: Any) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session
 
+from eventkit.gdpr.keys import seal, unseal
 from eventkit.projection.projector import Projector
 from eventkit.store import protocol
 from eventkit.store.protocol import system_prefix
@@ -77,9 +77,8 @@ def encode_notice(subject: str, stream: str, cipher: Any) -> tuple[dict[str, str
     body: dict[str, Any] = {"v": 1, "hmac": digest, "at": datetime.now(UTC).isoformat()}
     key = getattr(cipher, "notice_key", None)
     if key is not None:
-        nonce = os.urandom(12)
-        sealed = AESGCM(key).encrypt(nonce, subject.encode(), stream.encode())
-        body["sealed"] = base64.b64encode(nonce + sealed).decode()
+        sealed = seal(AESGCM(key), subject.encode(), stream.encode())
+        body["sealed"] = base64.b64encode(sealed).decode()
     else:
         body["subject"] = subject
     headers = {SYSTEM_HEADER: FORGOTTEN, protocol.MSG_ID: f"eventkit-forgotten-{digest[:48]}"}
@@ -100,7 +99,7 @@ def decode_notice(
             if key is None:
                 return None
             blob = base64.b64decode(body["sealed"])
-            subject = AESGCM(key).decrypt(blob[:12], blob[12:], stream.encode()).decode()
+            subject = unseal(AESGCM(key), blob, stream.encode()).decode()
         else:
             subject = str(body["subject"])
         at = datetime.fromisoformat(str(body["at"]))

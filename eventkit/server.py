@@ -340,7 +340,8 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the port accepts connections and JetStream reports healthy."""
-        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        timeout = self.ready_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while True:
             proc = self._proc
             if proc is None or proc.poll() is not None:
@@ -354,7 +355,7 @@ class ServerProcess:
                 self.kill()
                 raise ServerStartError(
                     f"nats-server on port {self.port} was not ready after "
-                    f"{self.ready_timeout:.0f}s; {self._diagnosis()}"
+                    f"{timeout:.0f}s; {self._diagnosis()}"
                 )
             time.sleep(0.05)
 
@@ -365,27 +366,25 @@ class ServerProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        _children.pop(proc.pid, None)
-        self._proc = None
+        self._end(timeout)
 
     def kill(self) -> None:
         """SIGKILL, no clean shutdown (a crash, for tests). Idempotent."""
+        self._end(None)
+
+    def _end(self, grace: float | None) -> None:
+        """SIGTERM and ``grace`` seconds to exit (None: SIGKILL at once), then SIGKILL."""
         proc = self._proc
         if proc is None:
             return
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            if grace is not None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         _children.pop(proc.pid, None)
         self._proc = None
 
@@ -664,11 +663,9 @@ class EmbeddedServer:
                         f"{running.pid}); stop it first with: eventkit server stop"
                     )
                 # Own session: a Ctrl-C reaches the server once, through forward() above.
-                handle, encrypted = self._spawn(
-                    home, port=port, encrypt_key=encrypt_key, detach=True
-                )
+                handle = self._spawn(home, port=port, encrypt_key=encrypt_key)
                 started.append(handle)
-                info = self._ready(home, handle, encrypted, encrypt_key)
+                info = self._ready(home, handle, encrypt_key)
             if on_ready is not None:
                 on_ready(info)
             proc = handle._proc
@@ -684,18 +681,16 @@ class EmbeddedServer:
     # -------------------------------------------------------------- internals
 
     def _start_locked(self, home: Path, *, port: int | None, encrypt_key: str | None) -> ServerInfo:
-        handle, encrypted = self._spawn(home, port=port, encrypt_key=encrypt_key, detach=True)
-        return self._ready(home, handle, encrypted, encrypt_key)
+        handle = self._spawn(home, port=port, encrypt_key=encrypt_key)
+        return self._ready(home, handle, encrypt_key)
 
-    def _spawn(
-        self, home: Path, *, port: int | None, encrypt_key: str | None, detach: bool
-    ) -> tuple[ServerProcess, bool]:
+    def _spawn(self, home: Path, *, port: int | None, encrypt_key: str | None) -> ServerProcess:
+        """Start the server process of ``home`` (own session), not yet waited for."""
         home.mkdir(parents=True, exist_ok=True)
         _check_store_key(home, encrypt_key)
         exe = self.binary
-        server_version(exe)
         (home / _STATE).unlink(missing_ok=True)
-        handle = start_server_process(
+        return start_server_process(
             home / _STORE,
             port if port is not None else free_port(),
             server_name=f"eventkit-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}",
@@ -704,17 +699,13 @@ class EmbeddedServer:
             log_file=home / _LOG,
             pid_file=home / _PID,
             binary=exe,
-            detach=detach,
             ready_timeout=self.ready_timeout,
             wait=False,
         )
-        return handle, encrypt_key is not None
 
-    def _ready(
-        self, home: Path, handle: ServerProcess, encrypted: bool, encrypt_key: str | None
-    ) -> ServerInfo:
+    def _ready(self, home: Path, handle: ServerProcess, encrypt_key: str | None) -> ServerInfo:
         handle.wait_ready()
-        if encrypted and handle.log_file is not None:
+        if encrypt_key is not None:
             _fail_on_decrypt_errors(handle)
         if encrypt_key is not None:
             _record_store_key(home, encrypt_key)
@@ -726,7 +717,7 @@ class EmbeddedServer:
             http_port=handle.http_port,
             store_dir=str(handle.store_dir),
             version=server_version(handle.binary),
-            encrypted=encrypted,
+            encrypted=encrypt_key is not None,
         )
         _write_state(home, info)
         return info

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
     update,
@@ -143,12 +144,6 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
         state=row.state,
         last_error=row.last_error,
     )
-
-
-def all_checkpoints(db: Session) -> dict[str, Checkpoint]:
-    with _eventkit_tables():
-        rows = db.execute(select(checkpoints.c.projector)).scalars().all()
-    return {name: get_checkpoint(db, name) for name in rows}
 
 
 def save_checkpoint(
@@ -273,12 +268,13 @@ def record_retry_failure(db: Session, letter_id: int, error: str) -> None:
 
 
 def count_open_dead_letters(db: Session, projector: str) -> int:
-    rows = db.execute(
-        select(dead_letters.c.id).where(
-            dead_letters.c.projector == projector, dead_letters.c.resolved_at.is_(None)
-        )
-    ).all()
-    return len(rows)
+    return int(
+        db.execute(
+            select(func.count()).where(
+                dead_letters.c.projector == projector, dead_letters.c.resolved_at.is_(None)
+            )
+        ).scalar_one()
+    )
 
 
 # -- leases -----------------------------------------------------------------------------------
@@ -350,7 +346,6 @@ __all__ = [
     "Checkpoint",
     "DeadLetter",
     "Lease",
-    "all_checkpoints",
     "checkpoints",
     "dead_letters",
     "get_checkpoint",

@@ -54,7 +54,7 @@ async def retry_dead_letters(
         raise ConfigError("give a dead letter ID or --all")
     by_name = {pr.name: pr for pr in projectors}
     if letter_id is not None:
-        with transaction(engine) as db:
+        with read_transaction(engine) as db:
             letter = cps.get_dead_letter(db, letter_id)
         if letter is None:
             raise ConfigError(f"no dead letter with id {letter_id} (see: eventkit dlq list)")

@@ -71,6 +71,20 @@ class EventDecodeError(EventkitError):
         super().__init__(f"cannot decode event{where}: {reason}")
 
 
+class DataKeyMissingError(EventDecodeError):
+    """An encrypted event's data key is not at hand (never loaded, or absent from the key
+    bucket without a tombstone). Not a forget: nothing says the data was erased."""
+
+    def __init__(self, subject: str, *, sequence: int | None = None) -> None:
+        super().__init__(
+            "its data key is not loaded and the key bucket has no entry (and no tombstone) for "
+            "it: was the key bucket deleted or restored from elsewhere? an unfinished forget is "
+            "finished by running `eventkit forget` again",
+            subject=subject,
+            sequence=sequence,
+        )
+
+
 class EventTooLargeError(EventkitError, ValueError):
     """An event is larger than the server accepts; nothing of the append was sent."""
 
@@ -121,6 +135,7 @@ __all__ = [
     "AggregateNotFound",
     "ConcurrencyError",
     "ConfigError",
+    "DataKeyMissingError",
     "EventDecodeError",
     "EventTooLargeError",
     "EventkitError",

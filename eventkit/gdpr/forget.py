@@ -3,19 +3,22 @@
 The steps of :func:`forget_subject`, in this order, each idempotent::
 
     1. record the request (eventkit_forget_requests: HMAC of the subject, step, counts)
-    2. shred the subject's data key (secure erase + tombstone): from here on every copy of its
+    2. leave the erasure marker on the subject (:mod:`eventkit.store.erasure`): from here on
+       the server refuses every append to it, from any process, whatever it has cached
+    3. shred the subject's data key (secure erase + tombstone): from here on every copy of its
        encrypted events, wherever it is (Raft logs, mirrors, backups), is unreadable
-    3. erase every message of the subject one by one (secure erase, bytes overwritten)
-    4. erase its snapshots
-    5. run every reading projector's forget(subject, db), delete its dead letters, in one
-       SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
-    6. publish the ``forgotten`` notice so other services' projectors forget too
-    7. write the audit entry and mark the request finished, in one transaction
+    4. erase every message of the subject but the marker, one by one (secure erase)
+    5. erase its snapshots
+    6. run every reading projector's forget(subject, db), delete its dead letters and redact
+       the errors recorded for its events (a halted projector's ``last_error``), in one SQL
+       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+    7. publish the ``forgotten`` notice so other services' projectors forget too
+    8. write the audit entry and mark the request finished, in one transaction
 
-The key goes first because it is the one step that makes *every* copy unreadable at once: if the
-run is interrupted after it, nothing readable is left behind while the rest waits for the re-run;
-erasing it last would leave the remaining messages readable for as long as the job stays
-unfinished. Running ``forget`` again after an interruption at any point finishes the job.
+The marker and the key go first because they close the subject at once: if the run is
+interrupted after them, nothing can be added and nothing readable is left behind while the rest
+waits for the re-run. Running ``forget`` again after an interruption at any point finishes the
+job, and two runs at once both finish (each erase that finds its message gone counts as done).
 
 Example::
 
@@ -45,8 +48,10 @@ from eventkit.gdpr.notice import (
     subject_digest,
 )
 from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
 from eventkit.store.base import EventStore
+from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
 
 if TYPE_CHECKING:
@@ -83,6 +88,10 @@ class ForgetReport:
     projectors_without_forget: list[str] = field(default_factory=list)
     dead_letters: int = 0
     notice_sequence: int | None = None
+    marker_sequence: int | None = None
+    """The stream sequence of the erasure marker left on the subject."""
+    already_forgotten: bool = False
+    """The subject was forgotten before (its erasure marker was there) and nothing was left."""
     resumed: bool = False
     previously_finished: datetime | None = None
 
@@ -165,7 +174,13 @@ async def forget_subject(
     elif request is not None:
         report.previously_finished = request["finished_at"]
 
-    sequences = [m.sequence async for m in store.read_raw(subject)]
+    marked = False
+    sequences = []
+    async for m in store.read_raw(subject):
+        if is_marker(m.headers):
+            marked = True
+        else:
+            sequences.append(m.sequence)
     report.messages = len(sequences)
     shredder = getattr(cipher, "shred", None)
     state_of = getattr(cipher, "state", None)
@@ -173,6 +188,7 @@ async def forget_subject(
     if dry_run:
         report.key = {"forgotten": "already shredded"}.get(key_state, key_state)
         report.snapshots = 1 if await _snapshot_exists(store, subject) else 0
+        report.already_forgotten = marked and report.messages == 0
         return report
     if (
         report.messages == 0
@@ -181,28 +197,35 @@ async def forget_subject(
         and not await _snapshot_exists(store, subject)
     ):
         report.key = "already shredded" if key_state == "forgotten" else "none"
+        report.already_forgotten = marked or key_state == "forgotten"
         return report  # nothing stored: no request, no audit entry, no notice
+    # the count the audit entry gives: what the first run found (a resumed or a concurrent run
+    # finds only what is left; nothing can be added after the marker)
+    first_found = int(request["messages_erased"] or 0) if report.resumed and request else 0
+    total = max(first_found, len(sequences))
 
     def step(name: str, count: int = 0) -> None:
         if progress is not None:
             progress(name, count)
 
-    await asyncio.to_thread(_save_request, engine, stream, digest, "started", 0)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "started", total)
     step("started")
-    # 2. the key: after this, nothing of the subject is readable anywhere
+    # 2. the marker: after this, no process can store anything on the subject
+    report.marker_sequence = await store.mark_forgotten(subject)
+    # 3. the key: after this, nothing of the subject is readable anywhere
     if shredder is not None and key_state != "none":
         erased = await shredder(subject)
         report.key = "shredded" if erased else "already shredded"
-    await asyncio.to_thread(_save_request, engine, stream, digest, "key", 0)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "key", total)
     step("key")
-    # 3. every message, one secure erase each (appends racing in are caught by the re-scan)
+    # 4. every message, one secure erase each (a raw client's appends are caught by the re-scan)
     erased_count = 0
     for _ in range(5):
         for seq in sequences:
             if await store.delete(seq):
                 erased_count += 1
             step("message", erased_count)
-        sequences = [m.sequence async for m in store.read_raw(subject)]
+        sequences = [m.sequence async for m in store.read_raw(subject) if not is_marker(m.headers)]
         if not sequences:
             break
     else:
@@ -211,23 +234,23 @@ async def forget_subject(
             f"{subject!r} still had {len(sequences)} message(s) after 5 erase rounds: something "
             f"keeps appending to it; stop the writer and run forget again to finish"
         )
-    report.messages = erased_count
-    await asyncio.to_thread(_save_request, engine, stream, digest, "messages", erased_count)
+    report.messages = max(total, erased_count)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "messages", report.messages)
     step("messages", erased_count)
-    # 4. snapshots
+    # 5. snapshots
     report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
-    await asyncio.to_thread(_save_request, engine, stream, digest, "snapshots", erased_count)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "snapshots", report.messages)
     step("snapshots", report.snapshots)
-    # 5. read models, dead letters
+    # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
         _forget_rows, engine, readers, subject, stream, digest
     )
     step("projectors", len(readers))
-    # 6. the notice for other services
-    report.notice_sequence = await _publish_notice(store, subject)
-    await asyncio.to_thread(_save_request, engine, stream, digest, "notice", erased_count)
+    # 7. the notice for other services
+    report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
+    await asyncio.to_thread(_save_request, engine, stream, digest, "notice", report.messages)
     step("notice")
-    # 7. audit, done
+    # 8. audit, done
     await asyncio.to_thread(_finish, engine, report)
     step("done")
     return report
@@ -238,7 +261,7 @@ async def subjects_matching(store: EventStore, pattern: str) -> dict[str, int]:
     validate_filter(pattern, store.stream)
     counts: dict[str, int] = {}
     async for m in store.read_raw(pattern):
-        if not is_system_subject(store.stream, m.subject):
+        if not is_system_subject(store.stream, m.subject) and not is_marker(m.headers):
             counts[m.subject] = counts.get(m.subject, 0) + 1
     return counts
 
@@ -338,11 +361,11 @@ async def _snapshot_exists(store: EventStore, subject: str) -> bool:
     return snaps is not None and (await snaps.get(subject)) is not None
 
 
-async def _publish_notice(store: EventStore, subject: str) -> int | None:
+async def _publish_notice(store: EventStore, subject: str, marker: int | None) -> int | None:
     js = getattr(store, "js", None)
     if js is None:
         return None
-    headers, payload = encode_notice(subject, store.stream, store.codec.cipher)
+    headers, payload = encode_notice(subject, store.stream, store.codec.cipher, marker)
     ack = await js.publish(notice_subject(store.stream), payload, headers=headers)
     return int(ack.seq)
 
@@ -405,6 +428,7 @@ def _forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, 
         dead = db.execute(  # type: ignore[attr-defined]
             delete(dead_letters).where(dead_letters.c.subject == subject)
         ).rowcount
+        redact_errors(db, subject)
         r = t.forget_requests
         db.execute(
             update(r)

@@ -18,6 +18,7 @@ logs, mirrors, backups of the event stream) becomes unreadable::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -35,7 +36,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from eventkit.domain.events import Event
-from eventkit.errors import ConfigError, EventDecodeError, ForgottenError, StoreUnavailableError
+from eventkit.errors import (
+    ConfigError,
+    DataKeyMissingError,
+    EventDecodeError,
+    ForgottenError,
+    StoreUnavailableError,
+)
+from eventkit.gdpr.keycache import DEFAULT_LIMIT, DataKey, Entry, Forgotten, KeyCache
 from eventkit.store.jetstream import ensure_erasable_bucket, is_gone
 from eventkit.store.subjects import subject_matches, validate_filter
 
@@ -44,10 +52,11 @@ if TYPE_CHECKING:
 
 MASTER_KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
-CACHE_LIMIT: Final = 50_000
-"""Most data keys (and cover decisions) kept in memory; the oldest go first past it."""
+CACHE_LIMIT: Final = DEFAULT_LIMIT
+"""Most data keys (and cover decisions) kept in memory; the least recently used go first."""
+LOAD_CONCURRENCY: Final = 256
+"""Key bucket reads in flight at once when a batch needs keys it has not cached."""
 
-_FORGOTTEN: Final = object()
 TOMBSTONE: Final = b'{"v":1,"forgotten":true}'
 CHECK_KEY: Final = "master-key-check"
 
@@ -74,21 +83,18 @@ def check_master_key(master_key: bytes) -> bytes:
     return master_key
 
 
-class _DataKey:
-    __slots__ = ("aead", "key_id")
-
-    def __init__(self, key_id: str, key: bytes) -> None:
-        self.key_id = key_id
-        self.aead = AESGCM(key)
-
-
 class KeyStore:
     """The ``PayloadCipher`` of eventkit: per-subject AES-256-GCM keys in a KV bucket.
 
     ``personal``: subject filters whose every event is encrypted (``App.personal_subjects``);
     events whose class sets ``personal_data = True`` are encrypted on any subject. Keys are cached
-    after their first use, so :meth:`prepare` costs a dict lookup for a known subject. Other
-    processes' shredding reaches this cache through a subscription on the bucket's subjects.
+    (least recently used evicted first, ``cache_limit`` of them) after their first use, so
+    :meth:`prepare` costs a dict lookup for a known subject. A subject missing from the cache is
+    never taken for a forgotten one: only a tombstone read from the bucket makes it forgotten.
+
+    Other processes' shredding reaches the cache through a subscription on the bucket's
+    subjects; a notice missed while the connection was down (or dropped as a slow consumer) is
+    caught up from the bucket's stream before the next :meth:`prepare` after a reconnect.
 
     Example::
 
@@ -98,20 +104,28 @@ class KeyStore:
         key_id, sealed = keys.encrypt("bank.customer.c-1", b'{"name":"Ada"}')
     """
 
-    def __init__(self, master_key: bytes, personal: Sequence[str] = ()) -> None:
+    def __init__(
+        self, master_key: bytes, personal: Sequence[str] = (), *, cache_limit: int = CACHE_LIMIT
+    ) -> None:
         check_master_key(master_key)
+        if isinstance(cache_limit, bool) or not isinstance(cache_limit, int) or cache_limit < 1:
+            raise ConfigError(f"cache_limit must be an int >= 1, got {cache_limit!r}")
         self.personal = [validate_filter(f) for f in personal]
         self._wrap = AESGCM(derive_key(master_key, "key-wrap"))
         self._name_key = derive_key(master_key, "key-name")
         self.audit_key = derive_key(master_key, "audit")
         self.notice_key = derive_key(master_key, "notice")
-        self._keys: dict[str, Any] = {}  # subject -> _DataKey | _FORGOTTEN
-        self._names: dict[str, str] = {}  # KV key name -> subject (for cached subjects)
+        self.cache = KeyCache(cache_limit)
         self._covers: dict[str, bool] = {}
+        self._store: JetStreamEventStore | None = None
+        self._replicas = 1
         self._js: Any = None
         self._kv: Any = None
         self._sub: Any = None
         self.bucket: str | None = None
+        self._seen = 0  # the bucket stream's sequence up to which tombstones were caught up
+        self._suspect = False  # notices may have been missed (disconnect, slow consumer)
+        self._catching_up: asyncio.Lock | None = None
 
     # -- the PayloadCipher protocol -------------------------------------------------------
     def covers(self, subject: str, event: Event | None) -> bool:
@@ -120,37 +134,49 @@ class KeyStore:
         hit = self._covers.get(subject)
         if hit is None:
             hit = any(subject_matches(f, subject) for f in self.personal)
-            _bounded_set(self._covers, subject, hit)
+            if len(self._covers) >= self.cache.limit:
+                self._covers.clear()
+            self._covers[subject] = hit
         return hit
 
     async def prepare(self, subjects: Iterable[str], *, create: bool) -> None:
-        keys = self._keys
-        for subject in subjects:
-            found = keys.get(subject)
-            if found is _FORGOTTEN:
+        if self._suspect:
+            await self.catch_up()
+        touch = self.cache.touch
+        missing: list[str] = []
+        for subject in dict.fromkeys(subjects):
+            found = touch(subject)
+            if isinstance(found, Forgotten):
                 if create:
                     raise ForgottenError(subject)
-                continue
-            if found is not None:
-                continue
-            await self._load(subject, create=create)
+            elif found is None:
+                missing.append(subject)
+        for i in range(0, len(missing), LOAD_CONCURRENCY):
+            chunk = missing[i : i + LOAD_CONCURRENCY]
+            await asyncio.gather(*(self._load(s, create=create) for s in chunk))
+        if create:
+            for subject in missing:
+                if isinstance(self.cache.peek(subject), Forgotten):
+                    raise ForgottenError(subject)
 
     def encrypt(self, subject: str, plaintext: bytes) -> tuple[str, bytes]:
-        key = self._keys.get(subject)
-        if key is _FORGOTTEN:
+        key = self.cache.peek(subject)
+        if isinstance(key, Forgotten):
             raise ForgottenError(subject)
         if key is None:
             raise ConfigError(
                 f"no data key loaded for {subject!r}: call `await cipher.prepare([subject], "
                 f"create=True)` before encrypt (the stores do this for you)"
             )
-        return key.key_id, seal(key.aead, plaintext, subject.encode())
+        return key.key_id, seal(AESGCM(key.key), plaintext, subject.encode())
 
     def decrypt(self, subject: str, key_id: str, ciphertext: bytes) -> bytes:
-        key = self._keys.get(subject)
-        if key is None or key is _FORGOTTEN:
-            # no key after prepare: shredded (tombstone) or never to be found again
+        key = self.cache.peek(subject)
+        if isinstance(key, Forgotten):
             raise ForgottenError(subject)
+        if key is None:
+            # not a forget: the key was never loaded, or the bucket has no entry for it
+            raise DataKeyMissingError(subject)
         if key.key_id != key_id:
             raise EventDecodeError(
                 f"payload sealed with key {key_id!r} but the subject's key is {key.key_id!r} "
@@ -158,7 +184,7 @@ class KeyStore:
                 subject=subject,
             )
         try:
-            return unseal(key.aead, ciphertext, subject.encode())
+            return unseal(AESGCM(key.key), ciphertext, subject.encode())
         except InvalidTag:
             raise EventDecodeError(
                 "payload does not authenticate under the subject's key (tampered, or moved "
@@ -166,16 +192,51 @@ class KeyStore:
                 subject=subject,
             ) from None
 
+    def forgotten(self, subject: str) -> None:
+        """Mark ``subject`` forgotten in the cache (its erasure marker was read)."""
+        self.cache.mark_subject_forgotten(subject, self.key_name(subject))
+
     # -- wiring ---------------------------------------------------------------------------
     async def attach(self, store: JetStreamEventStore) -> None:
         """Open (or create) the key bucket ``<stream>_keys`` next to ``store``'s stream."""
+        self._store = store
+        self._replicas = store.replicas
         self._js = store.js
         self.bucket = f"{store.stream}_keys"
+        self._catching_up = asyncio.Lock()
         await ensure_erasable_bucket(self._js, self.bucket, store.replicas)
         self._kv = await self._js.key_value(self.bucket)
         await self.verify_master_key()
+        self._seen = await store.last_sequence_of_stream(f"KV_{self.bucket}")
+        store.on_connection_change(self.suspect)
         with contextlib.suppress(nats.errors.Error):
             self._sub = await store.nc.subscribe(f"$KV.{self.bucket}.>", cb=self._on_change)
+
+    def suspect(self) -> None:
+        """Notices may have been missed: catch up from the bucket before the next use."""
+        self._suspect = True
+
+    async def catch_up(self) -> int:
+        """Read the bucket's stream past what was caught up; every tombstone there marks its
+        (cached) subject forgotten. Returns how many tombstones were seen."""
+        store = self._store
+        if store is None or self._catching_up is None:
+            return 0
+        async with self._catching_up:
+            self._suspect = False
+            seen = 0
+            try:
+                async for m in store.read_stream(
+                    f"KV_{self.bucket}", f"$KV.{self.bucket}.>", self._seen + 1
+                ):
+                    self._seen = max(self._seen, m.sequence)
+                    if m.data == TOMBSTONE:
+                        self.cache.mark_forgotten(m.subject.rsplit(".", 1)[-1])
+                        seen += 1
+            except BaseException:
+                self._suspect = True
+                raise
+            return seen
 
     async def verify_master_key(self) -> None:
         """Check the master key against the bucket's check entry (made by the first user).
@@ -204,10 +265,8 @@ class KeyStore:
             )
 
     async def _on_change(self, msg: Any) -> None:
-        name = msg.subject.rsplit(".", 1)[-1]
-        subject = self._names.get(name)
-        if subject is not None and msg.data == TOMBSTONE:
-            self._keys[subject] = _FORGOTTEN
+        if msg.data == TOMBSTONE:
+            self.cache.mark_forgotten(msg.subject.rsplit(".", 1)[-1])
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -232,47 +291,62 @@ class KeyStore:
             )
         return self._kv
 
+    async def _entry(self, name: str) -> bytes | None:
+        """The bucket's value for ``name`` (None: no entry). An absent entry on a replicated
+        bucket is confirmed with the stream leader, which a lagging replica cannot answer for."""
+        kv = self._bucket_kv()
+        try:
+            try:
+                entry = await kv.get(name)
+                return entry.value or None
+            except nats.js.errors.KeyNotFoundError:
+                if self._replicas <= 1:
+                    return None
+            try:
+                raw = await self._js.get_msg(
+                    f"KV_{self.bucket}", subject=f"$KV.{self.bucket}.{name}"
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise StoreUnavailableError(f"key bucket {self.bucket!r} did not answer") from e
+        if (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            return None
+        return raw.data or None
+
     async def _load(self, subject: str, *, create: bool) -> None:
         kv = self._bucket_kv()
         name = self.key_name(subject)
         for _ in range(3):
-            try:
-                entry = await kv.get(name)
-                value: bytes | None = entry.value
-            except nats.js.errors.KeyNotFoundError:
-                value = None
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-                raise StoreUnavailableError(f"key bucket {self.bucket!r} did not answer") from e
+            value = await self._entry(name)
             if value:
-                self._remember(subject, name, self._unwrap(name, value))
+                self.cache.put(subject, self._unwrap(name, value))
                 return
             if not create:
-                return
+                return  # unknown here: decrypt says the key is missing, never "forgotten"
             key_id, key = os.urandom(4).hex(), AESGCM.generate_key(bit_length=256)
             try:
                 await kv.create(name, self._wrap_key(name, key_id, key))
             except nats.js.errors.KeyWrongLastSequenceError:
-                continue  # another writer made it first: load theirs
-            self._remember(subject, name, _DataKey(key_id, key))
+                continue  # another writer made it first (or it was forgotten): load theirs
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                raise StoreUnavailableError(f"key bucket {self.bucket!r} did not answer") from e
+            self.cache.put(subject, DataKey(key_id, key, name))
             return
         raise StoreUnavailableError(f"could not create or load the data key of {subject!r}")
-
-    def _remember(self, subject: str, name: str, key: Any) -> None:
-        _bounded_set(self._keys, subject, key)
-        _bounded_set(self._names, name, subject)
 
     def _wrap_key(self, name: str, key_id: str, key: bytes) -> bytes:
         sealed = seal(self._wrap, key, name.encode())
         return json.dumps({"v": 1, "id": key_id, "k": base64.b64encode(sealed).decode()}).encode()
 
-    def _unwrap(self, name: str, value: bytes) -> Any:
+    def _unwrap(self, name: str, value: bytes) -> Entry:
         if value == TOMBSTONE:
-            return _FORGOTTEN
+            return Forgotten(name)
         try:
             raw = json.loads(value)
             blob = base64.b64decode(raw["k"])
             key = unseal(self._wrap, blob, name.encode())
-            return _DataKey(str(raw["id"]), key)
+            return DataKey(str(raw["id"]), key, name)
         except InvalidTag:
             raise ConfigError(
                 f"the data key {name} in bucket {self.bucket!r} does not open with this master "
@@ -283,14 +357,10 @@ class KeyStore:
 
     async def state(self, subject: str) -> str:
         """``"active"`` (a key exists), ``"forgotten"`` (tombstone) or ``"none"``."""
-        kv = self._bucket_kv()
-        try:
-            entry = await kv.get(self.key_name(subject))
-        except nats.js.errors.KeyNotFoundError:
-            return "none"
-        if entry.value == TOMBSTONE:
+        value = await self._entry(self.key_name(subject))
+        if value == TOMBSTONE:
             return "forgotten"
-        return "active" if entry.value else "none"
+        return "active" if value else "none"
 
     async def shred(self, subject: str) -> bool:
         """Erase ``subject``'s data key for good and leave a tombstone; True if a key was erased.
@@ -308,7 +378,7 @@ class KeyStore:
             except nats.js.errors.KeyNotFoundError:
                 break
             if entry.value == TOMBSTONE:
-                self._remember(subject, name, _FORGOTTEN)
+                self.cache.mark_subject_forgotten(subject, name)
                 return erased
             try:
                 await self._js.delete_msg(stream, entry.revision)
@@ -322,7 +392,7 @@ class KeyStore:
                         f"{e.description}"
                     ) from e
         await kv.put(name, TOMBSTONE)
-        self._remember(subject, name, _FORGOTTEN)
+        self.cache.mark_subject_forgotten(subject, name)
         return erased
 
 
@@ -335,12 +405,6 @@ def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
 def unseal(aead: AESGCM, blob: bytes, associated: bytes) -> bytes:
     """The plaintext of :func:`seal`'s output; ``InvalidTag`` when it does not authenticate."""
     return bytes(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated))
-
-
-def _bounded_set(d: dict[str, Any], key: str, value: Any) -> None:
-    if len(d) >= CACHE_LIMIT and key not in d:
-        del d[next(iter(d))]
-    d[key] = value
 
 
 __all__ = ["TOMBSTONE", "KeyStore", "derive_key"]

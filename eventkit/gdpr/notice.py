@@ -4,8 +4,10 @@
 gone, so it sits in the stream after every event of that subject. It carries the header
 ``Eventkit-System: forgotten`` and no ``Eventkit-Type``: it is not a domain event, and
 ``read_all`` passes over ``<stream>._eventkit.>``. Its payload holds the subject sealed with a
-key derived from the master key (AES-256-GCM) and its audit HMAC, never the subject in clear
-(without a master key the subject is stored as is: such apps declare no personal data).
+key derived from the master key (AES-256-GCM) and its audit HMAC, never the subject in clear;
+without a master key it carries only a salted SHA-256 of the subject and the sequence of the
+erasure marker that ``forget`` left on the subject itself. A reader that cannot open the notice
+acts on that marker instead (the projection runner forgets on every marker it reads).
 
 A projection runner that wants other services' forgets adds :func:`notice_subject` to its
 consumer's filters and, for each message on it, inside the batch transaction::
@@ -71,16 +73,19 @@ class ForgottenNotice:
     sequence: int = 0
 
 
-def encode_notice(subject: str, stream: str, cipher: Any) -> tuple[dict[str, str], bytes]:
-    """Headers and payload of the notice for ``subject`` (sealed when a master key is set)."""
+def encode_notice(
+    subject: str, stream: str, cipher: Any, marker_sequence: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """Headers and payload of the notice for ``subject``: the subject sealed when a master key
+    is set, else only its digest and the erasure marker's sequence (never the subject)."""
     digest, _ = subject_digest(subject, stream, cipher)
     body: dict[str, Any] = {"v": 1, "hmac": digest, "at": datetime.now(UTC).isoformat()}
+    if marker_sequence is not None:
+        body["marker"] = marker_sequence
     key = getattr(cipher, "notice_key", None)
     if key is not None:
         sealed = seal(AESGCM(key), subject.encode(), stream.encode())
         body["sealed"] = base64.b64encode(sealed).decode()
-    else:
-        body["subject"] = subject
     headers = {SYSTEM_HEADER: FORGOTTEN, protocol.MSG_ID: f"eventkit-forgotten-{digest[:48]}"}
     return headers, json.dumps(body, separators=(",", ":")).encode()
 
@@ -100,8 +105,10 @@ def decode_notice(
                 return None
             blob = base64.b64decode(body["sealed"])
             subject = unseal(AESGCM(key), blob, stream.encode()).decode()
-        else:
+        elif "subject" in body:  # written before notices stopped carrying it in clear
             subject = str(body["subject"])
+        else:
+            return None  # the erasure marker on the subject is what to act on
         at = datetime.fromisoformat(str(body["at"]))
         return ForgottenNotice(subject, str(body["hmac"]), at, msg.sequence)
     except (ValueError, KeyError, TypeError, InvalidTag):

@@ -38,9 +38,11 @@ from sqlalchemy.orm import Session
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.projection.redaction import halt_message
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
+from eventkit.store.erasure import is_marker
 from eventkit.store.records import StoredMessage, time_from_ns
 from eventkit.store.subjects import subject_matches
 
@@ -440,7 +442,10 @@ class ProjectionRunner:
                     continue
                 event_type = headers.get(p.EVENT_TYPE)
                 if event_type is None:
-                    if system is not None and system.handles(msg.subject):
+                    if is_marker(headers):  # the subject was forgotten (here or elsewhere)
+                        flush(db)
+                        projector.forget(msg.subject, db)
+                    elif system is not None and system.handles(msg.subject):
                         flush(db)
                         system.apply(
                             projector,
@@ -532,7 +537,7 @@ class ProjectionRunner:
 
     def _halt(self, item: _Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)
-        message = f"seq {item.sequence} ({event_type} on {item.msg.subject}): {text}"
+        message = halt_message(item.sequence, event_type, item.msg.subject, text)
         log.error("%s: halted at %s", self.name, message)
         with self._fenced() as db:
             cps.set_state(db, self.name, "halted", message)

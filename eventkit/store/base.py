@@ -225,6 +225,11 @@ class EventStore(abc.ABC):
         """The last sequence of ``subject`` (or filter), or of the stream; 0 when empty."""
 
     @abc.abstractmethod
+    async def mark_forgotten(self, subject: str) -> int:
+        """Leave the erasure marker on ``subject`` (once); return its sequence. Afterwards every
+        append to it raises ``ForgottenError`` and reading it gives no events."""
+
+    @abc.abstractmethod
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence, None when absent or deleted."""
 

@@ -34,6 +34,7 @@ from eventkit.errors import (
     ConfigError,
     EventkitError,
     EventTooLargeError,
+    ForgottenError,
     PermissionDeniedError,
     ServerVersionError,
     StoreUnavailableError,
@@ -47,9 +48,11 @@ from eventkit.store.base import (
     encode_writes,
 )
 from eventkit.store.codec import Codec, PayloadCipher
+from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.subjects import (
+    is_wildcard,
     subject_matches,
     validate_filter,
     validate_stream_name,
@@ -309,6 +312,17 @@ async def _first_connect(
     raise TimeoutError(f"no connection within {bound:.0f}s")
 
 
+def _chained(
+    user_cb: Callable[[], Awaitable[None]] | None, ours: Callable[[], None]
+) -> Callable[[], Awaitable[None]]:
+    async def cb() -> None:
+        ours()
+        if user_cb is not None:
+            await user_cb()
+
+    return cb
+
+
 class _Pending:
     """One in-flight direct get: data messages until the end-of-batch (or the single reply)."""
 
@@ -355,18 +369,23 @@ class _DirectReader:
         request: dict[str, Any],
         timeout: float,
         subject: str | None = None,
+        min_last_seq: int = 0,
     ) -> tuple[list[Msg], int]:
         """Send one direct get; return its data messages and how many more match after them.
 
         ``subject``: the ``$JS.API.DIRECT.GET.<stream>.<subject>`` form (last message of the
-        subject, empty payload). A request with ``batch`` or ``multi_last`` streams several
-        messages and ends with an end-of-batch status (204); 404 means nothing matched.
+        subject). A request with ``batch`` or ``multi_last`` streams several messages and ends
+        with an end-of-batch status (204); 404 means nothing matched. ``min_last_seq``: only a
+        server whose copy of the stream reaches that sequence answers (a lagging replica hands
+        the request to the leader): read-your-writes on a replicated stream.
         """
         pending = _Pending(single="batch" not in request and "multi_last" not in request)
+        if min_last_seq:
+            request = {**request, "min_last_seq": min_last_seq}
         if subject is None:
             api, body = self._api, json.dumps(request).encode()
         else:
-            api, body = f"{self._api}.{subject}", b""
+            api, body = f"{self._api}.{subject}", json.dumps(request).encode() if request else b""
         try:
             await self._inbox.call(api, body, None, timeout, pending.feed)
         except nats.errors.TimeoutError as e:
@@ -381,6 +400,10 @@ class _DirectReader:
                 raise ConfigError(f"bad direct get request {request!r}: {pending.error}")
             if pending.error.startswith("503"):
                 raise _Unanswered("no responders for direct get (stream offline?)")
+            if pending.error.startswith("412"):
+                raise _Unanswered(
+                    f"no replica of {self._api} has caught up to sequence {min_last_seq} yet"
+                )
             raise StoreUnavailableError(f"direct get failed: {pending.error}")
         return pending.msgs, pending.more
 
@@ -433,6 +456,9 @@ class JetStreamEventStore(EventStore):
         self._denials = _Denials()
         self._denials.inbox = self._inbox
         self.server_version = "0.0.0"
+        self._high = 0
+        """The highest stream sequence this process has seen (appended or read)."""
+        self._connection_listeners: list[Callable[[], None]] = []
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
@@ -483,10 +509,17 @@ class JetStreamEventStore(EventStore):
         denials = _Denials()
         user_error_cb = options.get("error_cb")
         hopeless: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        listeners: list[Callable[[], None]] = []
+
+        def changed() -> None:
+            for listener in listeners:
+                listener()
 
         async def on_error(e: Exception) -> None:
             errors.append(e)
             denials.report(e)
+            if isinstance(e, nats.errors.SlowConsumerError):
+                changed()  # messages were dropped: what listens may have missed some
             if (
                 isinstance(e, ssl.SSLError) or denials.authorization is not None
             ) and not hopeless.done():
@@ -495,6 +528,8 @@ class JetStreamEventStore(EventStore):
                 await user_error_cb(e)
 
         options["error_cb"] = on_error
+        for event in ("disconnected_cb", "reconnected_cb"):
+            options[event] = _chained(options.get(event), changed)
         # nats-py retries a failed first connect for ever unless attempts are bounded: bound the
         # first connect (bad credentials, TLS errors, a server that is down fail at once), then
         # restore the reconnect policy asked for
@@ -526,6 +561,7 @@ class JetStreamEventStore(EventStore):
         )
         store._errors = errors
         store._denials = denials
+        store._connection_listeners = listeners
         denials.inbox = store._inbox
         try:
             await denials.guard(
@@ -535,6 +571,12 @@ class JetStreamEventStore(EventStore):
             await nc.close()
             raise
         return store
+
+    def on_connection_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the connection drops, comes back, or the client drops
+        messages as a slow consumer: anything learnt from core-NATS notices may be stale then.
+        (Only for stores made by :meth:`connect`.)"""
+        self._connection_listeners.append(listener)
 
     def check_server_version(self, version: str | None = None) -> None:
         """``ServerVersionError`` unless the server (or ``version``) supports atomic batches."""
@@ -617,11 +659,43 @@ class JetStreamEventStore(EventStore):
 
     # -- appending ------------------------------------------------------------------------
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
-        """Append to several subjects in one atomic batch; return each write's last sequence."""
+        """Append to several subjects in one atomic batch; return each write's last sequence.
+
+        A write without ``expected_sequence`` is sent with the expectation of its subject's
+        last sequence, read just before (and read again when another writer came between), so
+        that the server refuses it on a forgotten subject (``ForgottenError``)."""
+        if all(isinstance(w, Write) and w.expected_sequence is not None for w in writes):
+            return await self._append_checked(writes)
+        for _ in range(UNCHECKED_ATTEMPTS):
+            derived: set[str] = set()
+            checked: list[Write] = []
+            for w in writes:
+                if not isinstance(w, Write) or w.expected_sequence is not None:
+                    checked.append(w)
+                    continue
+                last = await self.last_message(w.subject)
+                if last is not None and is_marker(last.headers):
+                    raise ForgottenError(w.subject)
+                checked.append(with_expectation(w, last.sequence if last is not None else 0))
+                derived.add(w.subject)
+            try:
+                return await self._append_checked(checked)
+            except ConcurrencyError as e:
+                if e.subject not in derived:
+                    raise
+        raise StoreUnavailableError(
+            f"append to {writes[0].subject!r}: other writers kept appending to its subject "
+            f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
+        )
+
+    async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
         msgs = await encode_writes(self, writes, self.max_payload)
         if len(msgs) == 1:
-            return [await self._publish_one(writes[0], msgs[0])]
-        return await self._publish_batch(writes, msgs)
+            last = [await self._publish_one(writes[0], msgs[0])]
+        else:
+            last = await self._publish_batch(writes, msgs)
+        self._seen(max(last))
+        return last
 
     async def _request(
         self,
@@ -725,21 +799,26 @@ class JetStreamEventStore(EventStore):
     ) -> list[int]:
         """An append was refused: it may be our own earlier try (lost ack), else a conflict."""
         code, err_code, desc = err
-        if err_code in (p.ERR_WRONG_LAST_SEQUENCE, p.ERR_BATCH_DUPLICATE_MSG_ID):
+        conflict = err_code in (p.ERR_WRONG_LAST_SEQUENCE, p.ERR_WRONG_LAST_SEQUENCE_CONSTANT)
+        if conflict or err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
             # A retry whose first try was stored is refused (10071 on R1, 10201 for a batch):
             # look for our own last event id on the subject; an append is all-or-nothing.
             last = await self._find_stored(writes[-1])
             if last is not None:
                 return _batch_sequences(writes, last) if count > 1 else [last]
-        if err_code == p.ERR_WRONG_LAST_SEQUENCE:
+        if conflict:
+            # nothing was stored. 10164 (a replicated stream, another expectation in flight)
+            # names no sequence: look it up. A forgotten subject raises ForgottenError here.
             checked = [w for w in writes if w.expected_sequence is not None]
-            if len(checked) > 1:
-                for w in checked:
-                    actual = await self.last_sequence(w.boundary or w.subject)
-                    if actual != w.expected_sequence:
-                        raise ConcurrencyError(w.subject, w.expected_sequence or 0, actual)
+            reported = _actual_from(desc)
+            for w in checked:
+                actual = await self.last_sequence(w.boundary or w.subject)
+                if actual != w.expected_sequence:
+                    if len(checked) == 1 and reported is not None:
+                        actual = reported
+                    raise ConcurrencyError(w.subject, w.expected_sequence or 0, actual)
             w0 = checked[0] if checked else writes[0]
-            raise ConcurrencyError(w0.subject, w0.expected_sequence or 0, _actual_from(desc))
+            raise ConcurrencyError(w0.subject, w0.expected_sequence or 0, reported)
         if err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
             raise ConfigError(
                 f"append to {writes[0].subject!r}: some of its event ids are stored already "
@@ -764,6 +843,10 @@ class JetStreamEventStore(EventStore):
         return None
 
     # -- reading --------------------------------------------------------------------------
+    def _seen(self, sequence: int) -> None:
+        if sequence > self._high:
+            self._high = sequence
+
     async def _direct(
         self,
         request: dict[str, Any],
@@ -772,25 +855,45 @@ class JetStreamEventStore(EventStore):
     ) -> tuple[list[Msg], int]:
         """One direct get (on the event stream, or ``reader``'s stream), tried again while
         unanswered (a restart, a leader election) for up to ``retry_for`` seconds, like appends;
-        reads are idempotent."""
+        reads are idempotent.
+
+        On a replicated event stream the request asks for a server that has at least every
+        sequence this process has seen (``min_last_seq``): a process reads its own writes and
+        its reads never go backwards, while caught-up replicas still share the load.
+        """
+        own = reader is None
         reader = reader or self._reader
+        floor = self._high if own and self.replicas > 1 else 0
         backoff = _Backoff(self.retry_for)
         while True:
             try:
-                return await reader.request(request, self.read_timeout, subject)
+                msgs, more = await reader.request(request, self.read_timeout, subject, floor)
+                break
             except _Unanswered as e:
                 if not await backoff.wait():
                     raise StoreUnavailableError(
                         f"{e}; still unanswered after {self.retry_for:g}s of retries"
                     ) from e
+        if own and msgs and msgs[-1].headers:
+            seq = msgs[-1].headers.get(p.SEQUENCE)
+            if seq is not None:
+                self._seen(int(seq))
+        return msgs, more
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
-        """Every event of ``subject`` after sequence ``after``, in order (batched direct gets)."""
+        """Every event of ``subject`` after sequence ``after``, in order (batched direct gets).
+
+        A forgotten subject (see :mod:`eventkit.store.erasure`) has no events."""
         validate_subject(subject, self.stream)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
         raw = [m async for m in self._scan(after + 1, subject, None, None)]
         cipher = self.codec.cipher
+        if any(is_marker(m.headers) for m in raw):
+            forgotten = getattr(cipher, "forgotten", None)
+            if forgotten is not None:
+                forgotten(subject)
+            return []
         if raw and cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
             await cipher.prepare([subject], create=False)
         decode = self.codec.decode
@@ -802,6 +905,7 @@ class JetStreamEventStore(EventStore):
         subject: str | None,
         from_time: datetime | None,
         end: int | None,
+        reader: _DirectReader | None = None,
     ) -> AsyncIterator[StoredMessage]:
         """Messages from ``start`` (or ``from_time``) on, of ``subject`` (a filter) or all."""
         req: dict[str, Any] = {"batch": READ_BATCH, "max_bytes": READ_MAX_BYTES}
@@ -812,7 +916,7 @@ class JetStreamEventStore(EventStore):
         else:
             req["seq"] = max(1, start)
         while True:
-            msgs, more = await self._direct(req)
+            msgs, more = await self._direct(req, reader=reader)
             if not msgs:
                 return
             for msg in msgs:
@@ -855,6 +959,8 @@ class JetStreamEventStore(EventStore):
                 and not any(subject_matches(f, m.subject) for f in filters)
             ):
                 continue
+            if is_marker(m.headers):
+                continue
             if cipher is not None and p.ENCRYPTION in m.headers:
                 await cipher.prepare([m.subject], create=False)
             yield decode(m)
@@ -868,28 +974,88 @@ class JetStreamEventStore(EventStore):
         async for m in self._scan(from_sequence, subject, None, None):
             yield m
 
+    async def read_stream(
+        self, stream: str, subject: str, from_sequence: int = 1
+    ) -> AsyncIterator[StoredMessage]:
+        """Stored messages of another stream of this account (a KV bucket's), by filter."""
+        reader = _DirectReader(self._inbox, stream)
+        async for m in self._scan(from_sequence, subject, None, None, reader):
+            yield m
+
+    async def last_message(
+        self, subject: str, *, stream: str | None = None, leader: bool = False
+    ) -> StoredMessage | None:
+        """The last message of ``subject`` on the event stream (or ``stream``), None if none.
+
+        ``leader``: asked of the stream leader (not a possibly lagging replica)."""
+        name = stream or self.stream
+        if leader:
+            try:
+                raw = await self._denials.guard(self.js.get_msg(name, subject=subject))
+            except nats.js.errors.NotFoundError:
+                return None
+            except nats.js.errors.APIError as e:
+                raise self._translate_api(e, f"reading the last message of {subject!r}") from e
+            headers = dict(raw.headers or {})
+            when = parse_nats_time(str(raw.time)) if raw.time else datetime.now(UTC)
+            return StoredMessage(
+                raw.subject or subject, int(raw.seq or 0), when, headers, raw.data or b""
+            )
+        reader = None if stream is None else _DirectReader(self._inbox, stream)
+        msgs, _ = await self._direct({}, subject, reader)
+        return _to_stored(msgs[0]) if msgs and msgs[0].headers else None
+
+    async def _stream_last(self, name: str) -> int:
+        backoff = _Backoff(self.retry_for)
+        while True:  # retried while unanswered (a restart, an election), like reads
+            try:
+                info = await self._denials.guard(self.js.stream_info(name))
+                return int(info.state.last_seq)
+            except nats.js.errors.APIError as e:
+                if e.code != 503 or not await backoff.wait():
+                    raise self._translate_api(e, f"stream info of {name!r}") from e
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                if not await backoff.wait():
+                    raise StoreUnavailableError(
+                        f"no answer for stream info of {name!r} within {self.retry_for:g}s"
+                    ) from e
+
+    async def last_sequence_of_stream(self, name: str) -> int:
+        """The last sequence of another stream of this account (a KV bucket's)."""
+        return await self._stream_last(name)
+
     async def last_sequence(self, subject: str | None = None) -> int:
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
-        stream; 0 when there is none."""
+        stream; 0 when there is none. ``ForgottenError`` for a forgotten subject."""
         if subject is None:
-            backoff = _Backoff(self.retry_for)
-            while True:  # retried while unanswered (a restart, an election), like reads
-                try:
-                    info = await self._denials.guard(self.js.stream_info(self.stream))
-                    return int(info.state.last_seq)
-                except nats.js.errors.APIError as e:
-                    if e.code != 503 or not await backoff.wait():
-                        raise self._translate_api(e, f"stream info of {self.stream!r}") from e
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-                    if not await backoff.wait():
-                        raise StoreUnavailableError(
-                            f"no answer for stream info of {self.stream!r} within "
-                            f"{self.retry_for:g}s"
-                        ) from e
+            last = await self._stream_last(self.stream)
+            self._seen(last)
+            return last
         validate_filter(subject, self.stream)
         # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
         msgs, _ = await self._direct({"last_by_subj": subject})
-        return int(msgs[0].headers[p.SEQUENCE]) if msgs and msgs[0].headers else 0
+        if not msgs or not msgs[0].headers:
+            return 0
+        if is_marker(msgs[0].headers) and not is_wildcard(subject):
+            raise ForgottenError(subject)
+        return int(msgs[0].headers[p.SEQUENCE])
+
+    async def mark_forgotten(self, subject: str) -> int:
+        """Leave the erasure marker on ``subject`` (unless its last message is one already);
+        return its sequence. From here on no append to ``subject`` is stored."""
+        validate_subject(subject, self.stream)
+        last = await self.last_message(subject)
+        if last is not None and is_marker(last.headers):
+            return last.sequence
+        ack = await self._send(
+            lambda: self._request(subject, BODY, marker_headers(subject), self.publish_timeout),
+            f"marking {subject!r} forgotten",
+        )
+        err = _ack_error(ack)
+        if err is not None:
+            raise JetStreamError(err[0], err[1], f"marking {subject!r} forgotten: {err[2]}")
+        self._seen(int(ack["seq"]))
+        return int(ack["seq"])
 
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence; None when absent or deleted."""
@@ -921,6 +1087,22 @@ class JetStreamEventStore(EventStore):
         if self._own and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
+
+
+UNCHECKED_ATTEMPTS = 50
+"""Tries of an append without expectation while other writers keep moving its subject."""
+
+
+def with_expectation(w: Write, expected: int) -> Write:
+    """A copy of ``w`` (same event ids) that expects ``expected`` as its subject's last."""
+    copy = object.__new__(Write)
+    copy.subject = w.subject
+    copy.events = w.events
+    copy.expected_sequence = expected
+    copy.event_ids = w.ids
+    copy.boundary = None
+    copy.ids = w.ids
+    return copy
 
 
 def _batch_sequences(writes: Sequence[Write], last: int) -> list[int]:
@@ -980,8 +1162,11 @@ async def ensure_erasable_bucket(js: JetStreamContext, bucket: str, replicas: in
 def is_gone(e: nats.js.errors.APIError) -> bool:
     """Whether a delete by sequence failed only because the message is not there (any more)."""
     code = int(e.err_code or 0)
+    # 10057 "no message found": another delete of the same sequence came first (two forgets
+    # of one subject at once); 10057 "stream store EOF": a sequence past the stream's end
+    description = str(e.description).lower()
     return code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
-        code == p.ERR_MESSAGE_DELETE_FAILED and "EOF" in str(e.description)
+        code == p.ERR_MESSAGE_DELETE_FAILED and ("eof" in description or "not found" in description)
     )
 
 

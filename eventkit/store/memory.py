@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from eventkit.errors import ConcurrencyError, ConfigError
+from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
 from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
 from eventkit.store.codec import Codec
+from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
 from eventkit.store.subjects import (
@@ -61,6 +62,8 @@ class InMemoryEventStore(EventStore):
                 f"(but not all of them); give new events new ids"
             )
         for w in writes:
+            if self._forgotten(w.subject):
+                raise ForgottenError(w.subject)
             if w.expected_sequence is not None:
                 actual = await self.last_sequence(w.boundary or w.subject)
                 if actual != w.expected_sequence:
@@ -86,6 +89,8 @@ class InMemoryEventStore(EventStore):
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
         index = self._by_subject.get(subject, [])
+        if self._forgotten(subject):
+            return []
         start = bisect.bisect_right(index, after)
         decode = self.codec.decode
         return [decode(self._messages[seq]) for seq in index[start:]]
@@ -98,7 +103,8 @@ class InMemoryEventStore(EventStore):
     ) -> AsyncIterator[RecordedEvent[Any]]:
         check_read_position(from_sequence, from_time)
         async for m in self._scan(from_sequence, from_time, subjects):
-            yield self.codec.decode(m)
+            if not is_marker(m.headers):
+                yield self.codec.decode(m)
 
     async def read_raw(
         self, subject: str | None = None, from_sequence: int = 1
@@ -126,6 +132,8 @@ class InMemoryEventStore(EventStore):
             return self._last_seq
         validate_filter(subject, self.stream)
         if not is_wildcard(subject):
+            if self._forgotten(subject):
+                raise ForgottenError(subject)
             index = self._by_subject.get(subject)
             return index[-1] if index else 0
         return max(
@@ -136,6 +144,23 @@ class InMemoryEventStore(EventStore):
             ),
             default=0,
         )
+
+    def _forgotten(self, subject: str) -> bool:
+        index = self._by_subject.get(subject)
+        return bool(index) and is_marker(self._messages[index[-1]].headers)  # type: ignore[index]
+
+    async def mark_forgotten(self, subject: str) -> int:
+        validate_subject(subject, self.stream)
+        index = self._by_subject.setdefault(subject, [])
+        if index and is_marker(self._messages[index[-1]].headers):
+            return index[-1]
+        self._last_seq += 1
+        seq = self._last_seq
+        self._messages[seq] = StoredMessage(
+            subject, seq, datetime.now(UTC), marker_headers(subject), BODY
+        )
+        index.append(seq)
+        return seq
 
     async def get(self, sequence: int) -> StoredMessage | None:
         return self._messages.get(sequence)

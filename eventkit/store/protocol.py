@@ -39,11 +39,15 @@ ERR_BATCH_GAP = 10176
 ERR_BATCH_TOO_LARGE = 10199
 ERR_BATCH_BAD_COMMIT = 10200
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
-ERR_BATCH_SECOND_EXPECTATION = 10164
+ERR_WRONG_LAST_SEQUENCE_CONSTANT = 10164
+"""``wrong last sequence`` without the number: a second expectation on a subject inside one
+batch, or, on a replicated stream, an expectation while another one on the subject is in
+flight. Either way nothing was stored."""
 ERR_EXPECTED_SUBJECT_WITHOUT_SEQUENCE = 10193
 ERR_MESSAGE_NOT_FOUND = 10037
 ERR_MESSAGE_DELETE_FAILED = 10057
-"""With description ``stream store EOF``: a sequence past the stream's end."""
+"""With description ``stream store EOF`` (a sequence past the stream's end) or ``no message
+found`` (deleted a moment before, by another delete): either way the message is not there."""
 ERR_SEQUENCE_NOT_FOUND = 10043
 
 MAX_BATCH = 1000

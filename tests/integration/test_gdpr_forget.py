@@ -21,6 +21,7 @@ from eventkit.errors import ForgottenError
 from eventkit.gdpr import audit_entries, decode_notice, forget_message, forget_subject
 from eventkit.gdpr import tables as t
 from eventkit.server import ServerProcess, start_server_process
+from eventkit.store.erasure import is_marker
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.snapshots import Snapshot
 
@@ -53,7 +54,7 @@ async def _seed(store: JetStreamEventStore, marker: str) -> dict[str, str]:
     s = {
         "c1": f"{d.STREAM}.customer.c-1",
         "c2": f"{d.STREAM}.customer.c-2",
-        "a1": f"{d.STREAM}.account.{marker.lower()}",  # the marker in the subject itself too
+        "a1": f"{d.STREAM}.account.{uuid.uuid4().hex}",  # an opaque id, as subject tokens must be
         "a2": f"{d.STREAM}.account.keep",
     }
     await store.append(s["c1"], [d.GdprCustomerRegistered(name=f"Ada {marker}")])
@@ -102,6 +103,11 @@ async def test_forget_leaves_no_byte_of_the_subject_on_disk_and_keeps_the_rest(
     # everything else is still there, byte for byte; the forgotten subjects read as gone
     for k in ("c2", "a2"):
         assert await _raw(store, s[k]) == kept_before[k]
+    # what stays of a forgotten subject in the stream: its erasure marker, holding no data
+    for k, report in (("a1", report_a), ("c1", report_c)):
+        left = await _raw(store, s[k])
+        assert [(seq, data) for seq, data, _ in left] == [(report.marker_sequence, b"{}")]
+        assert is_marker(left[0][2])
     assert await store.read(s["a1"]) == []
     assert await store.read(s["c1"]) == []
     assert await store.snapshots.get(s["c1"]) is None
@@ -128,14 +134,18 @@ async def test_forget_leaves_no_byte_of_the_subject_on_disk_and_keeps_the_rest(
     await store.close()
     engine.dispose()
 
-    # on disk: not one occurrence of the marker (nor of the subject that held it) anywhere
+    # on disk: not one occurrence of the data marker anywhere; the opaque subject token only
+    # in the event stream (its erasure marker), never in the key or snapshot buckets or SQL
     server.stop()
     assert d.files_containing(server.store_dir, marker.encode()) == []
-    assert d.files_containing(server.store_dir, marker.lower().encode()) == []
+    token = s["a1"].rsplit(".", 1)[-1].encode()
+    holding_token = d.files_containing(server.store_dir, token)
+    assert holding_token and all(f"/streams/{d.STREAM}/" in f for f in holding_token)
     if db_url.startswith("sqlite"):
         db_dir = Path(db_url.removeprefix("sqlite:///")).parent
         assert d.files_containing(db_dir, marker.encode()) == []
-        assert d.files_containing(db_dir, marker.lower().encode()) == []
+        in_sql = [f for f in d.files_containing(db_dir, token) if "jetstream/" not in f]
+        assert in_sql == []
 
 
 def _name_rows(engine: Engine, subject: str) -> list[str]:
@@ -212,25 +222,29 @@ asyncio.run(main())
     )
     assert proc.returncode == -9  # killed half-way
     left = await _raw(store, s["a1"])
-    assert len(left) == 2  # 3 of its 5 messages were erased before the kill
+    # 3 of its 5 messages were erased before the kill; the erasure marker came first
+    assert len(left) == 3 and is_marker(left[-1][2])
+    with pytest.raises(ForgottenError):  # closed for writers already
+        await store.append(s["a1"], [d.GdprAccountNoted(note="late")])
     with engine.connect() as conn:
         step = conn.execute(select(t.forget_requests.c.step, t.forget_requests.c.finished_at)).one()
     assert step.finished_at is None
 
     report = await forget_subject(d.app, store, engine, s["a1"])
     assert report.resumed
-    assert await _raw(store, s["a1"]) == []
+    assert [m[0] for m in await _raw(store, s["a1"])] == [report.marker_sequence]
     assert await store.snapshots.get(s["a1"]) is None
     assert _name_rows(engine, s["a1"]) == []
     with engine.connect() as conn:
         done = conn.execute(select(t.forget_requests.c.finished_at)).scalar_one()
     assert done is not None
-    assert len(audit_entries(engine, d.STREAM)) == 1
+    # the audit counts every message the request erased, the killed run's share included
+    assert [a["messages_erased"] for a in audit_entries(engine, d.STREAM)] == [5]
     await store.close()
     engine.dispose()
     server.stop()
     assert d.files_containing(server.store_dir, b"INTR") == []
-    assert d.files_containing(tmp_path, b"intr") == []
+    assert d.files_containing(tmp_path, b"plain INTR") == []
 
 
 async def test_an_interrupted_forget_of_a_personal_subject_is_unreadable_in_between(
@@ -248,14 +262,18 @@ async def test_an_interrupted_forget_of_a_personal_subject_is_unreadable_in_betw
 
     with pytest.raises(KeyboardInterrupt):
         await forget_subject(d.app, store, engine, s["c1"], progress=stop_after_key)
-    assert len(await _raw(store, s["c1"])) == 21  # messages not erased yet...
+    left = [m async for m in store.read_raw(s["c1"])]
+    assert len(left) == 22 and is_marker(left[-1].headers)  # messages not erased yet...
     other = await d.connect(server.url)  # ...but no process can read them any more
-    with pytest.raises(ForgottenError):
-        await other.read(s["c1"])
+    assert await other.read(s["c1"]) == []
+    assert other.codec.cipher is not None
+    await other.codec.cipher.prepare([s["c1"]], create=False)
+    with pytest.raises(ForgottenError):  # nor decrypt a copy of one, held from before
+        other.codec.decode(left[0])
     await other.close()
     report = await forget_subject(d.app, store, engine, s["c1"])
     assert report.resumed and report.messages == 21 and report.key == "already shredded"
-    assert await _raw(store, s["c1"]) == []
+    assert [m[0] for m in await _raw(store, s["c1"])] == [left[-1].sequence]
     await store.close()
     engine.dispose()
 
@@ -328,6 +346,6 @@ def test_cli_forget_dry_run_pattern_nothing_and_seq(server: ServerProcess, tmp_p
 async def _count(url: str, subject: str) -> int:
     store = await JetStreamEventStore.connect(url, stream=d.STREAM)
     try:
-        return len(await _raw(store, subject))
+        return len([m for m in await _raw(store, subject) if not is_marker(m[2])])
     finally:
         await store.close()

@@ -85,6 +85,15 @@ class DataKeyMissingError(EventDecodeError):
         )
 
 
+class EventEncodeError(EventkitError, ValueError):
+    """An event cannot be stored as written (a value JSON cannot carry); nothing was sent."""
+
+    def __init__(self, event_type: str, reason: str) -> None:
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(f"cannot store {event_type}: {reason}")
+
+
 class EventTooLargeError(EventkitError, ValueError):
     """An event is larger than the server accepts; nothing of the append was sent."""
 
@@ -137,6 +146,7 @@ __all__ = [
     "ConfigError",
     "DataKeyMissingError",
     "EventDecodeError",
+    "EventEncodeError",
     "EventTooLargeError",
     "EventkitError",
     "ForgottenError",

@@ -35,10 +35,34 @@ def new_event_id() -> str:
     return os.urandom(16).hex()
 
 
+MAX_EVENT_ID = 256
+_PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+def validate_event_id(event_id: object) -> str:
+    """An event id as given (``Nats-Msg-Id``): 1-256 printable ASCII characters, no spaces.
+
+    Header values with spaces, newlines or non-ASCII are rewritten on the way to the server, so
+    the stored id would differ from the one a retry compares; such ids are refused up front.
+    """
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID:
+        raise ConfigError(
+            f"event id {event_id!r} must be a str of 1-{MAX_EVENT_ID} characters "
+            f"(e.g. a UUID or '<command id>-<n>')"
+        )
+    if not _PRINTABLE.issuperset(event_id):
+        bad = next(c for c in event_id if c not in _PRINTABLE)
+        raise ConfigError(
+            f"event id {event_id!r} contains {bad!r}: use printable ASCII without spaces "
+            f"(letters, digits and punctuation such as '-', '_', ':', '.')"
+        )
+    return event_id
+
+
 class Event(BaseModel):
     """Base class of every domain event (a frozen pydantic model)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     event_type: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1

@@ -26,7 +26,7 @@ class Forgotten(NamedTuple):
 
 Entry = DataKey | Forgotten
 
-DEFAULT_LIMIT: Final = 100_000
+DEFAULT_LIMIT: Final = 50_000
 
 
 class KeyCache:

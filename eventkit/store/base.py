@@ -9,7 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from eventkit.domain.events import Event, new_event_id
+from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
 from eventkit.store.codec import Codec
 from eventkit.store.protocol import (
@@ -71,7 +71,7 @@ class Write:
         if self.event_ids is None:
             self.ids = [new_event_id() for _ in self.events]
         else:
-            self.ids = [str(i) for i in self.event_ids]
+            self.ids = [validate_event_id(i) for i in self.event_ids]
             if len(self.ids) != len(self.events):
                 raise ConfigError(
                     f"{len(self.ids)} event_ids for {len(self.events)} events; give one id each"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from eventkit.domain.events import Event, EventRegistry, registry
-from eventkit.errors import EventDecodeError, UnknownEventTypeError
+from eventkit.errors import EventDecodeError, EventEncodeError, UnknownEventTypeError
 from eventkit.store import protocol as p
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import entity_id_of
@@ -41,7 +43,17 @@ class Codec:
         self.cipher = cipher
 
     def encode(self, subject: str, event: Event, event_id: str) -> tuple[dict[str, str], bytes]:
-        payload = event.__pydantic_serializer__.to_json(event)
+        try:
+            payload = event.__pydantic_serializer__.to_json(event)
+        except (PydanticSerializationError, UnicodeError) as e:
+            raise EventEncodeError(
+                event.event_type,
+                f"{_first_line(e)}; str fields must be valid text (no lone surrogates) and "
+                f"bytes fields UTF-8 (for binary data set ser_json_bytes='base64' and "
+                f"val_json_bytes='base64' in the class's model_config)",
+            ) from e
+        if b"null" in payload:  # NaN and infinities serialise as null: they would not read back
+            _check_finite(event.event_type, event.model_dump(), "")
         headers = {
             p.MSG_ID: event_id,
             p.EVENT_TYPE: event.event_type,
@@ -130,6 +142,21 @@ class Codec:
             schema_version=version,
             headers=headers,
         )
+
+
+def _check_finite(event_type: str, value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EventEncodeError(
+            event_type,
+            f"{path or 'a value'} is {value}, which JSON cannot carry (it would be stored as "
+            f"null and never read back); store None, a sentinel or a string instead",
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(event_type, v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple | set | frozenset):
+        for i, v in enumerate(value):
+            _check_finite(event_type, v, f"{path}[{i}]")
 
 
 def _first_line(e: Exception) -> str:

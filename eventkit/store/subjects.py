@@ -29,6 +29,15 @@ def validate_token(token: str, what: str = "subject token") -> str:
     if token == "":
         raise InvalidSubjectError(f"{what} is empty; give a non-empty token")
     bad = _FORBIDDEN.search(token)
+    if bad is None:
+        try:
+            token.encode()
+        except UnicodeEncodeError as e:
+            raise InvalidSubjectError(
+                f"{what} {token!r} is not valid UTF-8 (a lone surrogate at position {e.start}): "
+                f"build ids from real text (a surrogate usually comes from bytes decoded with "
+                f"errors='surrogateescape')"
+            ) from None
     if bad:
         raise InvalidSubjectError(
             f"{what} {token!r} contains {bad.group()!r}: tokens may not contain '.', '*', '>', "

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, inspect, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError, InvalidSubjectError, StoreUnavailableError
 from eventkit.gdpr import tables as t
@@ -399,23 +399,21 @@ def _load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | 
 def _save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
     r = t.forget_requests
     now = datetime.now(UTC)
-    with transaction(engine) as db:
-        done = db.execute(  # type: ignore[attr-defined]
-            update(r)
-            .where(r.c.stream == stream, r.c.subject_hmac == digest)
-            .values(step=step, messages_erased=erased, updated_at=now, finished_at=None)
-        ).rowcount
-        if not done:
-            db.execute(
-                insert(r).values(
-                    stream=stream,
-                    subject_hmac=digest,
-                    step=step,
-                    messages_erased=erased,
-                    started_at=now,
-                    updated_at=now,
-                )
-            )
+    values = {"step": step, "messages_erased": erased, "updated_at": now, "finished_at": None}
+    where = (r.c.stream == stream, r.c.subject_hmac == digest)
+    for _ in range(2):
+        try:
+            with transaction(engine) as db:
+                done = db.execute(update(r).where(*where).values(**values)).rowcount  # type: ignore[attr-defined]
+                if not done:
+                    db.execute(
+                        insert(r).values(
+                            stream=stream, subject_hmac=digest, started_at=now, **values
+                        )
+                    )
+            return
+        except IntegrityError:
+            continue  # another forget of the subject inserted the request first: update it
 
 
 def _forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:

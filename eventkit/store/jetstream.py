@@ -1166,7 +1166,7 @@ def is_gone(e: nats.js.errors.APIError) -> bool:
     # of one subject at once); 10057 "stream store EOF": a sequence past the stream's end
     description = str(e.description).lower()
     return code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
-        code == p.ERR_MESSAGE_DELETE_FAILED and ("eof" in description or "not found" in description)
+        code == p.ERR_MESSAGE_DELETE_FAILED and ("eof" in description or "found" in description)
     )
 
 

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from eventkit.errors import StoreUnavailableError
-from eventkit.server import LOOPBACK, ServerProcess, free_port, start_server_process
+from eventkit.server import (
+    LOOPBACK,
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    start_server_process,
+)
 
 DEFAULT_CLUSTER_NAME = "eventkit-test"
 
@@ -93,7 +99,28 @@ class Cluster:
         """Start ``size`` nodes (``n1``..``nN``) under ``base_dir`` and wait for a meta leader."""
         if size < 1:
             raise ValueError(f"a cluster needs at least one node, got {size}")
-        base_dir = Path(base_dir).absolute()
+        for attempt in range(3):
+            try:
+                return cls._start(base_dir, size, name, extra_config, ready_timeout, attempt)
+            except ServerStartError as e:
+                # a free port taken by another process between picking it and binding it
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start(
+        cls,
+        base_dir: Path,
+        size: int,
+        name: str,
+        extra_config: str,
+        ready_timeout: float,
+        attempt: int,
+    ) -> Cluster:
+        base_dir = (
+            Path(base_dir).absolute() / f"try{attempt}" if attempt else Path(base_dir).absolute()
+        )
         ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
         routes = ", ".join(f'"nats-route://{LOOPBACK}:{r}"' for _, _, r in ports)
         cluster = cls(name=name)

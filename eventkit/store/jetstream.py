@@ -667,17 +667,17 @@ class JetStreamEventStore(EventStore):
         if all(isinstance(w, Write) and w.expected_sequence is not None for w in writes):
             return await self._append_checked(writes)
         for _ in range(UNCHECKED_ATTEMPTS):
-            derived: set[str] = set()
+            derived = {w.subject for w in writes if w.expected_sequence is None}
+            lasts = await self._last_messages(sorted(derived))
             checked: list[Write] = []
             for w in writes:
-                if not isinstance(w, Write) or w.expected_sequence is not None:
+                if w.subject not in derived:
                     checked.append(w)
                     continue
-                last = await self.last_message(w.subject)
+                last = lasts.get(w.subject)
                 if last is not None and is_marker(last.headers):
                     raise ForgottenError(w.subject)
                 checked.append(with_expectation(w, last.sequence if last is not None else 0))
-                derived.add(w.subject)
             try:
                 return await self._append_checked(checked)
             except ConcurrencyError as e:
@@ -687,6 +687,20 @@ class JetStreamEventStore(EventStore):
             f"append to {writes[0].subject!r}: other writers kept appending to its subject "
             f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
         )
+
+    async def _last_messages(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+        """The last message of each subject (one direct get for them all)."""
+        if len(subjects) == 1:
+            last = await self.last_message(subjects[0])
+            return {} if last is None else {subjects[0]: last}
+        for s in subjects:
+            validate_subject(s, self.stream)
+        found: dict[str, StoredMessage] = {}
+        msgs, _ = await self._direct({"multi_last": list(subjects), "batch": len(subjects)})
+        for msg in msgs:
+            m = _to_stored(msg)
+            found[m.subject] = m
+        return found
 
     async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
         msgs = await encode_writes(self, writes, self.max_payload)

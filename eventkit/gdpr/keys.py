@@ -44,7 +44,8 @@ from eventkit.errors import (
     StoreUnavailableError,
 )
 from eventkit.gdpr.keycache import DEFAULT_LIMIT, DataKey, Entry, Forgotten, KeyCache
-from eventkit.store.jetstream import ensure_erasable_bucket, is_gone
+from eventkit.store.nats.buckets import ensure_erasable_bucket
+from eventkit.store.nats.errors import is_gone
 from eventkit.store.subjects import subject_matches, validate_filter
 
 if TYPE_CHECKING:

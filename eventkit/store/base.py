@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
@@ -88,8 +88,15 @@ def message_size(subject: str, headers: dict[str, str], payload: bytes) -> int:
     return size
 
 
+class Encoding(Protocol):
+    """What :func:`encode_writes` needs of a store."""
+
+    stream: str
+    codec: Codec
+
+
 async def encode_writes(
-    store: EventStore, writes: Sequence[Write], max_payload: int
+    store: Encoding, writes: Sequence[Write], max_payload: int
 ) -> list[EncodedMessage]:
     """Validate an append and encode every event before anything is sent.
 

@@ -12,7 +12,9 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
-from eventkit.store.jetstream import JetStreamEventStore, _to_stored, format_nats_time
+from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.nats.wire import format_nats_time
+from eventkit.store.nats.wire import to_stored as _to_stored
 from eventkit.store.records import StoredMessage
 
 

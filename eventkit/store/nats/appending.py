@@ -1,0 +1,294 @@
+"""Appending: one event is a plain publish with the expected sequence, several are one ADR-50
+atomic batch; an unanswered append is sent again with the same event ids, and a refusal is told
+apart from our own earlier try that landed (a lost ack)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from eventkit.errors import (
+    ConcurrencyError,
+    ConfigError,
+    EventTooLargeError,
+    ForgottenError,
+    PermissionDeniedError,
+    ServerVersionError,
+    StoreUnavailableError,
+)
+from eventkit.store import protocol as p
+from eventkit.store.base import EncodedMessage, Write, encode_writes
+from eventkit.store.erasure import BODY, is_marker, marker_headers
+from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.errors import (
+    TRANSIENT,
+    JetStreamError,
+    ack_error,
+    actual_from,
+)
+from eventkit.store.nats.reading import Reading
+from eventkit.store.nats.wire import to_stored
+from eventkit.store.records import StoredMessage
+from eventkit.store.subjects import validate_subject
+
+
+class Appending(Reading):
+    """The appending half of the store (see :class:`JetStreamEventStore`)."""
+
+    nc: Any
+    publish_timeout: float
+    server_version: str
+
+    @property
+    def max_payload(self) -> int:
+        """The server's max message size (headers + payload), in bytes."""
+        return int(self.nc.max_payload)
+
+    async def append_many(self, writes: Sequence[Write]) -> list[int]:
+        """Append to several subjects in one atomic batch; return each write's last sequence.
+
+        A write without ``expected_sequence`` is sent with the expectation of its subject's
+        last sequence, read just before (and read again when another writer came between), so
+        that the server refuses it on a forgotten subject (``ForgottenError``)."""
+        if all(isinstance(w, Write) and w.expected_sequence is not None for w in writes):
+            return await self._append_checked(writes)
+        for _ in range(UNCHECKED_ATTEMPTS):
+            derived = {w.subject for w in writes if w.expected_sequence is None}
+            lasts = await self._last_messages(sorted(derived))
+            checked: list[Write] = []
+            for w in writes:
+                if w.subject not in derived:
+                    checked.append(w)
+                    continue
+                last = lasts.get(w.subject)
+                if last is not None and is_marker(last.headers):
+                    raise ForgottenError(w.subject)
+                checked.append(with_expectation(w, last.sequence if last is not None else 0))
+            try:
+                return await self._append_checked(checked)
+            except ConcurrencyError as e:
+                if e.subject not in derived:
+                    raise
+        raise StoreUnavailableError(
+            f"append to {writes[0].subject!r}: other writers kept appending to its subject "
+            f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
+        )
+
+    async def _last_messages(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+        """The last message of each subject (one direct get for them all)."""
+        if len(subjects) == 1:
+            last = await self.last_message(subjects[0])
+            return {} if last is None else {subjects[0]: last}
+        for s in subjects:
+            validate_subject(s, self.stream)
+        found: dict[str, StoredMessage] = {}
+        msgs, _ = await self._direct({"multi_last": list(subjects), "batch": len(subjects)})
+        for msg in msgs:
+            m = to_stored(msg)
+            found[m.subject] = m
+        return found
+
+    async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
+        msgs = await encode_writes(self, writes, self.max_payload)
+        if len(msgs) == 1:
+            last = [await self._publish_one(writes[0], msgs[0])]
+        else:
+            last = await self._publish_batch(writes, msgs)
+        self._seen(max(last))
+        return last
+
+    async def _request(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Msg:
+        """One request to the server (the seam where tests inject a lost ack)."""
+        msg: Msg = await self._inbox.call(subject, payload, headers, timeout)
+        return msg
+
+    async def _send(self, send: Callable[[], Awaitable[Msg]], describe: str) -> dict[str, Any]:
+        """Send until the server answers; return its ack (JSON)."""
+        backoff: Backoff | None = None  # the deadline counts from the first unanswered try
+        while True:
+            try:
+                msg = await send()
+                if not (msg.headers and msg.headers.get(p.STATUS) == "503"):
+                    break
+                error: Exception | None = None
+            except TRANSIENT as e:
+                error = e
+            except nats.errors.MaxPayloadError as e:
+                raise EventTooLargeError(describe, -1, self.max_payload) from e
+            except nats.errors.ConnectionClosedError as e:
+                raise StoreUnavailableError(
+                    f"{describe}: the NATS connection is closed; the append may or may not be "
+                    f"stored: retry it with the same event ids"
+                ) from e
+            # no answer: the message may or may not have been stored; retrying is safe
+            # because every event keeps its Nats-Msg-Id, and conflicts are resolved below
+            backoff = backoff or Backoff(self.retry_for, first_delay=0.02)
+            if not await backoff.wait():
+                raise StoreUnavailableError(
+                    f"{describe}: no answer from JetStream within {self.retry_for}s ({error!r}); "
+                    f"the append may or may not be stored: retry it with the same event ids"
+                ) from error
+        try:
+            ack: dict[str, Any] = json.loads(msg.data)
+        except ValueError as e:
+            raise StoreUnavailableError(f"{describe}: unreadable ack {msg.data!r}") from e
+        return ack
+
+    async def _publish_one(self, w: Write, m: EncodedMessage) -> int:
+        subject, headers, payload = m
+        timeout = self.publish_timeout
+        ack = await self._send(
+            lambda: self._request(subject, payload, headers, timeout), f"append to {subject!r}"
+        )
+        err = ack_error(ack)
+        if err is None:
+            return int(ack["seq"])
+        (last,) = await self._resolve_error(err, [w], 1)
+        return last
+
+    async def _publish_batch(
+        self, writes: Sequence[Write], msgs: list[EncodedMessage]
+    ) -> list[int]:
+        n = len(msgs)
+        nc = self.nc
+
+        async def send() -> Msg:
+            # a fresh batch id per try: a half-sent earlier try can never merge into this one
+            batch_id = uuid.uuid4().hex
+            for i in range(n - 1):
+                subject, headers, payload = msgs[i]
+                h = dict(headers)
+                h[p.BATCH_ID] = batch_id
+                h[p.BATCH_SEQUENCE] = str(i + 1)
+                await nc.publish(subject, payload, headers=h)
+            subject, headers, payload = msgs[-1]
+            h = dict(headers)
+            h[p.BATCH_ID] = batch_id
+            h[p.BATCH_SEQUENCE] = str(n)
+            h[p.BATCH_COMMIT] = "1"
+            return await self._request(subject, payload, h, self.publish_timeout)
+
+        describe = f"atomic append of {n} events to {sorted({m[0] for m in msgs})}"
+        gaps = 0
+        while True:
+            ack = await self._send(send, describe)
+            err = ack_error(ack)
+            if err is None:
+                break
+            if err[1] == p.ERR_BATCH_GAP and gaps < 5:
+                # part of the batch was lost on the way (e.g. a reconnect): send it again
+                gaps += 1
+                continue
+            if err[1] == p.ERR_BATCH_DISABLED:
+                raise ServerVersionError(
+                    "atomic multi-event appends (allow_atomic on the stream)",
+                    p.ATOMIC_BATCH_SERVER,
+                    self.server_version,
+                )
+            return await self._resolve_error(err, writes, n)
+        return batch_sequences(writes, int(ack["seq"]))
+
+    async def _resolve_error(
+        self, err: tuple[int, int, str], writes: Sequence[Write], count: int
+    ) -> list[int]:
+        """An append was refused: it may be our own earlier try (lost ack), else a conflict."""
+        code, err_code, desc = err
+        conflict = err_code in (p.ERR_WRONG_LAST_SEQUENCE, p.ERR_WRONG_LAST_SEQUENCE_CONSTANT)
+        if conflict or err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
+            # A retry whose first try was stored is refused (10071 on R1, 10201 for a batch):
+            # look for our own last event id on the subject; an append is all-or-nothing.
+            last = await self._find_stored(writes[-1])
+            if last is not None:
+                return batch_sequences(writes, last) if count > 1 else [last]
+        if conflict:
+            # nothing was stored. 10164 (a replicated stream, another expectation in flight)
+            # names no sequence: look it up. A forgotten subject raises ForgottenError here.
+            checked = [w for w in writes if w.expected_sequence is not None]
+            reported = actual_from(desc)
+            for w in checked:
+                actual = await self.last_sequence(w.boundary or w.subject)
+                if actual != w.expected_sequence:
+                    if len(checked) == 1 and reported is not None:
+                        actual = reported
+                    raise ConcurrencyError(w.subject, w.expected_sequence or 0, actual)
+            w0 = checked[0] if checked else writes[0]
+            raise ConcurrencyError(w0.subject, w0.expected_sequence or 0, reported)
+        if err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
+            raise ConfigError(
+                f"append to {writes[0].subject!r}: some of its event ids are stored already "
+                f"(but not all of them); give new events new ids"
+            )
+        if "permission" in desc.lower():
+            raise PermissionDeniedError(f"append to {writes[0].subject!r}: {desc}")
+        raise JetStreamError(code, err_code, f"append to {writes[0].subject!r}: {desc}")
+
+    async def _find_stored(self, w: Write) -> int | None:
+        """The sequence of ``w``'s last event id on its subject, if it is stored."""
+        target = w.ids[-1]
+        msgs, _ = await self._direct({}, subject=w.subject)
+        if not msgs or not msgs[0].headers:
+            return None
+        if msgs[0].headers.get(p.MSG_ID) == target:
+            return int(msgs[0].headers[p.SEQUENCE])
+        # others appended after us: our events come after the sequence we expected
+        async for m in self._scan((w.expected_sequence or 0) + 1, w.subject, None, None):
+            if m.headers.get(p.MSG_ID) == target:
+                return m.sequence
+        return None
+
+    async def mark_forgotten(self, subject: str) -> int:
+        """Leave the erasure marker on ``subject`` (unless its last message is one already);
+        return its sequence. From here on no append to ``subject`` is stored."""
+        validate_subject(subject, self.stream)
+        last = await self.last_message(subject)
+        if last is not None and is_marker(last.headers):
+            return last.sequence
+        ack = await self._send(
+            lambda: self._request(subject, BODY, marker_headers(subject), self.publish_timeout),
+            f"marking {subject!r} forgotten",
+        )
+        err = ack_error(ack)
+        if err is not None:
+            raise JetStreamError(err[0], err[1], f"marking {subject!r} forgotten: {err[2]}")
+        self._seen(int(ack["seq"]))
+        return int(ack["seq"])
+
+
+UNCHECKED_ATTEMPTS = 50
+"""Tries of an append without expectation while other writers keep moving its subject."""
+
+
+def with_expectation(w: Write, expected: int) -> Write:
+    """A copy of ``w`` (same event ids) that expects ``expected`` as its subject's last."""
+    copy = object.__new__(Write)
+    copy.subject = w.subject
+    copy.events = w.events
+    copy.expected_sequence = expected
+    copy.event_ids = w.ids
+    copy.boundary = None
+    copy.ids = w.ids
+    return copy
+
+
+def batch_sequences(writes: Sequence[Write], last: int) -> list[int]:
+    """Each write's last sequence; a committed batch is stored contiguously, ending at ``last``."""
+    if len(writes) == 1:
+        return [last]
+    total = sum(len(w.events) for w in writes)
+    pos = last - total
+    out: list[int] = []
+    for w in writes:
+        pos += len(w.events)
+        out.append(pos)
+    return out

@@ -1,0 +1,133 @@
+"""Connecting: which servers, a bounded first connect, and the notices of a connection that
+dropped, came back or dropped messages (what core-NATS listeners may have missed)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from eventkit.errors import PermissionDeniedError, StoreUnavailableError
+from eventkit.store.nats.inbox import Denials
+
+FIRST_CONNECT_ATTEMPTS = 2
+"""Tries per server of the first connect; afterwards the connection reconnects for ever."""
+
+
+@dataclass
+class Connection:
+    """A connected client and what its callbacks collect."""
+
+    nc: NATS
+    errors: collections.deque[Exception]
+    denials: Denials
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+
+async def open_connection(
+    url: str | Sequence[str] | None, settings: Any, connect_options: dict[str, Any]
+) -> Connection:
+    """Connect to ``url`` (else the servers of ``settings``, else the embedded server)."""
+    options: dict[str, Any] = {}
+    if settings is not None:
+        options.update(settings.nats_connect_options())
+    if url is not None:
+        options["servers"] = [url] if isinstance(url, str) else list(url)
+    if not options.get("servers"):
+        from eventkit.server import ensure_running
+
+        if settings is not None:
+            info = ensure_running(settings.home, encrypt_key=settings.server_store_key)
+        else:
+            info = ensure_running()
+        options["servers"] = [info.url]
+    options.setdefault("name", "eventkit")
+    options.setdefault("max_reconnect_attempts", -1)
+    options.setdefault("reconnect_time_wait", 0.25)
+    options.update(connect_options)
+    errors: collections.deque[Exception] = collections.deque(maxlen=100)
+    denials = Denials()
+    user_error_cb = options.get("error_cb")
+    hopeless: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    listeners: list[Callable[[], None]] = []
+
+    def changed() -> None:
+        for listener in listeners:
+            listener()
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+        denials.report(e)
+        if isinstance(e, nats.errors.SlowConsumerError):
+            changed()  # messages were dropped: what listens may have missed some
+        if (
+            isinstance(e, ssl.SSLError) or denials.authorization is not None
+        ) and not hopeless.done():
+            hopeless.set_result(e)  # retrying the first connect cannot help
+        if user_error_cb is not None:
+            await user_error_cb(e)
+
+    options["error_cb"] = on_error
+    for event in ("disconnected_cb", "reconnected_cb"):
+        options[event] = chained(options.get(event), changed)
+    # nats-py retries a failed first connect for ever unless attempts are bounded: bound the
+    # first connect (bad credentials, TLS errors, a server that is down fail at once), then
+    # restore the reconnect policy asked for
+    reconnects = options["max_reconnect_attempts"]
+    options["max_reconnect_attempts"] = FIRST_CONNECT_ATTEMPTS
+    bound = float(options.get("connect_timeout", 2.0)) * (FIRST_CONNECT_ATTEMPTS + 1)
+    bound = bound * len(options["servers"]) + 1.0
+    try:
+        nc = await first_connect(options, hopeless, bound)
+    except (OSError, nats.errors.Error, TimeoutError) as e:
+        if denials.authorization is not None:
+            raise PermissionDeniedError(
+                f"NATS at {options['servers']} refused the credentials "
+                f"({denials.authorization}); check EVENTKIT_USER/EVENTKIT_PASSWORD, "
+                f"EVENTKIT_TOKEN, EVENTKIT_NKEY or EVENTKIT_CREDS"
+            ) from e
+        raise StoreUnavailableError(
+            f"cannot connect to NATS at {options['servers']}: {e!r}; is the server running "
+            f"(eventkit server status), the URL right (EVENTKIT_NATS_URL) and TLS set up "
+            f"as the server expects (EVENTKIT_TLS_*)?"
+        ) from e
+    nc.options["max_reconnect_attempts"] = reconnects
+    return Connection(nc, errors, denials, listeners)
+
+
+async def first_connect(
+    options: dict[str, Any], hopeless: asyncio.Future[Exception], bound: float
+) -> NATS:
+    """``nats.connect`` that gives up at once on an error retrying cannot fix (TLS, bad
+    credentials), and after ``bound`` seconds at the most: nats-py may otherwise wait for ever."""
+    connecting = asyncio.ensure_future(nats.connect(**options))
+    done, _ = await asyncio.wait(
+        (connecting, hopeless), timeout=bound, return_when=asyncio.FIRST_COMPLETED
+    )
+    if connecting in done:
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(BaseException):
+        await connecting
+    if hopeless.done():
+        raise hopeless.result()
+    raise TimeoutError(f"no connection within {bound:.0f}s")
+
+
+def chained(
+    user_cb: Callable[[], Awaitable[None]] | None, ours: Callable[[], None]
+) -> Callable[[], Awaitable[None]]:
+    async def cb() -> None:
+        ours()
+        if user_cb is not None:
+            await user_cb()
+
+    return cb

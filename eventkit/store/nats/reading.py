@@ -1,0 +1,265 @@
+"""Reading: batched direct gets of a subject, of the whole stream, of last sequences; on a
+replicated stream every read asks for a server that has what this process has seen."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
+from eventkit.store import protocol as p
+from eventkit.store.base import check_read_position
+from eventkit.store.codec import Codec
+from eventkit.store.erasure import is_marker
+from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.direct import DirectReader
+from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
+from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.wire import format_nats_time, parse_nats_time, to_stored
+from eventkit.store.records import RecordedEvent, StoredMessage
+from eventkit.store.subjects import (
+    is_wildcard,
+    subject_matches,
+    validate_filter,
+    validate_subject,
+)
+
+READ_BATCH = 1000
+"""Messages per batched direct get request."""
+READ_MAX_BYTES = 8 * 1024 * 1024
+"""Bytes per batched direct get request (the server ends the batch early past it)."""
+
+
+class Reading:
+    """The reading half of the store (see :class:`JetStreamEventStore`)."""
+
+    stream: str
+    codec: Codec
+    js: JetStreamContext
+    replicas: int
+    read_timeout: float
+    retry_for: float
+    _inbox: Inbox
+    _reader: DirectReader
+    _denials: Denials
+    _high: int
+
+    def _seen(self, sequence: int) -> None:
+        if sequence > self._high:
+            self._high = sequence
+
+    async def _direct(
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: DirectReader | None = None,
+    ) -> tuple[list[Msg], int]:
+        """One direct get (on the event stream, or ``reader``'s stream), tried again while
+        unanswered (a restart, a leader election) for up to ``retry_for`` seconds, like appends;
+        reads are idempotent.
+
+        On a replicated event stream the request asks for a server that has at least every
+        sequence this process has seen (``min_last_seq``): a process reads its own writes and
+        its reads never go backwards, while caught-up replicas still share the load.
+        """
+        own = reader is None
+        reader = reader or self._reader
+        floor = self._high if own and self.replicas > 1 else 0
+        backoff = Backoff(self.retry_for)
+        while True:
+            try:
+                msgs, more = await reader.request(request, self.read_timeout, subject, floor)
+                break
+            except Unanswered as e:
+                if not await backoff.wait():
+                    raise StoreUnavailableError(
+                        f"{e}; still unanswered after {self.retry_for:g}s of retries"
+                    ) from e
+        if own and msgs and msgs[-1].headers:
+            seq = msgs[-1].headers.get(p.SEQUENCE)
+            if seq is not None:
+                self._seen(int(seq))
+        return msgs, more
+
+    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
+        """Every event of ``subject`` after sequence ``after``, in order (batched direct gets).
+
+        A forgotten subject (see :mod:`eventkit.store.erasure`) has no events."""
+        validate_subject(subject, self.stream)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigError(f"after must be an int >= 0, got {after!r}")
+        raw = [m async for m in self._scan(after + 1, subject, None, None)]
+        cipher = self.codec.cipher
+        if any(is_marker(m.headers) for m in raw):
+            forgotten = getattr(cipher, "forgotten", None)
+            if forgotten is not None:
+                forgotten(subject)
+            return []
+        if raw and cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+            await cipher.prepare([subject], create=False)
+        decode = self.codec.decode
+        return [decode(m) for m in raw]
+
+    async def _scan(
+        self,
+        start: int,
+        subject: str | None,
+        from_time: datetime | None,
+        end: int | None,
+        reader: DirectReader | None = None,
+    ) -> AsyncIterator[StoredMessage]:
+        """Messages from ``start`` (or ``from_time``) on, of ``subject`` (a filter) or all."""
+        req: dict[str, Any] = {"batch": READ_BATCH, "max_bytes": READ_MAX_BYTES}
+        if subject is not None:
+            req["next_by_subj"] = subject
+        if from_time is not None:
+            req["start_time"] = format_nats_time(from_time)
+        else:
+            req["seq"] = max(1, start)
+        while True:
+            msgs, more = await self._direct(req, reader=reader)
+            if not msgs:
+                return
+            for msg in msgs:
+                m = to_stored(msg)
+                if end is not None and m.sequence > end:
+                    return
+                yield m
+            if more <= 0:
+                return
+            req.pop("start_time", None)
+            req["seq"] = m.sequence + 1
+
+    async def read_all(
+        self,
+        from_sequence: int = 1,
+        from_time: datetime | None = None,
+        subjects: Sequence[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent[Any]]:
+        """Stream every event (of ``subjects`` filters, when given) from a sequence or a time,
+        in stream order, up to the stream's last sequence at the call::
+
+            async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
+                print(rec.sequence, rec.event)
+        """
+        check_read_position(from_sequence, from_time)
+        filters = [validate_filter(s, self.stream) for s in subjects] if subjects else None
+        single = filters[0] if filters and len(filters) == 1 else None
+        end = await self.last_sequence()
+        if end == 0:
+            return
+        cipher = self.codec.cipher
+        decode = self.codec.decode
+        system = p.system_prefix(self.stream)  # eventkit's own events (GDPR notices)
+        async for m in self._scan(from_sequence, single, from_time, end):
+            if m.sequence < from_sequence or m.subject.startswith(system):
+                continue
+            if (
+                filters
+                and single is None
+                and not any(subject_matches(f, m.subject) for f in filters)
+            ):
+                continue
+            if is_marker(m.headers):
+                continue
+            if cipher is not None and p.ENCRYPTION in m.headers:
+                await cipher.prepare([m.subject], create=False)
+            yield decode(m)
+
+    async def read_raw(
+        self, subject: str | None = None, from_sequence: int = 1
+    ) -> AsyncIterator[StoredMessage]:
+        """Stored messages (of ``subject``, a filter, when given) without decoding."""
+        if subject is not None:
+            validate_filter(subject, self.stream)
+        async for m in self._scan(from_sequence, subject, None, None):
+            yield m
+
+    async def read_stream(
+        self, stream: str, subject: str, from_sequence: int = 1
+    ) -> AsyncIterator[StoredMessage]:
+        """Stored messages of another stream of this account (a KV bucket's), by filter."""
+        reader = DirectReader(self._inbox, stream)
+        async for m in self._scan(from_sequence, subject, None, None, reader):
+            yield m
+
+    async def last_message(
+        self, subject: str, *, stream: str | None = None, leader: bool = False
+    ) -> StoredMessage | None:
+        """The last message of ``subject`` on the event stream (or ``stream``), None if none.
+
+        ``leader``: asked of the stream leader (not a possibly lagging replica)."""
+        name = stream or self.stream
+        if leader:
+            try:
+                raw = await self._denials.guard(self.js.get_msg(name, subject=subject))
+            except nats.js.errors.NotFoundError:
+                return None
+            except nats.js.errors.APIError as e:
+                raise translate_api(e, f"reading the last message of {subject!r}") from e
+            headers = dict(raw.headers or {})
+            when = parse_nats_time(str(raw.time)) if raw.time else datetime.now(UTC)
+            return StoredMessage(
+                raw.subject or subject, int(raw.seq or 0), when, headers, raw.data or b""
+            )
+        reader = None if stream is None else DirectReader(self._inbox, stream)
+        msgs, _ = await self._direct({}, subject, reader)
+        return to_stored(msgs[0]) if msgs and msgs[0].headers else None
+
+    async def _stream_last(self, name: str) -> int:
+        backoff = Backoff(self.retry_for)
+        while True:  # retried while unanswered (a restart, an election), like reads
+            try:
+                info = await self._denials.guard(self.js.stream_info(name))
+                return int(info.state.last_seq)
+            except nats.js.errors.APIError as e:
+                if e.code != 503 or not await backoff.wait():
+                    raise translate_api(e, f"stream info of {name!r}") from e
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                if not await backoff.wait():
+                    raise StoreUnavailableError(
+                        f"no answer for stream info of {name!r} within {self.retry_for:g}s"
+                    ) from e
+
+    async def last_sequence_of_stream(self, name: str) -> int:
+        """The last sequence of another stream of this account (a KV bucket's)."""
+        return await self._stream_last(name)
+
+    async def last_sequence(self, subject: str | None = None) -> int:
+        """The last sequence of ``subject`` (or of any subject a filter matches), or of the
+        stream; 0 when there is none. ``ForgottenError`` for a forgotten subject."""
+        if subject is None:
+            last = await self._stream_last(self.stream)
+            self._seen(last)
+            return last
+        validate_filter(subject, self.stream)
+        # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
+        msgs, _ = await self._direct({"last_by_subj": subject})
+        if not msgs or not msgs[0].headers:
+            return 0
+        if is_marker(msgs[0].headers) and not is_wildcard(subject):
+            raise ForgottenError(subject)
+        return int(msgs[0].headers[p.SEQUENCE])
+
+    async def get(self, sequence: int) -> StoredMessage | None:
+        """One stored message by stream sequence; None when absent or deleted."""
+        msgs, _ = await self._direct({"seq": sequence})
+        if not msgs:
+            return None
+        m = to_stored(msgs[0])
+        return m if m.sequence == sequence else None
+
+    async def delete(self, sequence: int) -> bool:
+        """Erase one message securely (payload overwritten); False when already gone."""
+        try:
+            return bool(await self._denials.guard(self.js.delete_msg(self.stream, sequence)))
+        except nats.js.errors.APIError as e:
+            if is_gone(e):
+                return False
+            raise translate_api(e, f"deleting sequence {sequence}") from e

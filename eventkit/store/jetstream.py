@@ -29,6 +29,7 @@ from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket,
 from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import JetStreamError, is_gone, translate_api
+from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version, to_stored
@@ -80,8 +81,7 @@ class JetStreamEventStore(Appending, EventStore):
         self._denials = Denials()
         self._denials.inbox = self._inbox
         self.server_version = "0.0.0"
-        self._high = 0
-        """The highest stream sequence this process has seen (appended or read)."""
+        self._fresh = Freshness()
         self._connection_listeners: list[Callable[[], None]] = []
 
     # -- connecting -----------------------------------------------------------------------

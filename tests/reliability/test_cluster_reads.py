@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -72,9 +73,7 @@ async def test_r3_reads_see_own_writes_and_conflicts_are_concurrency_errors(
                 other_errors.append(e)
         return stored
 
-    results = await asyncio.gather(
-        *(own_subject(s) for s in stores), *(contend(s) for s in stores)
-    )
+    results = await asyncio.gather(*(own_subject(s) for s in stores), *(contend(s) for s in stores))
     own, contended = results[: len(stores)], results[len(stores) :]
     assert other_errors == []
     assert stale == [] and backwards == []
@@ -103,3 +102,39 @@ async def test_r3_reads_see_own_writes_and_conflicts_are_concurrency_errors(
     )
     for s in stores:
         await s.close()
+
+
+class LaggingReplica(JetStreamEventStore):
+    """Direct gets answered as a follower one sequence behind would answer them, ``lag`` times
+    in a row: the last message of the answer is missing (fault injection at the read seam)."""
+
+    lag = 0
+
+    async def _direct(self, request: Any, subject: Any = None, reader: Any = None) -> Any:
+        msgs, more = await super()._direct(request, subject, reader)
+        if reader is None and self.lag > 0 and msgs:
+            self.lag -= 1
+            return msgs[:-1], 0
+        return msgs, more
+
+
+async def test_a_lagging_replica_never_hides_ones_own_write(cluster: Cluster) -> None:
+    stream = new_stream("r3lag")
+    store = await LaggingReplica.connect(cluster.urls[1], stream=stream, replicas=3)
+    repo = Repository(store, RelCounter)
+    counter = RelCounter(uuid.uuid4().hex)
+    counter.open("lag")
+    await repo.save(counter)
+    for i in range(5):
+        counter.add(1, f"c{i}")
+        await repo.save(counter)
+        store.lag = 2  # the next two answers come from a replica that lacks the write
+        loaded = await repo.load(counter.id)
+        assert loaded.version == counter.version and loaded.total == i + 1
+        store.lag = 2
+        assert await store.last_sequence(f"{stream}.counter.{counter.id}") == counter.version
+    # a message deleted since (the leader says so) is believed, not waited for
+    await store.delete(counter.version)
+    store.lag = 0
+    assert (await repo.load(counter.id)).total == 4
+    await store.close()

@@ -99,7 +99,8 @@ class Appending(Reading):
             last = [await self._publish_one(writes[0], msgs[0])]
         else:
             last = await self._publish_batch(writes, msgs)
-        self._seen(max(last))
+        for w, seq in zip(writes, last, strict=True):
+            self._fresh.note(w.subject, seq)
         return last
 
     async def _request(
@@ -261,7 +262,7 @@ class Appending(Reading):
         err = ack_error(ack)
         if err is not None:
             raise JetStreamError(err[0], err[1], f"marking {subject!r} forgotten: {err[2]}")
-        self._seen(int(ack["seq"]))
+        self._fresh.note(subject, int(ack["seq"]))
         return int(ack["seq"])
 
 

@@ -57,23 +57,18 @@ class DirectReader:
         request: dict[str, Any],
         timeout: float,
         subject: str | None = None,
-        min_last_seq: int = 0,
     ) -> tuple[list[Msg], int]:
         """Send one direct get; return its data messages and how many more match after them.
 
         ``subject``: the ``$JS.API.DIRECT.GET.<stream>.<subject>`` form (last message of the
         subject). A request with ``batch`` or ``multi_last`` streams several messages and ends
-        with an end-of-batch status (204); 404 means nothing matched. ``min_last_seq``: only a
-        server whose copy of the stream reaches that sequence answers (a lagging replica hands
-        the request to the leader): read-your-writes on a replicated stream.
+        with an end-of-batch status (204); 404 means nothing matched.
         """
         pending = Pending(single="batch" not in request and "multi_last" not in request)
-        if min_last_seq:
-            request = {**request, "min_last_seq": min_last_seq}
         if subject is None:
             api, body = self._api, json.dumps(request).encode()
         else:
-            api, body = f"{self._api}.{subject}", json.dumps(request).encode() if request else b""
+            api, body = f"{self._api}.{subject}", b""
         try:
             await self._inbox.call(api, body, None, timeout, pending.feed)
         except nats.errors.TimeoutError as e:
@@ -88,9 +83,5 @@ class DirectReader:
                 raise ConfigError(f"bad direct get request {request!r}: {pending.error}")
             if pending.error.startswith("503"):
                 raise Unanswered("no responders for direct get (stream offline?)")
-            if pending.error.startswith("412"):
-                raise Unanswered(
-                    f"no replica of {self._api} has caught up to sequence {min_last_seq} yet"
-                )
             raise StoreUnavailableError(f"direct get failed: {pending.error}")
         return pending.msgs, pending.more

@@ -3,6 +3,7 @@ replicated stream every read asks for a server that has what this process has se
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
+from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES, Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, to_stored
 from eventkit.store.records import RecordedEvent, StoredMessage
@@ -48,11 +50,30 @@ class Reading:
     _inbox: Inbox
     _reader: DirectReader
     _denials: Denials
-    _high: int
+    _fresh: Freshness
 
-    def _seen(self, sequence: int) -> None:
-        if sequence > self._high:
-            self._high = sequence
+    def _lagging(self, subject: str, last: int) -> bool:
+        """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
+        return self.replicas > 1 and last < self._fresh.known(subject)
+
+    async def _catch_up(self, subject: str, tries: int) -> bool:
+        """After a read below what is known: wait a little and say True to read again. From
+        :data:`FAST_TRIES` on the leader is asked too: when its last message of the subject is
+        below what is known (a message was deleted), settle on it and say False."""
+        if tries >= MAX_TRIES:
+            raise StoreUnavailableError(
+                f"the replicas answering reads of {subject!r} stay behind this process's own "
+                f"writes (sequence {self._fresh.known(subject)}): is a server of the cluster "
+                f"stuck? (nats server report jetstream)"
+            )
+        if tries >= FAST_TRIES:
+            last = await self.last_message(subject, leader=True)
+            if last is None or last.sequence < self._fresh.known(subject):
+                self._fresh.settle(subject, last.sequence if last is not None else 0)
+                return False
+        self._fresh.stale_reads += 1
+        await asyncio.sleep(min(FIRST_DELAY * 2**tries, 0.1))
+        return True
 
     async def _direct(
         self,
@@ -64,28 +85,17 @@ class Reading:
         unanswered (a restart, a leader election) for up to ``retry_for`` seconds, like appends;
         reads are idempotent.
 
-        On a replicated event stream the request asks for a server that has at least every
-        sequence this process has seen (``min_last_seq``): a process reads its own writes and
-        its reads never go backwards, while caught-up replicas still share the load.
         """
-        own = reader is None
         reader = reader or self._reader
-        floor = self._high if own and self.replicas > 1 else 0
         backoff = Backoff(self.retry_for)
         while True:
             try:
-                msgs, more = await reader.request(request, self.read_timeout, subject, floor)
-                break
+                return await reader.request(request, self.read_timeout, subject)
             except Unanswered as e:
                 if not await backoff.wait():
                     raise StoreUnavailableError(
                         f"{e}; still unanswered after {self.retry_for:g}s of retries"
                     ) from e
-        if own and msgs and msgs[-1].headers:
-            seq = msgs[-1].headers.get(p.SEQUENCE)
-            if seq is not None:
-                self._seen(int(seq))
-        return msgs, more
 
     async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
         """Every event of ``subject`` after sequence ``after``, in order (batched direct gets).
@@ -95,6 +105,15 @@ class Reading:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
         raw = [m async for m in self._scan(after + 1, subject, None, None)]
+        tries = 0
+        while self._lagging(subject, raw[-1].sequence if raw else after):
+            if not await self._catch_up(subject, tries):
+                break
+            tries += 1
+            start = raw[-1].sequence + 1 if raw else after + 1
+            raw += [m async for m in self._scan(start, subject, None, None)]
+        if raw:
+            self._fresh.note(subject, raw[-1].sequence)
         cipher = self.codec.cipher
         if any(is_marker(m.headers) for m in raw):
             forgotten = getattr(cipher, "forgotten", None)
@@ -208,9 +227,20 @@ class Reading:
             return StoredMessage(
                 raw.subject or subject, int(raw.seq or 0), when, headers, raw.data or b""
             )
-        reader = None if stream is None else DirectReader(self._inbox, stream)
-        msgs, _ = await self._direct({}, subject, reader)
-        return to_stored(msgs[0]) if msgs and msgs[0].headers else None
+        if stream is not None:
+            msgs, _ = await self._direct({}, subject, DirectReader(self._inbox, stream))
+            return to_stored(msgs[0]) if msgs and msgs[0].headers else None
+        tries = 0
+        while True:
+            msgs, _ = await self._direct({}, subject)
+            last = to_stored(msgs[0]) if msgs and msgs[0].headers else None
+            seq = last.sequence if last is not None else 0
+            if not self._lagging(subject, seq) or not await self._catch_up(subject, tries):
+                break
+            tries += 1
+        if last is not None:
+            self._fresh.note(subject, last.sequence)
+        return last
 
     async def _stream_last(self, name: str) -> int:
         backoff = Backoff(self.retry_for)
@@ -235,16 +265,17 @@ class Reading:
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
         stream; 0 when there is none. ``ForgottenError`` for a forgotten subject."""
         if subject is None:
-            last = await self._stream_last(self.stream)
-            self._seen(last)
-            return last
+            return await self._stream_last(self.stream)
         validate_filter(subject, self.stream)
+        if not is_wildcard(subject):
+            last = await self.last_message(subject)
+            if last is not None and is_marker(last.headers):
+                raise ForgottenError(subject)
+            return last.sequence if last is not None else 0
         # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
         msgs, _ = await self._direct({"last_by_subj": subject})
         if not msgs or not msgs[0].headers:
             return 0
-        if is_marker(msgs[0].headers) and not is_wildcard(subject):
-            raise ForgottenError(subject)
         return int(msgs[0].headers[p.SEQUENCE])
 
     async def get(self, sequence: int) -> StoredMessage | None:

@@ -37,6 +37,10 @@ from eventkit.store.subjects import validate_stream_name
 
 log = logging.getLogger(__name__)
 
+OWNER_KEY = "eventkit"
+OWNER_VALUE = "1"
+"""The stream metadata that marks a stream eventkit made (and may therefore update)."""
+
 _to_stored = to_stored  # the name the store's internals were imported by
 
 
@@ -152,7 +156,13 @@ class JetStreamEventStore(Appending, EventStore):
             )
 
     async def ensure_stream(self, *, replicas: int = 1, duplicate_window: float = 120.0) -> None:
-        """Create the stream, or update it to have what eventkit needs (never narrows it)."""
+        """Create the stream (marked ``metadata: {eventkit: "1"}``), or check an existing one.
+
+        A stream eventkit made is kept as asked (replicas, duplicate window, the flags it needs).
+        A stream another service made is never changed: eventkit adopts its replicas and
+        duplicate window, and raises ``ConfigError`` naming the fix when it lacks a setting
+        eventkit needs (``allow_direct``, ``allow_atomic``, the subjects ``<stream>.>``), so the
+        two services never flip its settings back and forth."""
         self.check_server_version()
         self.replicas = replicas
         try:
@@ -166,6 +176,7 @@ class JetStreamEventStore(Appending, EventStore):
                 allow_direct=True,
                 allow_atomic=True,
                 duplicate_window=duplicate_window,
+                metadata={OWNER_KEY: OWNER_VALUE},
             )
             try:
                 await self.js.add_stream(want)
@@ -181,24 +192,47 @@ class JetStreamEventStore(Appending, EventStore):
             ) from e
         cfg = info.config
         subjects = list(cfg.subjects or [])
-        changes: list[str] = []
+        needed: list[str] = []
         if not cfg.allow_direct:
             cfg.allow_direct = True
-            changes.append("allow_direct")
+            needed.append("allow_direct: true")
         if not cfg.allow_atomic:
             cfg.allow_atomic = True
-            changes.append("allow_atomic")
+            needed.append("allow_atomic: true")
         if f"{self.stream}.>" not in subjects:
             cfg.subjects = [*subjects, f"{self.stream}.>"]
-            changes.append("subjects")
+            needed.append(f"subjects: [..., '{self.stream}.>']")
+        if cfg.storage != StorageType.FILE:
+            log.warning("stream %s uses %s storage, not file storage", self.stream, cfg.storage)
+        owned = (cfg.metadata or {}).get(OWNER_KEY) == OWNER_VALUE
+        if not owned:
+            if needed:
+                raise ConfigError(
+                    f"stream {self.stream!r} was made by another service and lacks what eventkit "
+                    f"needs: {', '.join(needed)}. Add it to that service's stream config (NestJS: "
+                    f"streamConfig), or hand the stream to eventkit: nats stream edit "
+                    f"{self.stream} --metadata {OWNER_KEY}={OWNER_VALUE} (see docs/wire-format.md)"
+                )
+            self.replicas = int(cfg.num_replicas or 1)
+            if self.replicas != replicas or (
+                cfg.duplicate_window is not None
+                and abs(cfg.duplicate_window - duplicate_window) > 1e-6
+            ):
+                log.info(
+                    "stream %s belongs to another service: using its replicas (%s) and duplicate "
+                    "window (%ss) as they are",
+                    self.stream,
+                    cfg.num_replicas,
+                    cfg.duplicate_window,
+                )
+            return
+        changes = [n.split(":", 1)[0] for n in needed]
         if cfg.num_replicas != replicas:
             cfg.num_replicas = replicas
             changes.append("replicas")
         if cfg.duplicate_window is None or abs(cfg.duplicate_window - duplicate_window) > 1e-6:
             cfg.duplicate_window = duplicate_window
             changes.append("duplicate_window")
-        if cfg.storage != StorageType.FILE:
-            log.warning("stream %s uses %s storage, not file storage", self.stream, cfg.storage)
         if changes:
             log.info("updating stream %s: %s", self.stream, ", ".join(changes))
             try:

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from eventkit.errors import (
     ConcurrencyError,
+    ConfigError,
     EventDecodeError,
     ServerVersionError,
     StoreUnavailableError,
@@ -51,16 +52,43 @@ async def test_stream_is_created_with_what_eventkit_needs(nats_url: str, stream_
         await store.close()
 
 
-async def test_existing_stream_is_updated(nats_url: str, stream_name: str) -> None:
-    nc = await nats.connect(nats_url)
+async def test_a_stream_eventkit_made_is_kept_as_asked(nats_url: str, stream_name: str) -> None:
+    first = await JetStreamEventStore.connect(nats_url, stream=stream_name, duplicate_window=30)
+    await first.close()
+    store = await JetStreamEventStore.connect(nats_url, stream=stream_name, duplicate_window=60)
     try:
-        await nc.jetstream().add_stream(name=stream_name, subjects=[f"{stream_name}.>"])
-        store = await JetStreamEventStore.connect(nats_url, stream=stream_name, duplicate_window=60)
         cfg = (await store.js.stream_info(stream_name)).config
-        assert (cfg.allow_direct, cfg.allow_atomic, cfg.duplicate_window) == (True, True, 60)
-        await store.close()
+        assert cfg.metadata is not None and cfg.metadata.get("eventkit") == "1"
+        assert cfg.duplicate_window == 60
     finally:
-        await nc.jetstream().delete_stream(stream_name)
+        await store.js.delete_stream(stream_name)
+        await store.close()
+
+
+async def test_another_services_stream_is_never_changed(nats_url: str, stream_name: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        # made by another service without what eventkit needs: a clear error, nothing changed
+        await js.add_stream(name=stream_name, subjects=[f"{stream_name}.>", "orders.>"])
+        with pytest.raises(ConfigError, match=r"allow_direct: true, allow_atomic: true.*NestJS"):
+            await JetStreamEventStore.connect(nats_url, stream=stream_name)
+        cfg = (await js.stream_info(stream_name)).config
+        assert not cfg.allow_direct and not cfg.allow_atomic
+        # with them, but its own duplicate window: adopted as it is, on every connect
+        cfg.allow_direct = cfg.allow_atomic = True
+        cfg.duplicate_window = 45
+        await js.update_stream(cfg)
+        for _ in range(2):
+            store = await JetStreamEventStore.connect(
+                nats_url, stream=stream_name, duplicate_window=60
+            )
+            await store.append(f"{stream_name}.acct.a", deposits(1))
+            await store.close()
+            cfg = (await js.stream_info(stream_name)).config
+            assert cfg.duplicate_window == 45 and cfg.subjects == [f"{stream_name}.>", "orders.>"]
+    finally:
+        await js.delete_stream(stream_name)
         await nc.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Iterable
@@ -60,8 +61,9 @@ class Codec:
             p.SCHEMA_VERSION: str(event.schema_version),
         }
         if self.cipher is not None and self.cipher.covers(subject, event):
-            key_id, payload = self.cipher.encrypt(subject, payload)
+            key_id, sealed = self.cipher.encrypt(subject, payload)
             headers[p.ENCRYPTION] = key_id
+            payload = seal_envelope(key_id, sealed)
         return headers, payload
 
     def needs_keys(self, subject: str, events: Iterable[Event]) -> bool:
@@ -107,10 +109,19 @@ class Codec:
                     subject=msg.subject,
                     sequence=msg.sequence,
                 )
-            data = self.cipher.decrypt(msg.subject, key_id, data)
+            data = self.cipher.decrypt(msg.subject, key_id, open_envelope(data, msg))
+        extra: dict[str, Any] = {}
         try:
             if version == cls.schema_version:
-                event = cls.model_validate_json(data)
+                try:
+                    event = cls.model_validate_json(data)
+                except ValidationError as e:
+                    # a tolerant reader: fields a newer producer added are set aside, not fatal
+                    if not all(err["type"] == "extra_forbidden" for err in e.errors()):
+                        raise
+                    raw = json.loads(data)
+                    extra = {k: raw.pop(k) for k in list(raw) if k not in _known(cls)}
+                    event = cls.model_validate(raw)
             else:
                 raw = json.loads(data)
                 if not isinstance(raw, dict):
@@ -124,6 +135,7 @@ class Codec:
                         subject=msg.subject,
                         sequence=msg.sequence,
                     ) from e
+                extra = {k: upcast.pop(k) for k in list(upcast) if k not in _known(cls)}
                 event = cls.model_validate(upcast)
         except (ValidationError, ValueError) as e:
             raise EventDecodeError(
@@ -141,7 +153,43 @@ class Codec:
             event_type=event_type,
             schema_version=version,
             headers=headers,
+            extra=extra,
         )
+
+
+ENVELOPE = "eventkit.encrypted/v1"
+"""The ``enc`` of the JSON body of an encrypted event (see docs/wire-format.md)."""
+
+
+def seal_envelope(key_id: str, sealed: bytes) -> bytes:
+    """The JSON body of an encrypted event: a JSON consumer recognises it and passes it over."""
+    body = {"enc": ENVELOPE, "key": key_id, "data": base64.b64encode(sealed).decode()}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def open_envelope(data: bytes, msg: StoredMessage) -> bytes:
+    """The sealed bytes of an encrypted body: the JSON envelope, or the older raw binary
+    (nonce + ciphertext; its first byte is random, so a ``{`` alone does not make it JSON)."""
+    if data.startswith(b"{"):
+        try:
+            body = json.loads(data)
+        except ValueError:
+            return data
+        try:
+            if not isinstance(body, dict) or body.get("enc") != ENVELOPE:
+                raise ValueError(f"unknown envelope {body!r:.80}")
+            return base64.b64decode(body["data"], validate=True)
+        except (ValueError, KeyError, TypeError) as e:
+            raise EventDecodeError(
+                f"bad encrypted envelope: {e}", subject=msg.subject, sequence=msg.sequence
+            ) from None
+    return data
+
+
+def _known(cls: type[Event]) -> set[str]:
+    names = set(cls.model_fields)
+    names.update(f.alias for f in cls.model_fields.values() if f.alias)
+    return names
 
 
 def _check_finite(event_type: str, value: Any, path: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from eventkit.domain.events import Event
 
@@ -27,6 +27,9 @@ class RecordedEvent(Generic[E]):
     event_type: str
     schema_version: int
     headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fields of the stored payload that the event class does not know (a newer producer added
+    them); reading ignores them, and they are kept here for those who want them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -334,11 +334,16 @@ def renew_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+RELEASED = ""
+"""The owner of a released lease: no runner's renewal matches it, so a renewal still in flight
+when its runner stopped can never bring the lease back."""
+
+
 def release_lease(db: Session, projector: str, owner: str) -> None:
     db.execute(
         update(leases)
         .where(leases.c.projector == projector, leases.c.owner == owner)
-        .values(expires_at=0.0)
+        .values(owner=RELEASED, expires_at=0.0)
     )
 
 

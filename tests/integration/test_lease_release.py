@@ -1,0 +1,66 @@
+"""A finished runner's lease stays released: a renewal still in flight when ``run --once`` (or a
+replay) returned never brings it back, so the next command does not wait on a process that is
+gone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from eventkit.domain.events import Event
+from eventkit.domain.handlers import on
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.projector import Projector
+from eventkit.projection.runner import ProjectionRunner
+from eventkit.projection.sql import read_transaction
+from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.records import RecordedEvent
+
+pytestmark = [pytest.mark.nats]
+
+
+class LeaseTicked(Event):
+    event_type = "LeaseTicked"
+    n: int
+
+
+class Ticks(Projector):
+    name = "lease_ticks"
+    idempotent = True
+
+    @on(LeaseTicked)
+    def ticked(self, e: LeaseTicked, rec: RecordedEvent[Any], db: Any) -> None:
+        time.sleep(0.002)  # slow enough for the keeper to renew during the run
+
+
+class SlowRenewals(ProjectionRunner):
+    """A database that answers renewals late: each one lands 0.3 s after it was sent."""
+
+    def _renew(self) -> bool:
+        time.sleep(0.3)
+        return super()._renew()
+
+
+async def test_a_renewal_in_flight_does_not_bring_a_released_lease_back(
+    store: JetStreamEventStore, engine: Engine
+) -> None:
+    for i in range(400):
+        await store.append(f"{store.stream}.tick.{uuid.uuid4().hex[:6]}", [LeaseTicked(n=i)])
+    projector = type(
+        "Ticks_" + uuid.uuid4().hex[:6], (Ticks,), {"name": f"t_{uuid.uuid4().hex[:6]}"}
+    )()
+    first = SlowRenewals(projector, store, engine, owner="first", lease_ttl=0.3)
+    await first.catch_up()
+    await asyncio.sleep(0.8)  # every renewal sent before the return has landed by now
+    with read_transaction(engine) as db:
+        lease = cps.get_lease(db, projector.name)
+    assert lease is not None and not lease.live and lease.owner != "first"
+    # the next command takes the lease at once, not after the ttl of a gone process
+    second = ProjectionRunner(projector, store, engine, owner="second", lease_wait=0.0)
+    result = await second.catch_up()
+    assert result.checkpoint == await store.last_sequence()

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_schema_export_writes_every_event_type_of_the_app(tmp_path: Path) -> None:
     out = tmp_path / "bank.schema.json"
     env = {**os.environ, "EVENTKIT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    args = ["--app", "samples.bank.app:app", "schema", "export", "-o", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "eventkit", "--app", "samples.bank.app:app", "schema", "export"]
-        + ["-o", str(out)],
+        [sys.executable, "-m", "eventkit", *args],
         capture_output=True,
         text=True,
         env=env,

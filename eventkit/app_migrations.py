@@ -64,6 +64,7 @@ def run_environment(target: str) -> None:
     options: dict[str, Any] = {
         "target_metadata": app_metadata(app) or None,
         "version_table": version_table(app),
+        "include_object": _own_tables_only,
     }
     connection = config.attributes.get("connection")
     url = config.get_main_option("sqlalchemy.url")
@@ -81,6 +82,14 @@ def run_environment(target: str) -> None:
             _online(conn, options)
     finally:
         engine.dispose()
+
+
+def _own_tables_only(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Autogenerate looks at the App's tables only: a table in the database that the metadata
+    does not name (eventkit's, another tree's) is never dropped."""
+    return not (type_ == "table" and reflected and compare_to is None)
 
 
 def _online(connection: Any, options: dict[str, Any]) -> None:

@@ -35,8 +35,12 @@ def eventkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         (["--app", "no.such.module:app", "status"], "cannot import"),
         (["--app", "samples.bank.app", "status"], "module:attribute"),
         (["status"], "no app given"),
+        (["--app", "samples.bank.app:app", "--database-url", "mysql://x", "status"], "SQLite"),
         # markup-like text in a message is printed as written
-        (["--app", "samples.bank.app:app", "--database-url", "mysql://x", "status"], "[postgres]"),
+        (
+            ["--app", "samples.bank.app:app", "--database-url", "postgresql+pg8000://x", "status"],
+            "[postgres]",
+        ),
     ],
 )
 def test_bad_input_gives_a_message_and_exit_code_2(

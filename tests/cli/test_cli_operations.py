@@ -21,7 +21,7 @@ from eventkit.store.jetstream import JetStreamEventStore
 
 pytestmark = [pytest.mark.nats]
 
-SERVICE = '''
+SERVICE = """
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from eventkit import App, Event, Projector, on
 
@@ -48,7 +48,7 @@ class Notes(Projector):
 
 
 app = App(stream="svc", projectors=[Notes()], migrations="svc:migrations")
-'''
+"""
 
 
 @pytest.fixture
@@ -147,7 +147,11 @@ def test_run_before_db_upgrade_starts_nothing(tmp_path: Path) -> None:
     db = tmp_path / "empty.db"
     sqlite3.connect(db).close()
     result = eventkit(
-        "--app", "samples.bank.app:app", "run", "--once", home=home,
+        "--app",
+        "samples.bank.app:app",
+        "run",
+        "--once",
+        home=home,
         EVENTKIT_DATABASE_URL=f"sqlite:///{db}",
     )
     assert result.returncode == 2 and "eventkit db upgrade" in said(result), said(result)
@@ -163,7 +167,11 @@ def toured(tmp_path: Path) -> Iterator[Path]:
     try:
         proc = subprocess.run(
             [str(Path(SCRIPT).parent / "python"), "-m", "samples.bank"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield home
@@ -198,7 +206,8 @@ def test_after_the_tour(toured: Path) -> None:
     assert ek("events", subject, "--json", "--as-of", "1d").stdout.strip() == ""
 
     # replay --help: every example runs as written
-    examples = re.findall(r"eventkit --app samples\.bank\.app:app (replay .+)", ek("replay", "--help").stdout)
+    helptext = ek("replay", "--help").stdout
+    examples = re.findall(r"eventkit --app samples\.bank\.app:app (replay .+)", helptext)
     assert len(examples) >= 2
     for example in examples:
         done = ek(*example.split())

@@ -1,6 +1,7 @@
 """eventkit: event sourcing for Python on NATS JetStream."""
 
 from eventkit.app import App
+from eventkit.config import Settings
 from eventkit.domain.aggregate import Aggregate
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import on
@@ -41,6 +42,7 @@ __all__ = [
     "RecordedEvent",
     "Repository",
     "ServerVersionError",
+    "Settings",
     "UnknownEventTypeError",
     "Write",
     "on",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import inspect
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -152,8 +153,34 @@ def load_app(target: str) -> App:
         app = getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if isinstance(app, type):
+        raise ConfigError(
+            f"{target!r} is the class {app.__name__}, not an eventkit App: point --app at an "
+            f"App instance (app = App(...)) or a function returning one"
+        )
     if callable(app) and not isinstance(app, App):
-        app = app()
+        app = _call_factory(target, app)
     if not isinstance(app, App):
         raise ConfigError(f"{target!r} is a {type(app).__name__}, not an eventkit App")
     return app
+
+
+def _call_factory(target: str, factory: Any) -> Any:
+    """Call an App factory (a callable taking no arguments); anything else is a ``ConfigError``."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise ConfigError(
+            f"{target!r} is a callable that needs arguments, not an App factory: point --app at "
+            f"an App instance or a function taking no arguments that returns one"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): try the call
+        pass
+    try:
+        return factory()
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"calling the App factory {target!r} failed: {type(e).__name__}: {e}"
+        ) from e

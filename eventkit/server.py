@@ -282,7 +282,9 @@ class ServerProcess:
         encrypt_key: str | None,
         detach: bool,
         ready_timeout: float,
+        log_stdout: bool = False,
     ) -> None:
+        self.log_stdout = log_stdout
         self.binary = binary
         self.config_file = config_file
         self.log_file = log_file
@@ -319,7 +321,10 @@ class ServerProcess:
             # Quoted so the server's config parser takes it as one string, whatever it holds.
             env[KEY_ENV] = json.dumps(self._encrypt_key)
         stderr: Any = subprocess.DEVNULL
-        if self.log_file is not None:
+        stdout: Any = None
+        if self.log_stdout:  # the server's log goes to this process's stdout (containers)
+            stderr = subprocess.STDOUT
+        elif self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             stderr = open(self.log_file, "ab")  # noqa: SIM115 - closed right after the spawn
@@ -327,14 +332,14 @@ class ServerProcess:
             self._proc = subprocess.Popen(
                 [str(self.binary), "-c", str(self.config_file)],
                 stdin=subprocess.DEVNULL,
-                stdout=stderr,
+                stdout=stdout if self.log_stdout else stderr,
                 stderr=stderr,
                 env=env,
                 start_new_session=self.detach,
                 close_fds=True,
             )
         finally:
-            if stderr is not subprocess.DEVNULL:
+            if stderr not in (subprocess.DEVNULL, subprocess.STDOUT):
                 stderr.close()
         _children[self._proc.pid] = self._proc
 
@@ -418,6 +423,7 @@ def start_server_process(
     detach: bool = True,
     ready_timeout: float = READY_TIMEOUT,
     wait: bool = True,
+    log_stdout: bool = False,
 ) -> ServerProcess:
     """Start a JetStream nats-server on 127.0.0.1 and wait until it is ready.
 
@@ -441,7 +447,7 @@ def start_server_process(
     if not monitoring:
         http_port = None
     config_file = config_file if config_file is not None else store_dir / _CONFIG
-    log_file = log_file if log_file is not None else store_dir / _LOG
+    log_file = None if log_stdout else (log_file if log_file is not None else store_dir / _LOG)
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(
         _config_text(
@@ -466,6 +472,7 @@ def start_server_process(
         encrypt_key=encrypt_key,
         detach=detach,
         ready_timeout=ready_timeout,
+        log_stdout=log_stdout,
     )
     handle._spawn()
     if wait:
@@ -631,10 +638,12 @@ class EmbeddedServer:
         port: int | None = None,
         encrypt_key: str | None = None,
         on_ready: Callable[[ServerInfo], None] | None = None,
+        log_to_file: bool = False,
     ) -> int:
         """Run the server of ``home`` until it exits or SIGINT/SIGTERM arrives (forwarded).
 
-        Returns the exit code (0 after a forwarded signal). The log goes to ``<home>``'s log
+        Returns the exit code (0 after a forwarded signal). The server's log goes to this
+        process's stdout (as a container expects), or with ``log_to_file`` to ``<home>``'s log
         file as for a detached server. ``on_ready(info)`` is called once it answers.
 
         Example::
@@ -663,7 +672,9 @@ class EmbeddedServer:
                         f"{running.pid}); stop it first with: eventkit server stop"
                     )
                 # Own session: a Ctrl-C reaches the server once, through forward() above.
-                handle = self._spawn(home, port=port, encrypt_key=encrypt_key)
+                handle = self._spawn(
+                    home, port=port, encrypt_key=encrypt_key, log_stdout=not log_to_file
+                )
                 started.append(handle)
                 info = self._ready(home, handle, encrypt_key)
             if on_ready is not None:
@@ -684,7 +695,14 @@ class EmbeddedServer:
         handle = self._spawn(home, port=port, encrypt_key=encrypt_key)
         return self._ready(home, handle, encrypt_key)
 
-    def _spawn(self, home: Path, *, port: int | None, encrypt_key: str | None) -> ServerProcess:
+    def _spawn(
+        self,
+        home: Path,
+        *,
+        port: int | None,
+        encrypt_key: str | None,
+        log_stdout: bool = False,
+    ) -> ServerProcess:
         """Start the server process of ``home`` (own session), not yet waited for."""
         home.mkdir(parents=True, exist_ok=True)
         _check_store_key(home, encrypt_key)
@@ -701,6 +719,7 @@ class EmbeddedServer:
             binary=exe,
             ready_timeout=self.ready_timeout,
             wait=False,
+            log_stdout=log_stdout,
         )
 
     def _ready(self, home: Path, handle: ServerProcess, encrypt_key: str | None) -> ServerInfo:
@@ -854,7 +873,8 @@ def _record_store_key(home: Path, encrypt_key: str) -> None:
 
 def _fail_on_decrypt_errors(handle: ServerProcess) -> None:
     """A wrong key does not stop the server: it starts with the streams missing. Catch that."""
-    assert handle.log_file is not None
+    if handle.log_file is None:  # logging to stdout: the key was checked before the start
+        return
     recent = _read_log(handle.log_file, handle._log_offset)
     if _DECRYPT_FAILURE.search(recent):
         handle.stop()

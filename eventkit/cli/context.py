@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ class CliState:
                 "no app given: pass --app module:attribute (e.g. --app samples.bank.app:app) "
                 "or set EVENTKIT_APP"
             )
+        # like uvicorn and flask: a module in the current directory is importable
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
         return load_app(target)
 
 
@@ -67,12 +72,15 @@ class CliState:
 async def connected(
     st: CliState, the_app: App
 ) -> AsyncIterator[tuple[JetStreamEventStore, Engine]]:
-    """The app's store and the read-model database of the settings, both closed afterwards."""
-    from eventkit.projection.sql import make_engine
+    """The app's store and the read-model database of the settings, both closed afterwards.
+
+    The database is checked first: a missing SQLite file or missing eventkit tables fail before
+    anything is started or written (no embedded server, no development master key)."""
 
     settings = st.settings()
-    engine = make_engine(settings.resolved_database_url)
+    engine = readonly_engine(st)
     try:
+        require_schema(engine)
         store = await the_app.connect(settings)
         try:
             yield store, engine
@@ -80,6 +88,22 @@ async def connected(
             await store.close()
     finally:
         engine.dispose()
+
+
+def readonly_engine(st: CliState) -> Engine:
+    """The settings' database, which must exist already (a mistyped SQLite path creates nothing)."""
+    from eventkit.projection.sql import make_engine
+
+    return make_engine(st.settings().resolved_database_url, must_exist=True)
+
+
+def require_schema(engine: Engine) -> None:
+    from eventkit.projection.sql import current_revision
+
+    if current_revision(engine) is None:
+        raise ConfigError(
+            "eventkit's tables are missing in this database; run `eventkit db upgrade` first"
+        )
 
 
 def state(ctx: typer.Context) -> CliState:

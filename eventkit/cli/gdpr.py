@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from eventkit.cli.context import EXIT_USAGE, connected, console, fail, run, state
+from eventkit.cli.context import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    connected,
+    console,
+    err_console,
+    fail,
+    run,
+    state,
+)
 from eventkit.cli.main import app
 from eventkit.gdpr.forget import (
     ForgetReport,
@@ -33,13 +43,18 @@ def forget_command(
         False, "--pattern", help="SUBJECT is a wildcard filter: erase every subject it matches."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go; erase nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before erasing a pattern."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before erasing."),
 ) -> None:
     """Erase a subject for good (GDPR): its events, snapshots, key and read-model rows.
 
     Examples:
 
       eventkit --app samples.bank.app:app forget bank.customer.c-1 --dry-run
+
+      eventkit --app samples.bank.app:app forget bank.customer.c-1 --yes
+
+    A subject that was never stored exits with 1 (check its spelling); one forgotten already
+    says so and exits with 0.
 
       eventkit --app samples.bank.app:app forget 'bank.customer.*' --pattern --yes
 
@@ -67,17 +82,44 @@ def forget_command(
             console.print(
                 f"no subject with events matches {subject}; nothing to forget", markup=False
             )
-        for r in reports:
-            _print_subject(r)
+        for i, r in enumerate(reports):
+            _print_subject(r, caveats=i == len(reports) - 1)
         return
     validate_subject(subject)
-    _print_subject(run(_forget_one(st, subject, dry_run)))
+    one = run(_forget_one(st, subject, dry_run, yes))
+    _print_subject(one)
+    if _never_seen(one):
+        raise typer.Exit(EXIT_ERROR)
 
 
-async def _forget_one(st: Any, subject: str, dry_run: bool) -> ForgetReport:
+def _never_seen(r: ForgetReport) -> bool:
+    """Nothing stored and no trace of an earlier forget (erasure marker, audit entry, key)."""
+    return (
+        r.nothing
+        and not r.already_forgotten
+        and r.previously_finished is None
+        and r.key != "already shredded"
+    )
+
+
+async def _forget_one(st: Any, subject: str, dry_run: bool, yes: bool) -> ForgetReport:
     the_app = st.app()
     async with connected(st, the_app) as (store, engine):
+        if not dry_run and not yes:
+            preview = await forget_subject(the_app, store, engine, subject, dry_run=True)
+            if preview.nothing:
+                return preview
+            _print_subject(preview, caveats=False)
+            if not await asyncio.to_thread(_confirm_one, subject):
+                fail("nothing erased (answer y, or pass --yes)")
         return await forget_subject(the_app, store, engine, subject, dry_run=dry_run)
+
+
+def _confirm_one(subject: str) -> bool:
+    try:
+        return typer.confirm(f"Erase {subject} for good?", default=False)
+    except typer.Abort:
+        return False
 
 
 async def _forget_pattern(st: Any, pattern: str, dry_run: bool, yes: bool) -> list[ForgetReport]:
@@ -111,16 +153,19 @@ async def _forget_seq(st: Any, seq: int, dry_run: bool) -> MessageForgetReport:
         return await forget_message(the_app, store, engine, seq, dry_run=dry_run)
 
 
-def _print_subject(r: ForgetReport) -> None:
+def _print_subject(r: ForgetReport, *, caveats: bool = True) -> None:
     if r.nothing:
-        done = (
-            f" (it was forgotten on {r.previously_finished:%Y-%m-%d %H:%M} UTC)"
-            if r.previously_finished
-            else ""
-        )
+        if _never_seen(r):
+            err_console.print(
+                f"error: {r.subject} was never stored in stream {r.stream} (no events, snapshot, "
+                f"key or earlier forget): check the subject's spelling; nothing erased",
+                highlight=False,
+                markup=False,
+            )
+            return
+        done = f" on {r.previously_finished:%Y-%m-%d %H:%M} UTC" if r.previously_finished else ""
         console.print(
-            f"nothing stored on {r.subject} in stream {r.stream}: no events, snapshot or key"
-            f"{done}; nothing to erase",
+            f"{r.subject} was forgotten already{done}: nothing is left to erase",
             highlight=False,
             markup=False,
         )
@@ -159,6 +204,11 @@ def _print_subject(r: ForgetReport) -> None:
         console.print(
             f"  audit entry:      HMAC {r.subject_hmac[:16]}...", highlight=False, markup=False
         )
+    if caveats:
+        _print_caveats(r)
+
+
+def _print_caveats(r: ForgetReport) -> None:
     console.print("  eventkit cannot erase:", highlight=False)
     for item in r.cannot_erase:
         console.print(f"    - {item}", highlight=False, markup=False)

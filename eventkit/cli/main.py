@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 import typer
 
@@ -49,12 +50,38 @@ def _mount_server() -> None:
 _mount_server()
 
 # command groups register themselves on import; a missing module is a group not built yet
-for _module in ("store", "projections", "db", "gdpr", "schema"):
+for _module in ("store", "projections", "skip", "db", "gdpr", "schema"):
     try:
         importlib.import_module(f"eventkit.cli.{_module}")
     except ModuleNotFoundError as _e:
         if _e.name != f"eventkit.cli.{_module}":
             raise
+
+
+GLOBAL_OPTIONS = ("--app", "--nats-url", "--database-url")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move the global options found after the command to the front, so that
+    ``eventkit status --app x`` means ``eventkit --app x status`` (nothing after ``--`` moves)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 
 def main() -> None:
@@ -64,7 +91,7 @@ def main() -> None:
     from eventkit.errors import EventkitError
 
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="eventkit")
     except (EventkitError, OSError) as e:
         try:
             fail_on(e)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import time
 from typing import Any
 
 import typer
@@ -32,6 +33,8 @@ from eventkit.cli.context import (
     fail,
     fail_on,
     readable,
+    readonly_engine,
+    require_schema,
     run,
     state,
 )
@@ -46,7 +49,6 @@ from eventkit.projection.runner import (
     RunResult,
     run_projectors,
 )
-from eventkit.projection.sql import make_engine
 from eventkit.projection.status import ProjectorStatus, status
 
 dlq_app = typer.Typer(
@@ -56,11 +58,24 @@ dlq_app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 
 
-def _runner_table(runners: list[ProjectionRunner]) -> Table:
+def _runner_table(runners: list[ProjectionRunner], lags: dict[str, int]) -> Table:
+    """The live table; ``lags`` holds the counted lag of halted runners (the runner's own
+    figure stops at the batch it halted in)."""
     table = Table("projector", "state", "checkpoint", "lag (events)", "processed", "owner")
     for r in runners:
-        table.add_row(r.name, r.state, str(r.checkpoint), str(r.lag), str(r.processed), r.owner)
+        lag = lags.get(r.name, r.lag) if r.state == "halted" else r.lag
+        table.add_row(r.name, r.state, str(r.checkpoint), str(lag), str(r.processed), r.owner)
     return readable(table)
+
+
+async def _count_halted_lags(
+    runners: list[ProjectionRunner], store: Any, lags: dict[str, int]
+) -> None:
+    from eventkit.store.positions import pending_after
+
+    for r in runners:
+        if r.state == "halted" and r.name not in lags:
+            lags[r.name] = await pending_after(store, r.filters, r.checkpoint)
 
 
 @app.command("run")
@@ -114,15 +129,18 @@ def run_command(
             if as_json or not console.is_terminal:
                 return await work
             await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
-            with Live(_runner_table(runners), console=console, refresh_per_second=2) as live:
+            lags: dict[str, int] = {}
+            table = _runner_table(runners, lags)
+            with Live(table, console=console, refresh_per_second=2) as live:
                 while not work.done():
                     await asyncio.wait([work], timeout=0.5)
-                    live.update(_runner_table(runners))
+                    await _count_halted_lags(runners, store, lags)
+                    live.update(_runner_table(runners, lags))
             return work.result()
 
     results = run(go())
     if as_json:
-        console.print_json(json.dumps([_res(r) for r in results]))
+        typer.echo(json.dumps([_res(r) for r in results], indent=2))
     else:
         table = Table("projector", "checkpoint", "processed", "halted", "error")
         for r in results:
@@ -164,7 +182,11 @@ def replay_command(
     From the start it calls the projector's reset(db); from a sequence or a time it needs the
     projector to be idempotent or to implement rewind(to_sequence, db).
 
-    Example: eventkit --app samples.bank.app:app replay balances --from-time 2h --yes
+    Examples (balances adds amounts, so it replays only from the start; ledger is idempotent):
+
+      eventkit --app samples.bank.app:app replay balances --from-start --yes
+
+      eventkit --app samples.bank.app:app replay ledger --from-time 2h --yes
     """
     st = state(ctx)
     try:  # checked before connecting: bad input starts nothing and changes nothing
@@ -193,21 +215,25 @@ def replay_command(
                 console=console,
                 transient=False,
             ) as progress:
-                task = progress.add_task(plan.projector, total=max(plan.events, 1), rate="-")
+                task = progress.add_task(plan.projector, total=max(plan.events, 1), rate="0")
+                started = time.monotonic()
+
+                def rate(done: int) -> str:
+                    return f"{done / max(time.monotonic() - started, 1e-3):,.0f}"
 
                 def on_progress(done: int, total: int) -> None:
-                    speed = progress.tasks[0].speed
-                    progress.update(task, completed=done, rate=f"{speed:,.0f}" if speed else "-")
+                    progress.update(task, completed=done, rate=rate(done))
 
                 result = await replay(plan, pr, store, engine, on_progress=on_progress)
-                progress.update(task, completed=max(plan.events, 1))
+                progress.update(task, completed=max(plan.events, 1), rate=rate(result.processed))
             return result
 
     result = run(go())
     if result is None:
         raise typer.Exit(1)
     console.print(
-        f"replayed {result.projector}: checkpoint {result.checkpoint}"
+        f"replayed {result.projector}: applied {result.processed} events; checkpoint "
+        f"{result.checkpoint} (the last event on its subjects)"
         + (f", HALTED: {result.error}" if result.halted else ""),
         highlight=False,
     )
@@ -222,6 +248,9 @@ def status_command(
 ) -> None:
     """Per projector: checkpoint, stream end, lag (events, seconds), state, last error.
 
+    State: running (a runner holds the lease), stopped, halted or new. Exit code 0, or 4 when a
+    projector is halted.
+
     Example: eventkit --app samples.bank.app:app status --json
     """
     st = state(ctx)
@@ -233,7 +262,9 @@ def status_command(
 
     rows = run(go())
     if as_json:
-        console.print_json(json.dumps([r.as_dict() for r in rows]))
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        if any(r.state == "halted" for r in rows):
+            raise typer.Exit(EXIT_HALTED)
         return
     table = Table(
         "projector",
@@ -260,6 +291,8 @@ def status_command(
             Text(r.last_error or ""),
         )
     console.print(readable(table))
+    if any(r.state == "halted" for r in rows):
+        raise typer.Exit(EXIT_HALTED)
 
 
 @dlq_app.command("list")
@@ -278,15 +311,16 @@ def dlq_list(
     async def go() -> list[cps.DeadLetter]:
         if projector is not None:
             st.app().projector(projector)
-        engine = make_engine(st.settings().resolved_database_url)
+        engine = readonly_engine(st)
         try:
+            require_schema(engine)
             return list_dead_letters(engine, projector, include_resolved=include_resolved)
         finally:
             engine.dispose()
 
     letters = run(go())
     if as_json:
-        console.print_json(json.dumps([_letter(d) for d in letters]))
+        typer.echo(json.dumps([_letter(d) for d in letters], indent=2))
         return
     table = Table(
         "id", "projector", "sequence", "subject", "type", "attempts", "parked at", "error"

@@ -156,8 +156,12 @@ def run(
         int | None,
         typer.Option("--port", min=1, max=65535, help="Client port on 127.0.0.1 (default: free)."),
     ] = None,
+    log_file: Annotated[
+        bool, typer.Option("--log-file", help="Log to <home>/nats-server.log, not stdout.")
+    ] = False,
 ) -> None:
     """Run the embedded server in the foreground until Ctrl-C (for containers and debugging).
+    Its log goes to stdout (--log-file: to the home's nats-server.log instead).
 
     Example: eventkit server run --port 4333
     """
@@ -167,10 +171,13 @@ def run(
 
     def ready(info: ServerInfo) -> None:
         _describe(info)
-        console.print(f"  log {home / 'nats-server.log'}; press Ctrl-C to stop", highlight=False)
+        where = home / "nats-server.log" if log_file else "stdout"
+        console.print(f"  log {where}; press Ctrl-C to stop", highlight=False)
 
     try:
-        code = EmbeddedServer().run_foreground(home, port=port, encrypt_key=key, on_ready=ready)
+        code = EmbeddedServer().run_foreground(
+            home, port=port, encrypt_key=key, on_ready=ready, log_to_file=log_file
+        )
     except EventkitError as e:
         fail_on(e)
     console.print("stopped")

@@ -13,6 +13,7 @@ from rich.text import Text
 from eventkit.cli.context import console, readable, run, state
 from eventkit.cli.main import app
 from eventkit.errors import EventkitError, ForgottenError
+from eventkit.projection.replay import parse_when
 from eventkit.store import protocol as p
 from eventkit.store.subjects import validate_subject
 
@@ -22,14 +23,22 @@ def events_command(
     ctx: typer.Context,
     subject: str = typer.Argument(..., help="The entity's subject, e.g. bank.account.a-1."),
     after: int = typer.Option(0, "--after", min=0, help="Only events after this sequence."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        help="Only events stored at or before this time: ISO 8601 with a zone, or 2h (ago).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON Lines (one compact object per event) for scripts."
+    ),
 ) -> None:
-    """Show an entity's history.
+    """Show an entity's history (--as-of: as it was at a time).
 
-    Example: eventkit --app samples.bank.app:app events bank.account.a-1 --json
+    Example: eventkit --app samples.bank.app:app events bank.account.a-1 --as-of 2h --json
     """
     st = state(ctx)
     validate_subject(subject)
+    when = parse_when(as_of) if as_of is not None else None
 
     async def go() -> list[dict[str, Any]]:
         the_app = st.app()
@@ -38,6 +47,8 @@ def events_command(
         rows: list[dict[str, Any]] = []
         async with store:
             raw = [m async for m in store.read_raw(subject, from_sequence=after + 1)]
+            if when is not None:
+                raw = [m for m in raw if m.time <= when]
             cipher = store.codec.cipher
             if cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
                 with contextlib.suppress(ForgottenError):
@@ -61,7 +72,7 @@ def events_command(
     rows = run(go())
     if as_json:
         for row in rows:
-            console.print_json(json.dumps(row))
+            typer.echo(json.dumps(row))
         return
     if not rows:
         console.print(f"no events on {subject}", markup=False)
@@ -95,6 +106,8 @@ def info_command(
         store = await the_app.connect(st.settings())
         async with store:
             si = await store.js.stream_info(store.stream)
+            raw = await store.nc.request(f"$JS.API.STREAM.INFO.{store.stream}", b"", timeout=5)
+            num_subjects = json.loads(raw.data).get("state", {}).get("num_subjects", 0)
             cfg, s = si.config, si.state
             return {
                 "stream": store.stream,
@@ -106,7 +119,7 @@ def info_command(
                 "bytes": s.bytes,
                 "first_sequence": s.first_seq,
                 "last_sequence": s.last_seq,
-                "subjects_count": getattr(s, "num_subjects", None),  # nats-py drops it
+                "subjects_count": int(num_subjects),  # not in nats-py's StreamState
                 "deleted": s.num_deleted,
                 "max_payload": store.max_payload,
                 "duplicate_window_s": cfg.duplicate_window,
@@ -118,7 +131,7 @@ def info_command(
 
     info = run(go())
     if as_json:
-        console.print_json(json.dumps(info, default=str))
+        typer.echo(json.dumps(info, default=str, indent=2))
         return
     table = Table(title=f"stream {info['stream']}", show_header=False)
     table.add_column("key", style="bold")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
+from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
 from eventkit.domain.events import Event
@@ -44,6 +45,9 @@ class Projector:
     max_retries: ClassVar[int] = 3
     retry_backoff: ClassVar[float] = 0.2
     batch_size: ClassVar[int] = 256
+    metadata: ClassVar[MetaData | None] = None
+    """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
+    --autogenerate`` compares it with the database)."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}

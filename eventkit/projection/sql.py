@@ -32,12 +32,18 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **options: Any) -> Engine:
+def make_engine(
+    url: str, *, must_exist: bool = False, create_folder: bool = True, **options: Any
+) -> Engine:
     """An engine for read models and checkpoints.
 
     SQLite gets WAL, ``synchronous=NORMAL`` (safe against process crashes), a busy timeout and
     ``BEGIN IMMEDIATE`` transactions (writers queue instead of failing on a lock upgrade).
     PostgreSQL: ``postgresql+psycopg://user@host/db`` (``pip install 'eventkit[postgres]'``).
+
+    A SQLite file is created on first use, and its folder too unless ``create_folder=False``
+    (then a missing folder is a ``ConfigError``). ``must_exist=True`` refuses a SQLite file that
+    does not exist yet (for commands that only read: a mistyped path creates nothing).
 
     Example::
 
@@ -53,7 +59,18 @@ def make_engine(url: str, **options: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            folder = Path(database).expanduser().parent
+            path = Path(database).expanduser()
+            folder = path.parent
+            if must_exist and not path.is_file():
+                raise ConfigError(
+                    f"no SQLite database at {path}: check EVENTKIT_DATABASE_URL (or "
+                    f"--database-url), or create it with `eventkit db upgrade`"
+                )
+            if not create_folder and not folder.is_dir():
+                raise ConfigError(
+                    f"the folder {folder} of the SQLite database {path} does not exist: create "
+                    f"it first or fix EVENTKIT_DATABASE_URL (nothing was created)"
+                )
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -68,6 +85,12 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
+    backend = parsed.get_backend_name()
+    if backend != "postgresql":
+        raise ConfigError(
+            f"{backend}:// databases are not supported: eventkit's read models run on SQLite "
+            f"(sqlite:///path/to/file.db) or PostgreSQL (postgresql+psycopg://user:pass@host/db)"
+        )
     options.setdefault("pool_pre_ping", True)
     try:
         return create_engine(url, **options)
@@ -122,9 +145,7 @@ def read_transaction(engine: Engine) -> Iterator[Session]:
 
 def migrations_location() -> str:
     """The folder of eventkit's Alembic environment, wherever the package is installed."""
-    import migrations
-
-    return str(Path(migrations.__file__).resolve().parent)
+    return str(Path(__file__).resolve().parent.parent / "migrations")
 
 
 def upgrade(engine: Engine, *, app_migrations: str | None = None, revision: str = "head") -> None:

@@ -19,7 +19,8 @@ from eventkit.store.positions import first_matching, pending_after
 class ProjectorStatus:
     """One projector: checkpoint, stream end, lag (events and seconds), state, last error.
 
-    ``state`` is ``running``, ``halted`` or ``new`` (never ran); ``owner`` is the runner holding
+    ``state`` is ``running`` (a runner holds its lease now), ``stopped`` (no runner is active),
+    ``halted`` or ``new`` (never ran); ``owner`` is the runner holding
     its lease now (None when no runner is active); ``parked`` counts unresolved dead letters.
     """
 
@@ -67,6 +68,10 @@ async def status(
             first = await first_matching(store, filters, cp.last_sequence + 1)
             if first is not None:
                 lag_seconds = max(0.0, (now - first.time).total_seconds())
+        owner = lease.owner if lease is not None and lease.live else None
+        state: str = cp.state if cp.updated_at is not None else "new"
+        if state == "running" and owner is None:
+            state = "stopped"
         out.append(
             ProjectorStatus(
                 name=pr.name,
@@ -75,9 +80,9 @@ async def status(
                 stream_last_sequence=last,
                 lag_events=lag,
                 lag_seconds=round(lag_seconds, 3),
-                state=cp.state if cp.updated_at is not None else "new",
+                state=state,
                 last_error=cp.last_error,
-                owner=lease.owner if lease is not None and lease.live else None,
+                owner=owner,
                 parked=parked,
             )
         )

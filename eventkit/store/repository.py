@@ -7,6 +7,7 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from eventkit.domain.aggregate import Aggregate
@@ -68,8 +69,23 @@ class Repository(Generic[A]):
             self._shape = self.aggregate.snapshot_shape()
         return self._shape
 
-    async def load(self, id: str) -> A:
-        """The aggregate with every stored event applied; ``AggregateNotFound`` if it has none."""
+    async def load(
+        self,
+        id: str,
+        *,
+        as_of_sequence: int | None = None,
+        as_of_time: datetime | None = None,
+    ) -> A:
+        """The aggregate with every stored event applied; ``AggregateNotFound`` if it has none.
+
+        ``as_of_sequence=N`` / ``as_of_time=T`` give the aggregate as it was: only its events up
+        to stream sequence ``N`` / stored at or before ``T`` (aware) are applied, no snapshot is
+        used or written, and ``AggregateNotFound`` if it had no event by then::
+
+            before = await accounts.load("a-1", as_of_time=datetime(2026, 3, 1, tzinfo=UTC))
+        """
+        if as_of_sequence is not None or as_of_time is not None:
+            return await self._load_as_of(id, as_of_sequence, as_of_time)
         subject = self.subject(id)
         agg = self.aggregate(id)
         after = 0
@@ -89,6 +105,27 @@ class Repository(Generic[A]):
         agg._since_snapshot = len(records)
         if snaps is not None and len(records) >= (self.aggregate.snapshot_every or 0):
             await self._snapshot(agg)
+        return agg
+
+    async def _load_as_of(self, id: str, sequence: int | None, when: datetime | None) -> A:
+        if sequence is not None and (
+            isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0
+        ):
+            raise ConfigError(f"as_of_sequence must be a whole number >= 0, got {sequence!r}")
+        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+            raise ConfigError(f"as_of_time must be an aware datetime (with a zone), got {when!r}")
+        subject = self.subject(id)
+        records = [
+            r
+            for r in await self.store.read(subject)
+            if (sequence is None or r.sequence <= sequence) and (when is None or r.time <= when)
+        ]
+        if not records:
+            raise AggregateNotFound(subject)
+        agg = self.aggregate(id)
+        for r in records:
+            agg.apply(r.event)
+        agg.version = records[-1].sequence
         return agg
 
     def _usable(self, snap: Snapshot) -> bool:

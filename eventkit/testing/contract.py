@@ -30,8 +30,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from eventkit.domain.aggregate import Aggregate
 from eventkit.domain.events import Event, registry
+from eventkit.domain.handlers import on
 from eventkit.errors import (
+    AggregateNotFound,
     ConcurrencyError,
     ConfigError,
     EventDecodeError,
@@ -41,7 +44,13 @@ from eventkit.errors import (
 )
 from eventkit.store.base import EventStore, Write
 
-__all__ = ["ContractDeposited", "ContractNoted", "EventStoreContract", "swapped_event_class"]
+__all__ = [
+    "ContractDeposited",
+    "ContractNoted",
+    "ContractTally",
+    "EventStoreContract",
+    "swapped_event_class",
+]
 
 
 class ContractDeposited(Event):
@@ -100,6 +109,20 @@ def swapped_event_class(event_type: str, cls: type[Event] | None) -> Iterator[No
             types[event_type] = before
 
 
+class ContractTally(Aggregate):
+    """An aggregate of the contract suite (subject ``<stream>.contract.<id>``)."""
+
+    aggregate_type = "contract"
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.total = 0
+
+    @on(ContractDeposited)
+    def _deposited(self, e: ContractDeposited) -> None:
+        self.total += e.amount
+
+
 def _deposits(*amounts: int) -> list[Event]:
     return [ContractDeposited(amount=a) for a in amounts]
 
@@ -131,6 +154,26 @@ class EventStoreContract:
         assert await store.append(b, _deposits(2, 3), expected_sequence=0) == 3
         assert await store.append(a, _deposits(4), expected_sequence=1) == 4
         assert await store.last_sequence() == 4
+
+    async def test_an_aggregate_as_of_a_sequence_or_a_time(self, store: EventStore) -> None:
+        from eventkit.store.repository import Repository
+
+        repo = Repository(store, ContractTally)
+        subject = repo.subject("t-1")
+        first = await store.append(subject, _deposits(1, 2), expected_sequence=0)
+        await asyncio.sleep(0.01)  # the next append gets a later server time
+        await store.append(subject, _deposits(10), expected_sequence=first)
+        assert (await repo.load("t-1")).total == 13
+        then = await repo.load("t-1", as_of_sequence=first)
+        assert (then.total, then.version) == (3, first)
+        assert (await repo.load("t-1", as_of_sequence=first - 1)).total == 1
+        stored = await store.read(subject)
+        assert (await repo.load("t-1", as_of_time=stored[1].time)).total == 3
+        assert (await repo.load("t-1", as_of_time=stored[2].time)).total == 13
+        with pytest.raises(AggregateNotFound):
+            await repo.load("t-1", as_of_time=stored[0].time - timedelta(seconds=1))
+        with pytest.raises(ConfigError, match="aware"):
+            await repo.load("t-1", as_of_time=datetime(2026, 1, 1))
 
     async def test_read_gives_events_in_order_with_metadata(self, store: EventStore) -> None:
         s = self.subject(store, "e-1")

@@ -8,6 +8,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from eventkit import Projector, RecordedEvent, on
+from samples.bank import readmodels
 from samples.bank.domain import (
     AccountOpened,
     CustomerEmailChanged,
@@ -24,6 +25,7 @@ class Balances(Projector):
     """One row per account with its balance. Increments are not idempotent: replay from start."""
 
     name = "balances"
+    metadata = readmodels.metadata
     subjects = ["bank.account.>"]
 
     @on(AccountOpened)
@@ -65,6 +67,7 @@ class Ledger(Projector):
     """Every money movement, keyed by stream sequence: idempotent, so it replays from any time."""
 
     name = "ledger"
+    metadata = readmodels.metadata
     subjects = ["bank.account.>"]
     idempotent = True
 
@@ -110,6 +113,7 @@ class CustomerDirectory(Projector):
     """Names and emails: personal data, erased by forget."""
 
     name = "customers"
+    metadata = readmodels.metadata
     subjects = ["bank.customer.>"]
     idempotent = True
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -639,7 +640,15 @@ class Tour:
         if self.settings.uses_embedded_server:
             tries.append("eventkit server status   # it keeps running; eventkit server stop")
         self.console.print()
-        self.console.print("[bold]Try next[/]")
+        exe = _eventkit_command()
+        note = ""
+        if exe != "eventkit":  # no activated venv: print commands that run as they are
+            python = self._short(Path(sys.executable))
+            tries = [t.replace("eventkit ", f"{exe} ", 1) for t in tries]
+            tries = [t.replace("python -m", f"{python} -m", 1) for t in tries]
+            venv_bin = self._short(Path(sys.executable).parent)
+            note = f" (or activate the venv first: . {venv_bin}/activate)"
+        self.console.print(f"[bold]Try next[/]{escape(note)}")
         for line in tries:
             self.console.print(f"  [cyan]$[/] {escape(line)}", highlight=False, soft_wrap=True)
 
@@ -689,6 +698,20 @@ async def run_tour(settings: Settings | None = None, console: Console | None = N
     """
     tour = Tour(settings or Settings.from_env(), console or Console(highlight=False))
     return await tour.run()
+
+
+def _eventkit_command() -> str:
+    """``eventkit`` when it is on PATH as this interpreter's script, else the script's path."""
+    script = Path(sys.executable).parent / "eventkit"
+    found = shutil.which("eventkit")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "eventkit"
+    if not script.exists():
+        return "eventkit"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,8 +35,12 @@ def eventkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         (["--app", "no.such.module:app", "status"], "cannot import"),
         (["--app", "samples.bank.app", "status"], "module:attribute"),
         (["status"], "no app given"),
+        (["--app", "samples.bank.app:app", "--database-url", "mysql://x", "status"], "SQLite"),
         # markup-like text in a message is printed as written
-        (["--app", "samples.bank.app:app", "--database-url", "mysql://x", "status"], "[postgres]"),
+        (
+            ["--app", "samples.bank.app:app", "--database-url", "postgresql+pg8000://x", "status"],
+            "[postgres]",
+        ),
     ],
 )
 def test_bad_input_gives_a_message_and_exit_code_2(
@@ -72,13 +76,20 @@ def test_commands_before_db_upgrade_say_to_run_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["server", "start"], ["--app", "samples.bank.app:app", "status"]], ids=" ".join
+    ("args", "message"),
+    [
+        (["server", "start"], "writable"),
+        # a command that only reads finds no database there, and creates none
+        (["--app", "samples.bank.app:app", "status"], "no SQLite database at"),
+        (["db", "upgrade"], "writable"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
-def test_an_unusable_home_is_a_clear_error(args: list[str], tmp_path: Path) -> None:
+def test_an_unusable_home_is_a_clear_error(args: list[str], message: str, tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     result = eventkit(*args, home=not_a_dir / "home")
     text = " ".join((result.stderr + result.stdout).split())
     assert result.returncode == 2, text
-    assert "Traceback" not in text and "writable" in text
+    assert "Traceback" not in text and message in text
     assert str(not_a_dir) in "".join(text.split())  # the path, as the terminal wrapped it

@@ -40,6 +40,10 @@ def test_the_cli_has_every_documented_command() -> None:
         "dlq list",
         "dlq retry",
         "db upgrade",
+        "db current",
+        "db init",
+        "db revision",
+        "skip",
     } <= names
 
 

@@ -335,8 +335,11 @@ def test_cli_forget_dry_run_pattern_nothing_and_seq(server: ServerProcess, tmp_p
     assert out.exit_code == 0, out.output
     assert asyncio.run(_count(server.url, f"{d.STREAM}.customer.*")) == 0
 
-    out = forget(f"{d.STREAM}.customer.nobody")
-    assert out.exit_code == 0 and "nothing stored on" in out.output
+    out = forget(f"{d.STREAM}.customer.nobody")  # never stored: a typo, told apart
+    assert out.exit_code == 1 and "was never stored" in out.output, out.output
+
+    out = forget(s["c1"], "--yes")  # forgotten by the pattern above
+    assert out.exit_code == 0 and "forgotten already" in out.output, out.output
 
     out = forget("--seq", "999999")
     assert out.exit_code == 0 and "no message at sequence 999999" in out.output

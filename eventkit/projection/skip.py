@@ -1,0 +1,100 @@
+"""``skip()``: move a halted projector past the event it halted at, recorded as a dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from eventkit.errors import ConfigError, ProjectionError
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.projector import Projector
+from eventkit.projection.runner import DEFAULT_LEASE_TTL, default_owner
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.store import protocol as p
+from eventkit.store.positions import first_matching
+
+
+@dataclass(frozen=True, slots=True)
+class SkipResult:
+    projector: str
+    sequence: int
+    subject: str
+    event_type: str
+    error: str | None
+
+
+async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) -> SkipResult:
+    """Record the event at ``sequence`` (the one ``projector`` halted at) as a resolved-never dead
+    letter that names who skipped it, set the checkpoint to it and the state back to running, so
+    the next ``eventkit run`` goes on after it. Refuses (changing nothing) unless the projector is
+    halted, ``sequence`` is the next event on its subjects, and no runner holds its lease.
+
+    Example::
+
+        await skip(app.projector("balances"), store, engine, 42)
+    """
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
+        raise ConfigError(f"--seq must be a whole number >= 1, got {sequence!r}")
+    with read_transaction(engine) as db:
+        cp = cps.get_checkpoint(db, projector.name)
+    if cp.state != "halted":
+        raise ConfigError(
+            f"projector {projector.name!r} is not halted (checkpoint {cp.last_sequence}); skip "
+            f"only moves a halted projector past the event it halted at"
+        )
+    found = await first_matching(store, projector.filters(store.stream), cp.last_sequence + 1)
+    if found is None or found.sequence != sequence:
+        at = f"sequence {found.sequence}" if found is not None else "no stored event"
+        raise ConfigError(
+            f"projector {projector.name!r} halted at {at}, not {sequence} (last error: "
+            f"{cp.last_error}); pass --seq {found.sequence if found else '?'}"
+        )
+    event_type = found.headers.get(p.EVENT_TYPE, "?")
+    owner = f"skip:{default_owner()}"
+    note = (
+        f"skipped by `eventkit skip` on {socket.gethostname()}; the event was not applied. "
+        f"Halted with: {cp.last_error}"
+    )
+
+    def apply() -> None:
+        with transaction(engine) as db:
+            if not cps.try_acquire_lease(db, projector.name, owner, DEFAULT_LEASE_TTL):
+                lease = cps.get_lease(db, projector.name)
+                raise ProjectionError(
+                    f"projector {projector.name!r} is being run by "
+                    f"{lease.owner if lease else 'another runner'}; stop it first (nothing "
+                    f"was changed)"
+                )
+            now = cps.get_checkpoint(db, projector.name)
+            if now.state != "halted" or now.last_sequence != cp.last_sequence:
+                raise ProjectionError(
+                    f"projector {projector.name!r} moved while skipping; nothing was changed"
+                )
+            cps.park(
+                db,
+                projector.name,
+                sequence=sequence,
+                subject=found.subject,
+                event_type=event_type,
+                error=note,
+                attempts=0,
+            )
+            cps.save_checkpoint(
+                db,
+                projector.name,
+                last_sequence=sequence,
+                last_event_time=found.time,
+                state="running",
+                last_error=None,
+            )
+            cps.release_lease(db, projector.name, owner)
+
+    await asyncio.to_thread(apply)
+    return SkipResult(projector.name, sequence, found.subject, event_type, cp.last_error)
+
+
+__all__ = ["SkipResult", "skip"]

@@ -259,6 +259,22 @@ def resolve_dead_letter(db: Session, letter_id: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+def settle_for_replay(db: Session, projector: str, from_sequence: int) -> int:
+    """Resolve the open letters a replay from ``from_sequence`` re-applies (in the replay's
+    first transaction): the replay applies each of them again, or parks it again (reopening its
+    letter), so a later retry can never apply one a second time. Returns how many."""
+    result = db.execute(
+        update(dead_letters)
+        .where(
+            dead_letters.c.projector == projector,
+            dead_letters.c.sequence >= from_sequence,
+            dead_letters.c.resolved_at.is_(None),
+        )
+        .values(resolved_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def record_retry_failure(db: Session, letter_id: int, error: str) -> None:
     db.execute(
         update(dead_letters)

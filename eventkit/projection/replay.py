@@ -234,6 +234,7 @@ async def replay(
             cps.save_checkpoint(
                 db, projector.name, last_sequence=to, state="running", last_error=None
             )
+            cps.settle_for_replay(db, projector.name, plan.start_sequence)
 
     await asyncio.to_thread(rewind_and_set)
 

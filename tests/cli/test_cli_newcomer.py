@@ -41,13 +41,20 @@ def test_a_module_in_the_current_directory_is_found(tmp_path: Path) -> None:
 def test_global_options_after_the_command(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
     result = eventkit(
-        "db", "upgrade", "--app", "samples.bank.app:app", f"--database-url=sqlite:///{db}",
+        "db",
+        "upgrade",
+        "--app",
+        "samples.bank.app:app",
+        f"--database-url=sqlite:///{db}",
         home=tmp_path,
     )
     assert result.returncode == 0, said(result)
     assert "app tables at revision b0001" in said(result) and db.is_file()
     assert hoist_global_options(["status", "--json", "--app", "a:b"]) == [
-        "--app", "a:b", "status", "--json"
+        "--app",
+        "a:b",
+        "status",
+        "--json",
     ]
     assert hoist_global_options(["events", "--", "--app"]) == ["events", "--", "--app"]
 
@@ -55,7 +62,11 @@ def test_global_options_after_the_command(tmp_path: Path) -> None:
 def test_status_on_a_mistyped_sqlite_path_creates_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "eventkit.db"
     result = eventkit(
-        "--app", "samples.bank.app:app", "--database-url", f"sqlite:///{missing}", "status",
+        "--app",
+        "samples.bank.app:app",
+        "--database-url",
+        f"sqlite:///{missing}",
+        "status",
         home=tmp_path / "home",
     )
     assert result.returncode == 2, said(result)

@@ -39,7 +39,7 @@ from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreU
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.redaction import halt_message
-from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.sql import bound_waits, is_outage, read_transaction, transaction
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.erasure import is_marker
@@ -48,9 +48,13 @@ from eventkit.store.subjects import subject_matches
 
 log = logging.getLogger("eventkit.projection")
 
-RunnerState = Literal["starting", "standby", "catching-up", "live", "halted", "stopped"]
+RunnerState = Literal["starting", "standby", "waiting", "catching-up", "live", "halted", "stopped"]
 
 DEFAULT_LEASE_TTL = 5.0
+
+
+OUTAGE_DELAY_CAP = 5.0
+"""Longest wait between tries while the database (or NATS) does not answer."""
 
 
 def default_owner() -> str:
@@ -162,6 +166,7 @@ class ProjectionRunner:
         self._lease_lost = False
         self._next_cseq = 1
         self._clear_error = False
+        self._outage_delay = 0.0
         self._puller = Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack)
 
     @property
@@ -208,10 +213,9 @@ class ProjectionRunner:
                         ) from None
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
-                    if once:
+                    if once or (isinstance(e, DBAPIError) and not is_outage(e)):
                         raise
-                    log.error("%s: %s; restarting in 1s", self.name, e)
-                    await self._sleep(1.0)
+                    await self._wait_out(e)
                     continue
                 finally:
                     keeper.cancel()
@@ -237,6 +241,7 @@ class ProjectionRunner:
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
         with transaction(self.engine) as db:
+            bound_waits(db, self.lease_ttl)
             if not cps.try_acquire_lease(db, self.name, self.owner, self.lease_ttl):
                 return False
             cp = cps.get_checkpoint(db, self.name)
@@ -253,7 +258,15 @@ class ProjectionRunner:
         deadline = None if wait is None else time.monotonic() + wait
         self._lease_lost = False
         while not self.stopping:
-            if await asyncio.to_thread(self._try_acquire):
+            try:
+                acquired = await asyncio.to_thread(self._try_acquire)
+            except DBAPIError as e:
+                if not is_outage(e):
+                    raise
+                await self._wait_out(e)
+                continue
+            if acquired:
+                self._outage_delay = 0.0
                 return True
             if self.state != "standby":
                 log.info("%s: standing by (another runner holds the lease)", self.name)
@@ -267,6 +280,21 @@ class ProjectionRunner:
                 )
             await self._sleep(min(1.0, self.lease_ttl / 4))
         return False
+
+    async def _wait_out(self, error: BaseException) -> None:
+        """Wait, with capped backoff, for the database or the store to answer again."""
+        self._outage_delay = min(max(self._outage_delay * 2, 0.25), OUTAGE_DELAY_CAP)
+        what = "the database" if isinstance(error, DBAPIError) else "NATS"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        log.warning(
+            "%s: waiting for %s (%s); trying again in %.1fs",
+            self.name,
+            what,
+            first_line[:200],
+            self._outage_delay,
+        )
+        self.state = "waiting"
+        await self._sleep(self._outage_delay)
 
     def _lease(self) -> cps.Lease | None:
         with read_transaction(self.engine) as db:
@@ -423,6 +451,8 @@ class ProjectionRunner:
             try:
                 projector.apply_many([record for _, record in bulk], db)
             except Exception as e:
+                if is_outage(e):
+                    raise
                 if len(bulk) == 1:
                     raise _BadEvent(bulk[0][0], e) from e
                 raise _BadBulk from e
@@ -473,6 +503,8 @@ class ProjectionRunner:
                 except ForgottenError:
                     continue
                 except Exception as e:
+                    if is_outage(e):
+                        raise  # the database is out of reach: not this event's fault
                     raise _BadEvent(i, e) from e
                 if bulk is not None:
                     bulk.append((i, record))
@@ -480,6 +512,8 @@ class ProjectionRunner:
                 try:
                     projector.apply(record, db)
                 except Exception as e:
+                    if is_outage(e):
+                        raise  # the database is out of reach: not this event's fault
                     raise _BadEvent(i, e) from e
             flush(db)
             last = items[-1]
@@ -508,6 +542,7 @@ class ProjectionRunner:
         """A transaction that commits only while this runner holds the lease (renewed inside
         it); ``_LeaseLost`` otherwise, with nothing written."""
         with transaction(self.engine) as db:
+            bound_waits(db, self.lease_ttl)
             if not cps.renew_lease(db, self.name, self.owner, self.lease_ttl):
                 self._lease_lost = True
                 raise _LeaseLost

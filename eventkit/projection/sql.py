@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
@@ -126,6 +127,27 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+def bound_waits(db: Session, seconds: float) -> None:
+    """Bound how long this transaction waits for a lock, and how long its session may sit idle
+    inside it, to ``seconds`` (PostgreSQL; SQLite has its busy timeout). A runner frozen inside
+    a transaction (SIGSTOP, a long GC pause) then loses its session after ``seconds``, which
+    frees the lease row for a standby, and its own commit fails when it wakes (it is fenced)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    ms = max(1, int(seconds * 1000))
+    db.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+    db.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {ms}"))
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a database error is the database being out of reach or busy (worth waiting out:
+    connection refused or dropped, a lock not granted in time, SQLite's "database is locked"),
+    as opposed to a mistake that waiting cannot fix (a missing table, a bad statement)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError)
 
 
 @contextmanager

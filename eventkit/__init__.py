@@ -16,6 +16,7 @@ from eventkit.errors import (
     UnknownEventTypeError,
 )
 from eventkit.projection.projector import Projector
+from eventkit.projection.rows import RowProjector
 from eventkit.store.base import Write
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.memory import InMemoryEventStore
@@ -40,6 +41,7 @@ __all__ = [
     "Projector",
     "RecordedEvent",
     "Repository",
+    "RowProjector",
     "ServerVersionError",
     "UnknownEventTypeError",
     "Write",

@@ -44,6 +44,8 @@ class Projector:
     max_retries: ClassVar[int] = 3
     retry_backoff: ClassVar[float] = 0.2
     batch_size: ClassVar[int] = 256
+    version: ClassVar[int] = 1
+    """Raise it to rebuild blue/green beside the live version (RowProjector; see bluegreen)."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}

@@ -89,9 +89,9 @@ class RowProjector(Projector):
             if d is None or c.name in pk:
                 continue
             if getattr(d, "is_scalar", False):
-                defaults.append((c.name, d.arg, False))  # type: ignore[attr-defined]
+                defaults.append((c.name, d.arg, False))
             elif getattr(d, "is_callable", False):
-                defaults.append((c.name, d.arg, True))  # type: ignore[attr-defined]
+                defaults.append((c.name, d.arg, True))
         cls._defaults = tuple(defaults)
         cls._aware = tuple(
             c.name
@@ -107,7 +107,18 @@ class RowProjector(Projector):
     # -- applying ---------------------------------------------------------------------------
     def target(self) -> Table:
         """The table this projector writes now (a blue/green build writes a copy)."""
-        return self.table
+        target: Table | None = self.__dict__.get("_target")
+        return self.table if target is None else target
+
+    def _follow_switch(self, db: Session) -> None:
+        """A build whose version was switched live meanwhile writes the live table from now on
+        (the switch renamed the copy; it waited for this slot's batch in flight)."""
+        if self.__dict__.get("_target") is None:
+            return
+        from eventkit.projection.bluegreen import live_version
+
+        if live_version(db, self) == self.version:
+            self.__dict__["_target"] = None
 
     def apply(self, record: RecordedEvent[Any], db: Session) -> None:
         self.apply_many([record], db)
@@ -123,6 +134,7 @@ class RowProjector(Projector):
                 keyed.append((key_of(r), r, h))
         if not keyed:
             return
+        self._follow_switch(db)
         table = self.target()
         conn = db.connection()
         stored = self._read(conn, table, {k for k, _, _ in keyed})
@@ -219,14 +231,26 @@ class RowProjector(Projector):
     # -- derived hooks ----------------------------------------------------------------------
     def reset(self, db: Session) -> None:
         """Delete every row (before a replay from the start)."""
+        self._follow_switch(db)
         db.execute(delete(self.target()))
 
     def forget(self, subject: str, db: Session) -> None:
         """Delete the row keyed by the subject's entity id (default ``key`` only)."""
         if type(self).key is not RowProjector.key:
             return
-        table = self.target()
-        db.execute(delete(table).where(table.c[self._pk[0]] == entity_id_of(subject)))
+        for table in self._tables_in_use(db):
+            db.execute(delete(table).where(table.c[self._pk[0]] == entity_id_of(subject)))
+
+    def _tables_in_use(self, db: Session) -> list[Table]:
+        """The live table, and the copy a blue/green build of this version writes."""
+        if self.version == 1:
+            return [self.table]
+        from eventkit.projection.bluegreen import copy_table, live_version
+
+        live = live_version(db, self)
+        if live is not None and live < self.version:
+            return [self.table, copy_table(self.table, self.version)]
+        return [self.table]
 
     @classmethod
     def declares_forget(cls) -> bool:

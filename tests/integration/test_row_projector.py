@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -178,9 +178,7 @@ async def test_folds_batches_into_rows_with_defaults_types_and_deletes(
     assert r5["balance"] == 7 and r5["events"] == 1 and r5["owner"] is None
 
 
-async def test_custom_composite_key_sums_over_entities(
-    store: Any, engine: Engine, px: str
-) -> None:
+async def test_custom_composite_key_sums_over_entities(store: Any, engine: Engine, px: str) -> None:
     _accounts, totals, _acc, tot = _make(px, store, engine)
     for n in range(1, 11):
         for i in range(4):
@@ -288,4 +286,3 @@ def test_table_without_primary_key_or_with_composite_key_needs_key() -> None:
         type("Comp", (RowProjector,), {"table": composite})
     with pytest.raises(ConfigError, match="must be a SQLAlchemy Table"):
         type("NotTable", (RowProjector,), {"table": "accounts"})
-

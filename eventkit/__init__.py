@@ -17,6 +17,7 @@ from eventkit.errors import (
     UnknownEventTypeError,
 )
 from eventkit.projection.projector import Projector
+from eventkit.projection.rows import RowProjector
 from eventkit.store.base import Write
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.memory import InMemoryEventStore
@@ -41,6 +42,7 @@ __all__ = [
     "Projector",
     "RecordedEvent",
     "Repository",
+    "RowProjector",
     "ServerVersionError",
     "Settings",
     "UnknownEventTypeError",

@@ -41,6 +41,7 @@ from eventkit.cli.context import (
 from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.bluegreen import deployed
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.projection.replay import check_replay_args, parse_when, plan_replay, replay
 from eventkit.projection.runner import (
@@ -199,6 +200,7 @@ def replay_command(
         the_app = st.app()
         pr = the_app.projector(projector)
         async with connected(st, the_app) as (store, engine):
+            pr = deployed(pr, engine)  # a blue/green build replays its own version
             plan = await plan_replay(
                 pr, store, engine, from_start=from_start, from_sequence=from_seq, from_time=when
             )
@@ -268,6 +270,7 @@ def status_command(
         return
     table = Table(
         "projector",
+        "version",
         "checkpoint",
         "stream end",
         "lag",
@@ -281,6 +284,7 @@ def status_command(
         state_text = f"[red]{r.state}[/]" if r.state == "halted" else r.state
         table.add_row(
             r.name,
+            f"v{r.version}" + (" (building)" if r.role == "building" else ""),
             str(r.checkpoint),
             str(r.stream_last_sequence),
             str(r.lag_events),

@@ -7,6 +7,7 @@
 
 from eventkit.projection.projector import Projector
 from eventkit.projection.replay import ReplayPlan, parse_when, plan_replay, replay
+from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import ProjectionRunner, RunResult, run_projectors
 from eventkit.projection.sql import make_engine, transaction, upgrade
 from eventkit.projection.status import ProjectorStatus, status
@@ -16,6 +17,7 @@ __all__ = [
     "Projector",
     "ProjectorStatus",
     "ReplayPlan",
+    "RowProjector",
     "RunResult",
     "make_engine",
     "parse_when",

@@ -48,6 +48,8 @@ class Projector:
     metadata: ClassVar[MetaData | None] = None
     """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
     --autogenerate`` compares it with the database)."""
+    version: ClassVar[int] = 1
+    """Raise it to rebuild blue/green beside the live version (RowProjector; see bluegreen)."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.bluegreen import deployed
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.redaction import halt_message
 from eventkit.projection.sql import bound_waits, is_outage, read_transaction, transaction
@@ -136,6 +137,7 @@ class ProjectionRunner:
     ) -> None:
         if lease_ttl <= 0:
             raise ConfigError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
+        projector = deployed(projector, engine)  # blue/green: the slot of this version
         self.projector = projector
         self.store = store
         self.engine = engine

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.bluegreen import Slot, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
 from eventkit.store.positions import first_matching, pending_after
@@ -34,6 +35,11 @@ class ProjectorStatus:
     last_error: str | None
     owner: str | None
     parked: int
+    version: int = 1
+    role: str = "live"
+    """``live`` serves readers; ``building`` is a newer version built beside it (blue/green)."""
+    slot: str = ""
+    """The checkpoint name of this version (``name`` for version 1, ``name_v<N>`` after)."""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -56,37 +62,45 @@ async def status(
     now = datetime.now(UTC)
     for pr in projectors:
         with read_transaction(engine) as db:
-            cp = cps.get_checkpoint(db, pr.name)
-            lease = cps.get_lease(db, pr.name)
-            parked = cps.count_open_dead_letters(db, pr.name)
-        filters = pr.filters(store.stream)
-        lag = (
-            await pending_after(store, filters, cp.last_sequence) if last > cp.last_sequence else 0
-        )
-        lag_seconds = 0.0
-        if lag:
-            first = await first_matching(store, filters, cp.last_sequence + 1)
-            if first is not None:
-                lag_seconds = max(0.0, (now - first.time).total_seconds())
-        owner = lease.owner if lease is not None and lease.live else None
-        state: str = cp.state if cp.updated_at is not None else "new"
-        if state == "running" and owner is None:
-            state = "stopped"
-        out.append(
-            ProjectorStatus(
-                name=pr.name,
-                checkpoint=cp.last_sequence,
-                last_event_time=cp.last_event_time,
-                stream_last_sequence=last,
-                lag_events=lag,
-                lag_seconds=round(lag_seconds, 3),
-                state=state,
-                last_error=cp.last_error,
-                owner=owner,
-                parked=parked,
-            )
-        )
+            versions = slots(pr, db)
+        for version in versions:
+            out.append(await _one(pr, version, store, last, now, engine))
     return out
+
+
+async def _one(
+    pr: Projector, slot: Slot, store: Any, last: int, now: datetime, engine: Engine
+) -> ProjectorStatus:
+    with read_transaction(engine) as db:
+        cp = cps.get_checkpoint(db, slot.slot)
+        lease = cps.get_lease(db, slot.slot)
+        parked = cps.count_open_dead_letters(db, slot.slot)
+    filters = pr.filters(store.stream)
+    lag = await pending_after(store, filters, cp.last_sequence) if last > cp.last_sequence else 0
+    lag_seconds = 0.0
+    if lag:
+        first = await first_matching(store, filters, cp.last_sequence + 1)
+        if first is not None:
+            lag_seconds = max(0.0, (now - first.time).total_seconds())
+    owner = lease.owner if lease is not None and lease.live else None
+    state: str = cp.state if cp.updated_at is not None else "new"
+    if state == "running" and owner is None:
+        state = "stopped"
+    return ProjectorStatus(
+        name=pr.name,
+        checkpoint=cp.last_sequence,
+        last_event_time=cp.last_event_time,
+        stream_last_sequence=last,
+        lag_events=lag,
+        lag_seconds=round(lag_seconds, 3),
+        state=state,
+        last_error=cp.last_error,
+        owner=owner,
+        parked=parked,
+        version=slot.version,
+        role=slot.role,
+        slot=slot.slot,
+    )
 
 
 __all__ = ["ProjectorStatus", "status"]

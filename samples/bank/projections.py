@@ -1,13 +1,17 @@
-"""The bank's projectors: balances, a transaction ledger and a customer directory."""
+"""The bank's projectors: balances, a transaction ledger and a customer directory.
+
+Balances and the directory hold the current state of each entity: row projectors. The ledger
+appends one row per money movement (keyed by stream sequence, not by entity): a plain projector.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from eventkit import Projector, RecordedEvent, on
+from eventkit import Projector, RecordedEvent, RowProjector, on
 from samples.bank import readmodels
 from samples.bank.domain import (
     AccountOpened,
@@ -21,46 +25,36 @@ from samples.bank.domain import (
 from samples.bank.readmodels import balances, customers, ledger
 
 
-class Balances(Projector):
-    """One row per account with its balance. Increments are not idempotent: replay from start."""
+class Balances(RowProjector):
+    """One row per account with its balance: a row projector (folded in memory per batch).
+
+    Increments are not idempotent, so it replays from the start only (its derived reset empties
+    the table); its derived forget deletes the row of a forgotten account.
+    """
 
     name = "balances"
     metadata = readmodels.metadata
     subjects = ["bank.account.>"]
+    table = balances
 
     @on(AccountOpened)
-    def opened(self, e: AccountOpened, rec: RecordedEvent[Any], db: Session) -> None:
-        db.execute(
-            insert(balances).values(
-                account_id=rec.entity_id, customer_id=e.customer_id, balance=0, events=1
-            )
-        )
+    def opened(self, e: AccountOpened, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+        row["customer_id"] = e.customer_id
+        row["events"] += 1
 
     @on(MoneyDeposited, TransferReceived)
     def credited(
-        self, e: MoneyDeposited | TransferReceived, rec: RecordedEvent[Any], db: Session
+        self, e: MoneyDeposited | TransferReceived, rec: RecordedEvent[Any], row: dict[str, Any]
     ) -> None:
-        self._add(db, rec.entity_id, e.amount)
+        row["balance"] += e.amount
+        row["events"] += 1
 
     @on(MoneyWithdrawn, TransferSent)
     def debited(
-        self, e: MoneyWithdrawn | TransferSent, rec: RecordedEvent[Any], db: Session
+        self, e: MoneyWithdrawn | TransferSent, rec: RecordedEvent[Any], row: dict[str, Any]
     ) -> None:
-        self._add(db, rec.entity_id, -e.amount)
-
-    def _add(self, db: Session, account_id: str, amount: int) -> None:
-        db.execute(
-            update(balances)
-            .where(balances.c.account_id == account_id)
-            .values(balance=balances.c.balance + amount, events=balances.c.events + 1)
-        )
-
-    def forget(self, subject: str, db: Session) -> None:
-        # balances hold no personal data; a forgotten account's row goes with it
-        db.execute(delete(balances).where(balances.c.account_id == subject.rsplit(".", 1)[-1]))
-
-    def reset(self, db: Session) -> None:
-        db.execute(delete(balances))
+        row["balance"] -= e.amount
+        row["events"] += 1
 
 
 class Ledger(Projector):
@@ -109,30 +103,28 @@ class Ledger(Projector):
         db.execute(delete(ledger))
 
 
-class CustomerDirectory(Projector):
-    """Names and emails: personal data, erased by forget."""
+class CustomerDirectory(RowProjector):
+    """Names and emails: personal data. A row projector keyed by customer id; its derived
+    forget deletes the customer's row. Handlers only set values, so it is idempotent."""
 
     name = "customers"
     metadata = readmodels.metadata
     subjects = ["bank.customer.>"]
+    table = customers
     idempotent = True
 
     @on(CustomerRegistered)
-    def registered(self, e: CustomerRegistered, rec: RecordedEvent[Any], db: Session) -> None:
-        db.execute(delete(customers).where(customers.c.customer_id == rec.entity_id))
-        db.execute(insert(customers).values(customer_id=rec.entity_id, name=e.name, email=e.email))
+    def registered(
+        self, e: CustomerRegistered, rec: RecordedEvent[Any], row: dict[str, Any]
+    ) -> None:
+        row["name"] = e.name
+        row["email"] = e.email
 
     @on(CustomerEmailChanged)
-    def email_changed(self, e: CustomerEmailChanged, rec: RecordedEvent[Any], db: Session) -> None:
-        db.execute(
-            update(customers).where(customers.c.customer_id == rec.entity_id).values(email=e.email)
-        )
-
-    def forget(self, subject: str, db: Session) -> None:
-        db.execute(delete(customers).where(customers.c.customer_id == subject.rsplit(".", 1)[-1]))
-
-    def reset(self, db: Session) -> None:
-        db.execute(delete(customers))
+    def email_changed(
+        self, e: CustomerEmailChanged, rec: RecordedEvent[Any], row: dict[str, Any]
+    ) -> None:
+        row["email"] = e.email
 
     def lookup(self, db: Session, customer_id: str) -> Any:
         return db.execute(select(customers).where(customers.c.customer_id == customer_id)).first()

@@ -11,8 +11,8 @@ balances = Table(
     metadata,
     Column("account_id", String(100), primary_key=True),
     Column("customer_id", String(100), nullable=False),
-    Column("balance", BigInteger, nullable=False),
-    Column("events", Integer, nullable=False),
+    Column("balance", BigInteger, nullable=False, default=0),
+    Column("events", Integer, nullable=False, default=0),
 )
 
 ledger = Table(

@@ -1,0 +1,306 @@
+"""``RowProjector``: one row per key, folded in memory per batch, written with one bulk upsert.
+
+::
+
+    class Balances(RowProjector):
+        name = "balances"
+        subjects = ["bank.account.>"]
+        table = balances                      # its primary key is the row key
+
+        @on(MoneyDeposited)
+        def deposited(self, e: MoneyDeposited, rec: RecordedEvent, row: dict[str, Any]) -> None:
+            row["balance"] += e.amount
+
+Per batch the runner hands the run of handled events to :meth:`RowProjector.apply_many`: one
+SELECT reads the rows the batch touches, the handlers mutate plain dicts, and one
+``INSERT ... ON CONFLICT DO UPDATE`` (SQLite, PostgreSQL; delete + insert elsewhere) writes the
+changed rows back, in the batch's transaction with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import DateTime, Table, bindparam, delete, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from eventkit.errors import ConfigError, ProjectionError
+from eventkit.projection.projector import Projector
+from eventkit.store.records import RecordedEvent
+from eventkit.store.subjects import entity_id_of
+
+Row = dict[str, Any]
+IN_CHUNK = 500
+"""Keys per ``IN (...)`` when reading a batch's rows (well under every driver's bind limit)."""
+
+
+class RowProjector(Projector):
+    """A read model of one row per key, built by handlers that mutate a row dict.
+
+    - ``table``: a SQLAlchemy ``Table`` (created by your migrations); its primary key is the
+      row key. ``key(rec)`` gives the key of an event (default ``rec.entity_id``; return a tuple
+      for a composite primary key).
+    - A key seen for the first time starts from the columns' Python-side defaults
+      (``default=`` scalars, or callables taking no argument), ``None`` for the others, and
+      the key columns set. Rows read back hold the Python values of the columns' types.
+    - **Delete** a row by emptying it in a handler: ``row.clear()``. A later event of the key
+      starts again from the defaults.
+    - ``reset`` (replay from the start) deletes every row. ``forget(subject)`` deletes the row
+      keyed by the subject's entity id; with a custom ``key()`` a row may mix several subjects,
+      so the derived forget does nothing and the forget report lists the projector: override
+      ``forget`` or replay it from the start after the forget (the erased events are gone).
+    - A replay from a sequence or a time applies events over the current rows: allowed when
+      ``idempotent = True`` (handlers that only set values), refused otherwise (handlers that
+      add, like a balance).
+    """
+
+    table: ClassVar[Table]
+
+    _pk: ClassVar[tuple[str, ...]] = ()
+    _columns: ClassVar[frozenset[str]] = frozenset()
+    _defaults: ClassVar[tuple[tuple[str, Any, bool], ...]] = ()
+    _aware: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "table", None)
+        if table is None:
+            return  # an abstract base; a concrete projector names its table
+        if not isinstance(table, Table):
+            raise ConfigError(f"{cls.__qualname__}.table must be a SQLAlchemy Table, got {table!r}")
+        pk = tuple(c.name for c in table.primary_key.columns)
+        if not pk:
+            raise ConfigError(
+                f"{cls.__qualname__}.table {table.name!r} has no primary key: a RowProjector "
+                f"keys its rows by it (add primary_key=True to the key column)"
+            )
+        if cls.key is RowProjector.key and len(pk) != 1:
+            raise ConfigError(
+                f"{cls.__qualname__}.table {table.name!r} has a composite primary key "
+                f"{list(pk)}: define key(rec) returning a tuple in that order"
+            )
+        cls._pk = pk
+        cls._columns = frozenset(c.name for c in table.columns)
+        defaults = []
+        for c in table.columns:
+            d = c.default
+            if d is None or c.name in pk:
+                continue
+            if getattr(d, "is_scalar", False):
+                defaults.append((c.name, d.arg, False))
+            elif getattr(d, "is_callable", False):
+                defaults.append((c.name, d.arg, True))
+        cls._defaults = tuple(defaults)
+        cls._aware = tuple(
+            c.name
+            for c in table.columns
+            if isinstance(c.type, DateTime) and getattr(c.type, "timezone", False)
+        )
+
+    # -- the user's hooks -------------------------------------------------------------------
+    def key(self, rec: RecordedEvent[Any]) -> Any:
+        """The row key of an event (default: its entity id, the last subject token)."""
+        return rec.entity_id
+
+    # -- applying ---------------------------------------------------------------------------
+    def target(self) -> Table:
+        """The table this projector writes now (a blue/green build writes a copy)."""
+        target: Table | None = self.__dict__.get("_target")
+        return self.table if target is None else target
+
+    def _follow_switch(self, db: Session) -> None:
+        """A build whose version was switched live meanwhile writes the live table from now on
+        (the switch renamed the copy; it waited for this slot's batch in flight)."""
+        if self.__dict__.get("_target") is None:
+            return
+        from eventkit.projection.bluegreen import live_version
+
+        if live_version(db, self) == self.version:
+            self.__dict__["_target"] = None
+
+    def apply(self, record: RecordedEvent[Any], db: Session) -> None:
+        self.apply_many([record], db)
+
+    def apply_many(self, records: Sequence[RecordedEvent[Any]], db: Session) -> None:
+        """Fold ``records`` into their rows: one read, the handlers in memory, one write."""
+        handlers = self._bound()
+        keyed: list[tuple[Any, RecordedEvent[Any], Callable[..., Any]]] = []
+        key_of = self.key
+        for r in records:
+            h = handlers.get(type(r.event))
+            if h is not None:
+                keyed.append((key_of(r), r, h))
+        if not keyed:
+            return
+        self._follow_switch(db)
+        table = self.target()
+        conn = db.connection()
+        stored = self._read(conn, table, {k for k, _, _ in keyed})
+        rows: dict[Any, Row] = {k: dict(v) for k, v in stored.items()}
+        for k, r, h in keyed:
+            row = rows.get(k)
+            if row is None:
+                row = rows[k] = self._new_row(k)
+            h(r.event, r, row)
+            if not row:
+                del rows[k]
+        changed = [row for k, row in rows.items() if stored.get(k) != row]
+        gone = [k for k in stored if k not in rows]
+        for row in changed:
+            self._check(row)
+        if gone:
+            self._delete(conn, table, gone)
+        if changed:
+            self._upsert(conn, table, changed)
+
+    def _bound(self) -> dict[type, Callable[..., Any]]:
+        bound: dict[type, Callable[..., Any]] | None = self.__dict__.get("_bound_handlers")
+        if bound is None:
+            bound = {t: getattr(self, n) for t, n in self._handlers.items()}
+            self.__dict__["_bound_handlers"] = bound
+        return bound
+
+    def _key_of_row(self, row: Any) -> Any:
+        if len(self._pk) == 1:
+            return row[self._pk[0]]
+        return tuple(row[c] for c in self._pk)
+
+    def _new_row(self, key: Any) -> Row:
+        row: Row = dict.fromkeys(self._columns)
+        for name, value, is_callable in self._defaults:
+            row[name] = value(None) if is_callable else value
+        if len(self._pk) == 1:
+            row[self._pk[0]] = key
+        else:
+            if not isinstance(key, tuple) or len(key) != len(self._pk):
+                raise ProjectionError(
+                    f"{type(self).__qualname__}.key() returned {key!r}; table "
+                    f"{self.table.name!r} needs a tuple for its primary key {list(self._pk)}"
+                )
+            row.update(zip(self._pk, key, strict=True))
+        return row
+
+    def _check(self, row: Row) -> None:
+        if row.keys() == self._columns:
+            return
+        for c in self._columns - row.keys() - set(self._pk):
+            row[c] = None  # a handler deleted a column's value
+        extra = row.keys() - self._columns
+        if extra:
+            raise ProjectionError(
+                f"a handler of {type(self).__qualname__} set {sorted(extra)}, which table "
+                f"{self.table.name!r} has no column for (columns: {sorted(self._columns)})"
+            )
+        missing = set(self._pk) - row.keys()
+        if missing:
+            raise ProjectionError(
+                f"a handler of {type(self).__qualname__} removed the key column(s) "
+                f"{sorted(missing)}; delete a row with row.clear()"
+            )
+
+    def _read(self, conn: Any, table: Table, keys: Iterable[Any]) -> dict[Any, Row]:
+        keys = list(keys)
+        stmt = _read_statement(table, self._pk)
+        names = [c.name for c in table.columns]
+        out: dict[Any, Row] = {}
+        aware = self._aware if conn.dialect.name == "sqlite" else ()
+        single = len(self._pk) == 1
+        first = names.index(self._pk[0])
+        for i in range(0, len(keys), IN_CHUNK):
+            for values in conn.execute(stmt, {"keys": keys[i : i + IN_CHUNK]}):
+                row = dict(zip(names, values, strict=True))
+                for c in aware:  # SQLite gives naive datetimes back; eventkit stores UTC
+                    v = row[c]
+                    if isinstance(v, datetime) and v.tzinfo is None:
+                        row[c] = v.replace(tzinfo=UTC)
+                out[values[first] if single else self._key_of_row(row)] = row
+        return out
+
+    def _delete(self, conn: Any, table: Table, keys: list[Any]) -> None:
+        pk_cols = [table.c[c] for c in self._pk]
+        for i in range(0, len(keys), IN_CHUNK):
+            chunk = keys[i : i + IN_CHUNK]
+            cond = pk_cols[0].in_(chunk) if len(pk_cols) == 1 else tuple_(*pk_cols).in_(chunk)
+            conn.execute(delete(table).where(cond))
+
+    def _upsert(self, conn: Any, table: Table, rows: list[Row]) -> None:
+        stmt = _upsert_statement(conn.dialect.name, table, self._pk)
+        if stmt is None:  # no dialect upsert: replace the rows
+            self._delete(conn, table, [self._key_of_row(r) for r in rows])
+            conn.execute(insert(table), rows)
+            return
+        conn.execute(stmt, rows)
+
+    # -- derived hooks ----------------------------------------------------------------------
+    def reset(self, db: Session) -> None:
+        """Delete every row (before a replay from the start)."""
+        self._follow_switch(db)
+        db.execute(delete(self.target()))
+
+    def forget(self, subject: str, db: Session) -> None:
+        """Delete the row keyed by the subject's entity id (default ``key`` only)."""
+        if type(self).key is not RowProjector.key:
+            return
+        for table in self._tables_in_use(db):
+            db.execute(delete(table).where(table.c[self._pk[0]] == entity_id_of(subject)))
+
+    def _tables_in_use(self, db: Session) -> list[Table]:
+        """The live table, and the copy a blue/green build of this version writes."""
+        if self.version == 1:
+            return [self.table]
+        from eventkit.projection.bluegreen import copy_table, live_version
+
+        live = live_version(db, self)
+        if live is not None and live < self.version:
+            return [self.table, copy_table(self.table, self.version)]
+        return [self.table]
+
+    @classmethod
+    def declares_forget(cls) -> bool:
+        return cls.key is RowProjector.key or cls.forget is not RowProjector.forget
+
+
+_STATEMENTS: dict[tuple[str, int], Any] = {}
+_READS: dict[int, Any] = {}
+
+
+def _read_statement(table: Table, pk: tuple[str, ...]) -> Any:
+    """``SELECT * FROM table WHERE pk IN (:keys)``, built once (an expanding parameter)."""
+    stmt = _READS.get(id(table))
+    if stmt is None:
+        cols = [table.c[c] for c in pk]
+        target = cols[0] if len(cols) == 1 else tuple_(*cols)
+        stmt = _READS[id(table)] = select(table).where(
+            target.in_(bindparam("keys", expanding=True))
+        )
+    return stmt
+
+
+def _upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
+    cache_key = (dialect, id(table))
+    stmt = _STATEMENTS.get(cache_key)
+    if stmt is not None or cache_key in _STATEMENTS:
+        return stmt
+    ins: Any
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as ins
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as ins
+    else:
+        _STATEMENTS[cache_key] = None
+        return None
+    base = ins(table)
+    others = [c.name for c in table.columns if c.name not in pk]
+    if others:
+        stmt = base.on_conflict_do_update(
+            index_elements=list(pk), set_={c: base.excluded[c] for c in others}
+        )
+    else:
+        stmt = base.on_conflict_do_nothing(index_elements=list(pk))
+    _STATEMENTS[cache_key] = stmt
+    return stmt
+
+
+__all__ = ["RowProjector"]

@@ -15,7 +15,7 @@ from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError
 from eventkit.store.protocol import SYSTEM_TOKEN
-from eventkit.store.subjects import validate_filter
+from eventkit.store.subjects import subject_matches, validate_filter
 
 if TYPE_CHECKING:
     from eventkit.reaction.context import ReactorContext
@@ -107,7 +107,10 @@ class Reactor:
         """The subject filters of the consumer: ``subjects`` (default: the stream's events) and
         this reactor's own deadline and retry subjects."""
         own = reactor_subjects(stream, self.name)
-        return (list(self.subjects) or [f"{stream}.>"]) + [own]
+        filters = list(self.subjects) or [f"{stream}.>"]
+        if not any(subject_matches(f, own) for f in filters):
+            filters.append(own)
+        return filters
 
     def options(self) -> dict[str, Any]:
         """The declared consumer options, as recorded on the consumer (to detect changes)."""

@@ -241,9 +241,11 @@ class Puller:
         if self.ack != "none" and msg.reply:
             await self.nc.publish(msg.reply, body)
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
+    def take_buffered(self) -> list[Msg]:
+        """Everything buffered and not yet taken (to hand back with a nak when stopping)."""
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
 
     async def stop(self) -> None:
         if self._sub is not None:

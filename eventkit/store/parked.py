@@ -102,9 +102,11 @@ class ParkedLetters:
         if kv is None:
             return []
         try:
-            keys = await kv.keys(filters=[f"{name}.*"] if name else None)
+            keys = await kv.keys()
         except nats.js.errors.NoKeysError:
             return []
+        if name is not None:
+            keys = [k for k in keys if k.rsplit(".", 1)[0] == name]
         out: list[ParkedLetter] = []
         for key in keys:
             try:

@@ -49,7 +49,7 @@ def _mount_server() -> None:
 _mount_server()
 
 # command groups register themselves on import; a missing module is a group not built yet
-for _module in ("store", "projections", "db", "gdpr"):
+for _module in ("store", "projections", "reactors", "db", "gdpr"):
     try:
         importlib.import_module(f"eventkit.cli.{_module}")
     except ModuleNotFoundError as _e:

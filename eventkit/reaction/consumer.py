@@ -47,9 +47,7 @@ def consumer_config(reactor: Reactor, stream: str) -> ConsumerConfig:
         filter_subjects=reactor.filters(stream),
         deliver_policy=policy,
         opt_start_seq=reactor.start_sequence,
-        opt_start_time=(
-            start_time.astimezone(UTC).isoformat().replace("+00:00", "Z") if start_time else None
-        ),
+        opt_start_time=start_time.astimezone(UTC) if start_time else None,
         ack_policy=AckPolicy(reactor.ack_policy),
         ack_wait=float(reactor.ack_wait),
         # one delivery more than max_deliver: if the worker died during the last attempt, the

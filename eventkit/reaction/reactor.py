@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from eventkit.reaction.context import ReactorContext
     from eventkit.store.records import RecordedEvent
 
-DeliverPolicy = Literal["all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"]
+DeliverPolicy = Literal[
+    "all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"
+]
 AckPolicy = Literal["explicit", "all", "none"]
 ReplayPolicy = Literal["instant", "original"]
 Ordering = Literal["none", "subject"]
@@ -160,7 +162,9 @@ def validate_options(cls: type[Reactor]) -> None:
             f"(it names the durable consumer every worker shares)"
         )
     if isinstance(cls.subjects, str) or not isinstance(cls.subjects, list):
-        raise ConfigError(f"{q}.subjects must be a list of subject filters, e.g. ['bank.account.*']")
+        raise ConfigError(
+            f"{q}.subjects must be a list of subject filters, e.g. ['bank.account.*']"
+        )
     for s in cls.subjects:
         validate_filter(s)
     if cls.deliver_policy not in DELIVER_POLICIES:

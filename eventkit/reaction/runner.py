@@ -228,7 +228,9 @@ class ReactorRunner:
         try:
             while True:
                 try:
-                    await reactor.handle(record, ReactorContext(self.name, record, self.store, self.scheduler))
+                    await reactor.handle(
+                        record, ReactorContext(self.name, record, self.store, self.scheduler)
+                    )
                     self.stats.handled += 1
                     if key_seq != sseq:
                         await self.letters.remove(self.name, key_seq)
@@ -238,7 +240,11 @@ class ReactorRunner:
                     self.stats.failed += 1
                     log.warning(
                         "%s: seq %d (%s) failed on attempt %d: %r",
-                        self.name, key_seq, record.event_type, attempt, e,
+                        self.name,
+                        key_seq,
+                        record.event_type,
+                        attempt,
+                        e,
                     )
                     if attempt >= reactor.max_deliver or reactor.ack_policy == "none":
                         await self._park(msg, key_seq, attempt, e, record.event_type)
@@ -276,7 +282,14 @@ class ReactorRunner:
         letter = ParkedLetter(self.name, sequence, subject, event_type, text, attempts, now())
         await self.letters.park(letter)
         self.stats.parked += 1
-        log.error("%s: parked seq %d (%s) after %d attempts: %s", self.name, sequence, event_type, attempts, text)
+        log.error(
+            "%s: parked seq %d (%s) after %d attempts: %s",
+            self.name,
+            sequence,
+            event_type,
+            attempts,
+            text,
+        )
         await self._puller.acknowledge(msg, b"+TERM")
 
 

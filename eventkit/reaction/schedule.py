@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventkit.domain.events import new_event_id as new_id
 from eventkit.reaction.context import Deadline
 from eventkit.store import protocol as p
 from eventkit.store import schedules
-from eventkit.domain.events import new_event_id as new_id
 
 DUE_TYPE = "Eventkit-Due-Type"
 DUE_ID = "Eventkit-Due-Id"

@@ -48,7 +48,9 @@ async def pongs(store: JetStreamEventStore) -> list[RecordedEvent[Any]]:
 def reactor_class(**attrs: Any) -> type[Reactor]:
     seen: list[int] = attrs.pop("seen", [])
 
-    async def got_ping(self: Reactor, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    async def got_ping(
+        self: Reactor, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext
+    ) -> None:
         seen.append(e.n)
         await ctx.append(f"{rec.subject.split('.')[0]}.pong.{rec.entity_id}", [Pong(n=e.n)])
 
@@ -58,7 +60,9 @@ def reactor_class(**attrs: Any) -> type[Reactor]:
     return type("Pinger", (Reactor,), body)
 
 
-async def test_each_event_gets_one_output_with_derived_id_and_headers(store: JetStreamEventStore) -> None:
+async def test_each_event_gets_one_output_with_derived_id_and_headers(
+    store: JetStreamEventStore,
+) -> None:
     await append_pings(store, range(10))
     cls = reactor_class(subjects=[f"{store.stream}.ping.>"])
     stats = await ReactorRunner(cls(), store).catch_up()
@@ -116,15 +120,21 @@ async def test_deliver_new_and_by_start_time(store: JetStreamEventStore) -> None
     await append_pings(store, range(3, 5))
     seen_time: list[int] = []
     by_time = reactor_class(
-        subjects=[f"{store.stream}.ping.>"], name="bytime", deliver_policy="by_start_time",
-        start_time=cut, seen=seen_time,
+        subjects=[f"{store.stream}.ping.>"],
+        name="bytime",
+        deliver_policy="by_start_time",
+        start_time=cut,
+        seen=seen_time,
     )
     await ReactorRunner(by_time(), store).catch_up()
     assert sorted(seen_time) == [3, 4]
     seen_delta: list[int] = []
     by_delta = reactor_class(
-        subjects=[f"{store.stream}.ping.>"], name="bydelta", deliver_policy="by_start_time",
-        start_at_time_delta=timedelta(hours=1), seen=seen_delta,
+        subjects=[f"{store.stream}.ping.>"],
+        name="bydelta",
+        deliver_policy="by_start_time",
+        start_at_time_delta=timedelta(hours=1),
+        seen=seen_delta,
     )
     await ReactorRunner(by_delta(), store).catch_up()
     assert sorted(seen_delta) == [0, 1, 2, 3, 4]
@@ -180,7 +190,7 @@ async def test_changed_options_need_a_reset(store: JetStreamEventStore) -> None:
     moved = reactor_class(
         name="chg", subjects=[f"{store.stream}.ping.>"], deliver_policy="last", seen=seen
     )
-    with pytest.raises(ConsumerChangedError, match="deliver_policy.*eventkit reactor reset chg"):
+    with pytest.raises(ConsumerChangedError, match=r"deliver_policy.*eventkit reactor reset chg"):
         await ReactorRunner(moved(), store).catch_up()
     assert seen == []
     assert await reset_consumer("chg", store)

@@ -16,6 +16,8 @@ from eventkit.errors import (
     UnknownEventTypeError,
 )
 from eventkit.projection.projector import Projector
+from eventkit.reaction.context import ReactorContext
+from eventkit.reaction.reactor import Reactor
 from eventkit.store.base import Write
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.memory import InMemoryEventStore
@@ -38,6 +40,8 @@ __all__ = [
     "InvalidSubjectError",
     "JetStreamEventStore",
     "Projector",
+    "Reactor",
+    "ReactorContext",
     "RecordedEvent",
     "Repository",
     "ServerVersionError",

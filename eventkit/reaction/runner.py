@@ -67,6 +67,7 @@ class ReactorRunner:
             # ack all acknowledges everything before the acked message: one at a time
             self.concurrency = 1 if reactor.ack_policy == "all" else self.concurrency
         self.stats = ReactorStats()
+        self._end = 0
         self.state = "starting"
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,6 +104,10 @@ class ReactorRunner:
         return await self._run(once=True)
 
     async def _run(self, *, once: bool) -> ReactorStats:
+        self._end = 0
+        if once:
+            ends = [await self.store.last_sequence(f) for f in self._puller.filters]
+            self._end = max(ends, default=0)
         await self._puller.start()
         self.state = "running"
         idle_since: float | None = None
@@ -138,7 +143,12 @@ class ReactorRunner:
 
     async def _drained(self) -> bool:
         info = await self.store.js.consumer_info(self.store.stream, consumer_name(self.name))
-        return int(info.num_pending or 0) == 0 and int(info.num_ack_pending or 0) == 0
+        delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+        return (
+            int(info.num_pending or 0) == 0
+            and int(info.num_ack_pending or 0) == 0
+            and delivered >= self._end  # replay_policy original holds events back
+        )
 
     def _spawn(self, msg: Msg) -> None:
         prior: asyncio.Task[None] | None = None

@@ -223,3 +223,39 @@ async def test_deadline_fires_after_worker_restart(store: JetStreamEventStore) -
     # deadlines are invisible to plain readers of the stream's events
     types = [r.event_type async for r in store.read_all()]
     assert "Due" not in types
+
+
+async def test_deadline_fires_after_a_server_restart(
+    store: JetStreamEventStore, nats_server: Any
+) -> None:
+    Timer.fired.clear()
+    await store.append(f"{store.stream}.ping.s", [Ping(n=7)])
+    await ReactorRunner(Timer(), store).catch_up()  # the schedule is stored
+    nats_server.restart()  # before it is due
+    await asyncio.sleep(2.0)
+    await ReactorRunner(Timer(), store).catch_up()
+    assert Timer.fired == [7]
+
+
+class Replayer(Reactor):
+    name = "replayer"
+    replay_policy = "original"
+    seen: ClassVar[list[float]] = []
+
+    @on(Ping)
+    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        Replayer.seen.append(asyncio.get_running_loop().time())
+
+
+async def test_replay_original_keeps_the_streams_timing(store: JetStreamEventStore) -> None:
+    Replayer.seen.clear()
+    await store.append(f"{store.stream}.ping.r", [Ping(n=0)])
+    await asyncio.sleep(0.2)
+    await store.append(f"{store.stream}.ping.r", [Ping(n=1)])
+    await asyncio.sleep(1.2)
+    await store.append(f"{store.stream}.ping.r", [Ping(n=2)])
+    await ReactorRunner(Replayer(), store).catch_up()
+    a, b, c = Replayer.seen
+    # relative gaps as stored (0.2 s, then 1.2 s): the long gap stays clearly the longer one
+    assert c - b > 0.8
+    assert c - b > 2 * (b - a)

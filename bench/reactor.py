@@ -149,7 +149,7 @@ async def latency(store: JetStreamEventStore, rate: int, seconds: float) -> tupl
         if delay > 0:
             await asyncio.sleep(delay)
         await store.append(f"{store.stream}.lat.{i % 8}", [BrJob(n=i, sent=time.time())])
-    while len(Latency.seen) < total:
+    while len(Latency.seen) < total:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     runner.stop()
     await task

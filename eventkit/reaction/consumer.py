@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,17 @@ from eventkit.errors import EventkitError
 from eventkit.reaction.reactor import UPDATABLE, Reactor, consumer_name
 
 OPTIONS_KEY = "eventkit_options"
+PIN_GROUP = "eventkit"
+"""The priority group of ``ordered = "subject"`` reactors (pinned client, nats-server 2.11+)."""
+
+
+@dataclass
+class _Config(ConsumerConfig):
+    """nats-py's consumer config plus the priority-group fields it does not know yet."""
+
+    priority_groups: list[str] | None = None
+    priority_policy: str | None = None
+    priority_timeout: int | None = None  # nanoseconds
 
 
 class ConsumerChangedError(EventkitError):
@@ -41,7 +53,12 @@ def consumer_config(reactor: Reactor, stream: str) -> ConsumerConfig:
     start_time = reactor.start_time
     if reactor.start_at_time_delta is not None:
         start_time = datetime.now(UTC) - reactor.start_at_time_delta
-    return ConsumerConfig(
+    pinned = reactor.ordered == "subject"
+    return _Config(
+        priority_groups=[PIN_GROUP] if pinned else None,
+        priority_policy="pinned_client" if pinned else None,
+        # a pinned worker that stops pulling for this long loses the pin to a standby
+        priority_timeout=int(max(reactor.ack_wait, 5.0) * 1e9) if pinned else None,
         durable_name=consumer_name(reactor.name),
         description=f"eventkit reactor {reactor.name}",
         filter_subjects=reactor.filters(stream),

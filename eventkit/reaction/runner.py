@@ -26,7 +26,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from eventkit.errors import EventkitError
-from eventkit.reaction.consumer import ensure_consumer
+from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.context import ReactorContext
 from eventkit.reaction.reactor import Reactor, consumer_name
 from eventkit.reaction.schedule import (
@@ -86,6 +86,7 @@ class ReactorRunner:
             ack="none" if reactor.ack_policy == "none" else "explicit",
             name=consumer_name(self.name),
             setup=lambda: ensure_consumer(reactor, store),
+            group=PIN_GROUP if reactor.ordered == "subject" else None,
         )
 
     def stop(self) -> None:

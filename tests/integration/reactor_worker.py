@@ -66,7 +66,7 @@ async def main() -> None:
     Jobs.kill_after = args.kill_after_output
     Jobs.slow = args.slow
     if args.activity:
-        Jobs.activity = open(args.activity, "a")  # noqa: SIM115
+        Jobs.activity = open(args.activity, "a")  # noqa: SIM115, ASYNC230
     store = await JetStreamEventStore.connect(args.nats_url, stream=args.stream)
     runner = ReactorRunner(Jobs(), store)
     loop = asyncio.get_running_loop()

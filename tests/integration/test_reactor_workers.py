@@ -79,7 +79,7 @@ async def test_three_workers_share_the_work_and_finish_a_killed_ones(
                 ]
             )
         deadline = time.monotonic() + 120
-        while sum(1 for _ in logs[0].open()) < 200 and time.monotonic() < deadline:
+        while sum(1 for _ in logs[0].open()) < 200 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         workers[0].send_signal(signal.SIGKILL)  # mid-stream, with events in flight
         workers[0].wait(10)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from eventkit import Event, JetStreamEventStore, RecordedEvent, on
+from eventkit import Event, JetStreamEventStore, RecordedEvent, Write, on
 from eventkit.reaction import (
     ConsumerChangedError,
     Reactor,
@@ -259,3 +259,48 @@ async def test_replay_original_keeps_the_streams_timing(store: JetStreamEventSto
     # relative gaps as stored (0.2 s, then 1.2 s): the long gap stays clearly the longer one
     assert c - b > 0.8
     assert c - b > 2 * (b - a)
+
+
+class Ordered(Reactor):
+    name = "ordered"
+    ordered = "subject"
+    ack_wait = 2.0
+    seen: ClassVar[dict[str, list[int]]] = {}
+
+    @on(Ping)
+    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        await asyncio.sleep(0.001 * (e.n % 3))  # later events would overtake earlier ones
+        Ordered.seen.setdefault(str(id(self)), []).append(e.n)  # one list per worker
+
+
+async def test_ordered_by_subject_keeps_order_and_one_worker_receives(
+    store: JetStreamEventStore, nats_url: str
+) -> None:
+    Ordered.seen.clear()
+    other = await JetStreamEventStore.connect(nats_url, stream=store.stream)
+    runners = [ReactorRunner(Ordered(), s) for s in (store, other)]
+    tasks = [asyncio.ensure_future(r.run()) for r in runners]
+    try:
+        await asyncio.sleep(0.5)
+        await store.append_many([Write(f"{store.stream}.ping.o", [Ping(n=n) for n in range(60)])])
+        deadline = asyncio.get_running_loop().time() + 20
+        while sum(len(v) for v in Ordered.seen.values()) < 60:
+            assert asyncio.get_running_loop().time() < deadline, Ordered.seen
+            await asyncio.sleep(0.05)
+        assert len(Ordered.seen) == 1  # one pinned worker receives, the other stands by
+        ((pinned_id, order),) = Ordered.seen.items()
+        assert order == list(range(60))
+        pinned = next(i for i, r in enumerate(runners) if str(id(r.reactor)) == pinned_id)
+        runners[pinned].stop()  # the standby takes over once the pin times out
+        await tasks[pinned]
+        await store.append(f"{store.stream}.ping.o", [Ping(n=60)])
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(Ordered.seen) < 2:
+            assert asyncio.get_running_loop().time() < deadline, Ordered.seen
+            await asyncio.sleep(0.1)
+        assert [v for k, v in Ordered.seen.items() if k != pinned_id] == [[60]]
+    finally:
+        for r in runners:
+            r.stop()
+        await asyncio.gather(*tasks)
+        await other.close()

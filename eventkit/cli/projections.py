@@ -323,7 +323,7 @@ def dlq_list(
         if the_app.reactors and (projector is None or is_reactor):
             async with connected(st, the_app) as (store, _engine):
                 parked = await ParkedLetters(store).list(projector)
-        if is_reactor:
+        if is_reactor or (not the_app.projectors and the_app.reactors):
             return [], parked
         engine = make_engine(st.settings().resolved_database_url)
         try:
@@ -409,6 +409,8 @@ def dlq_retry(
         else:
             fail(f"dead letter id {letter_id!r}: give a number or REACTOR:SEQUENCE", EXIT_USAGE)
 
+    handed: list[Any] = []
+
     async def go() -> list[Any]:
         the_app = st.app()
         if reactor_letter is not None:
@@ -423,12 +425,13 @@ def dlq_retry(
                 wanted = [found]
             elif all_open and the_app.reactors:
                 wanted = await letters.list()
+            handed.extend(wanted)
             for x in wanted:
                 await request_retry(store, x.name, x.sequence)
                 console.print(
                     f"[green]handed back[/] {x.id} to reactor {x.name} (its workers retry it)"
                 )
-            if reactor_letter is not None:
+            if reactor_letter is not None or not the_app.projectors:
                 return [None]
             return await retry_dead_letters(
                 the_app.projectors, store, engine, letter_id=projector_letter, all_open=all_open
@@ -449,7 +452,7 @@ def dlq_retry(
                 f"[red]still parked[/] {o.letter.id} ({o.letter.projector} seq "
                 f"{o.letter.sequence}): {o.error}"
             )
-    if not outcomes:
+    if not outcomes and not handed:
         console.print("no parked events")
     if failed:
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventkit import Event, JetStreamEventStore, Reactor, ReactorContext, RecordedEvent, on
+from eventkit import App, Event, JetStreamEventStore, Reactor, ReactorContext, RecordedEvent, on
 from eventkit.reaction import ReactorRunner
 
 
@@ -52,6 +52,23 @@ class Jobs(Reactor):
             Jobs.activity.flush()
         if Jobs.kill_after and Jobs.handled >= Jobs.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)  # the output is stored, the ack never sent
+
+
+class Flaky(Reactor):
+    """Fails on job 1 while RW_BROKEN is set (the CLI tests)."""
+
+    name = "flaky"
+    max_deliver = 2
+    backoff: ClassVar[list[float]] = [0.05]
+
+    @on(RwJob)
+    async def job(self, e: RwJob, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        if e.n == 1 and os.environ.get("RW_BROKEN"):
+            raise RuntimeError("job 1 is broken")
+        await ctx.append(f"{ctx.store.stream}.done.{e.n}", [RwDone(n=e.n)])
+
+
+APP = App(stream=os.environ.get("RW_STREAM", "rw"), reactors=[Flaky()])
 
 
 async def main() -> None:

@@ -105,6 +105,8 @@ class App:
         """The projectors and reactors ``names`` picks (all of both when empty)."""
         if not names:
             return list(self.projectors), list(self.reactors)
+        if not self.reactors:
+            return self.select(names), []
         projectors = {p.name: p for p in self.projectors}
         reactors = {r.name: r for r in self.reactors}
         for n in names:

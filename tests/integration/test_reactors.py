@@ -24,21 +24,21 @@ from eventkit.store.parked import ParkedLetters
 pytestmark = pytest.mark.nats
 
 
-class Ping(Event):
+class RtPing(Event):
     n: int
 
 
-class Pong(Event):
+class RtPong(Event):
     n: int
 
 
-class Due(Event):
+class RtDue(Event):
     n: int
 
 
 async def append_pings(store: JetStreamEventStore, ns: range, entity: str = "e") -> None:
     for n in ns:
-        await store.append(f"{store.stream}.ping.{entity}{n % 3}", [Ping(n=n)])
+        await store.append(f"{store.stream}.ping.{entity}{n % 3}", [RtPing(n=n)])
 
 
 async def pongs(store: JetStreamEventStore) -> list[RecordedEvent[Any]]:
@@ -49,12 +49,12 @@ def reactor_class(**attrs: Any) -> type[Reactor]:
     seen: list[int] = attrs.pop("seen", [])
 
     async def got_ping(
-        self: Reactor, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext
+        self: Reactor, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext
     ) -> None:
         seen.append(e.n)
-        await ctx.append(f"{rec.subject.split('.')[0]}.pong.{rec.entity_id}", [Pong(n=e.n)])
+        await ctx.append(f"{rec.subject.split('.')[0]}.pong.{rec.entity_id}", [RtPong(n=e.n)])
 
-    body: dict[str, Any] = {"got_ping": on(Ping)(got_ping), **attrs}
+    body: dict[str, Any] = {"got_ping": on(RtPing)(got_ping), **attrs}
     body.setdefault("name", "pinger")
     body.setdefault("subjects", [])
     return type("Pinger", (Reactor,), body)
@@ -156,8 +156,8 @@ class Poison(Reactor):
     broken: ClassVar[bool] = True
     seen: ClassVar[list[int]] = []
 
-    @on(Ping)
-    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    @on(RtPing)
+    async def ping(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
         if e.n == 1 and Poison.broken:
             raise RuntimeError("bad ping")
         Poison.seen.append(e.n)
@@ -202,14 +202,14 @@ class Timer(Reactor):
     name = "timer"
     fired: ClassVar[list[int]] = []
 
-    @on(Ping)
-    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
-        await ctx.schedule(Due(n=e.n), after=timedelta(seconds=1.5))
+    @on(RtPing)
+    async def ping(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        await ctx.schedule(RtDue(n=e.n), after=timedelta(seconds=1.5))
 
-    @on(Due)
-    async def due(self, e: Due, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    @on(RtDue)
+    async def due(self, e: RtDue, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
         Timer.fired.append(e.n)
-        await ctx.append(f"{ctx.store.stream}.pong.t", [Pong(n=e.n)])
+        await ctx.append(f"{ctx.store.stream}.pong.t", [RtPong(n=e.n)])
 
 
 async def test_deadline_fires_after_worker_restart(store: JetStreamEventStore) -> None:
@@ -222,14 +222,14 @@ async def test_deadline_fires_after_worker_restart(store: JetStreamEventStore) -
     assert sorted(Timer.fired) == [0, 1]
     # deadlines are invisible to plain readers of the stream's events
     types = [r.event_type async for r in store.read_all()]
-    assert "Due" not in types
+    assert "RtDue" not in types
 
 
 async def test_deadline_fires_after_a_server_restart(
     store: JetStreamEventStore, nats_server: Any
 ) -> None:
     Timer.fired.clear()
-    await store.append(f"{store.stream}.ping.s", [Ping(n=7)])
+    await store.append(f"{store.stream}.ping.s", [RtPing(n=7)])
     await ReactorRunner(Timer(), store).catch_up()  # the schedule is stored
     nats_server.restart()  # before it is due
     await asyncio.sleep(2.0)
@@ -242,18 +242,18 @@ class Replayer(Reactor):
     replay_policy = "original"
     seen: ClassVar[list[float]] = []
 
-    @on(Ping)
-    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    @on(RtPing)
+    async def ping(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
         Replayer.seen.append(asyncio.get_running_loop().time())
 
 
 async def test_replay_original_keeps_the_streams_timing(store: JetStreamEventStore) -> None:
     Replayer.seen.clear()
-    await store.append(f"{store.stream}.ping.r", [Ping(n=0)])
+    await store.append(f"{store.stream}.ping.r", [RtPing(n=0)])
     await asyncio.sleep(0.2)
-    await store.append(f"{store.stream}.ping.r", [Ping(n=1)])
+    await store.append(f"{store.stream}.ping.r", [RtPing(n=1)])
     await asyncio.sleep(1.2)
-    await store.append(f"{store.stream}.ping.r", [Ping(n=2)])
+    await store.append(f"{store.stream}.ping.r", [RtPing(n=2)])
     await ReactorRunner(Replayer(), store).catch_up()
     a, b, c = Replayer.seen
     # relative gaps as stored (0.2 s, then 1.2 s): the long gap stays clearly the longer one
@@ -267,8 +267,8 @@ class Ordered(Reactor):
     ack_wait = 2.0
     seen: ClassVar[dict[str, list[int]]] = {}
 
-    @on(Ping)
-    async def ping(self, e: Ping, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    @on(RtPing)
+    async def ping(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
         await asyncio.sleep(0.001 * (e.n % 3))  # later events would overtake earlier ones
         Ordered.seen.setdefault(str(id(self)), []).append(e.n)  # one list per worker
 
@@ -282,7 +282,7 @@ async def test_ordered_by_subject_keeps_order_and_one_worker_receives(
     tasks = [asyncio.ensure_future(r.run()) for r in runners]
     try:
         await asyncio.sleep(0.5)
-        await store.append_many([Write(f"{store.stream}.ping.o", [Ping(n=n) for n in range(60)])])
+        await store.append_many([Write(f"{store.stream}.ping.o", [RtPing(n=n) for n in range(60)])])
         deadline = asyncio.get_running_loop().time() + 20
         while sum(len(v) for v in Ordered.seen.values()) < 60:
             assert asyncio.get_running_loop().time() < deadline, Ordered.seen
@@ -293,7 +293,7 @@ async def test_ordered_by_subject_keeps_order_and_one_worker_receives(
         pinned = next(i for i, r in enumerate(runners) if str(id(r.reactor)) == pinned_id)
         runners[pinned].stop()  # the standby takes over once the pin times out
         await tasks[pinned]
-        await store.append(f"{store.stream}.ping.o", [Ping(n=60)])
+        await store.append(f"{store.stream}.ping.o", [RtPing(n=60)])
         deadline = asyncio.get_running_loop().time() + 30
         while len(Ordered.seen) < 2:
             assert asyncio.get_running_loop().time() < deadline, Ordered.seen

@@ -14,19 +14,19 @@ from eventkit.store.records import RecordedEvent
 from eventkit.testing import ReactorScenario
 
 
-class Withdrawn(Event):
+class UrWithdrawn(Event):
     amount: int
 
 
-class Alert(Event):
+class UrAlert(Event):
     amount: int
 
 
-class ReviewDue(Event):
+class UrReviewDue(Event):
     account: str
 
 
-class Reviewed(Event):
+class UrReviewed(Event):
     account: str
 
 
@@ -34,36 +34,36 @@ class Large(Reactor):
     name = "large"
     subjects: ClassVar[list[str]] = ["bank.account.*"]
 
-    @on(Withdrawn)
-    async def withdrawn(self, e: Withdrawn, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+    @on(UrWithdrawn)
+    async def withdrawn(self, e: UrWithdrawn, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
         if e.amount >= 100:
-            await ctx.append(f"bank.alert.{rec.entity_id}", [Alert(amount=e.amount)])
-            await ctx.schedule(ReviewDue(account=rec.entity_id), after=timedelta(hours=1))
+            await ctx.append(f"bank.alert.{rec.entity_id}", [UrAlert(amount=e.amount)])
+            await ctx.schedule(UrReviewDue(account=rec.entity_id), after=timedelta(hours=1))
 
-    @on(ReviewDue)
-    async def due(self, e: ReviewDue, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
-        await ctx.append(f"bank.review.{e.account}", [Reviewed(account=e.account)])
+    @on(UrReviewDue)
+    async def due(self, e: UrReviewDue, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        await ctx.append(f"bank.review.{e.account}", [UrReviewed(account=e.account)])
 
 
 async def test_outputs_are_stored_once_with_derived_ids_and_headers() -> None:
     store = InMemoryEventStore(stream="bank")
-    await store.append("bank.account.a-1", [Withdrawn(amount=5), Withdrawn(amount=500)])
+    await store.append("bank.account.a-1", [UrWithdrawn(amount=5), UrWithdrawn(amount=500)])
     test = ReactorScenario(Large(), store)
     assert await test.run() == 2
     await test.redeliver(2)  # as after a crash before the ack
     alerts = await store.read("bank.alert.a-1")
-    assert [r.event for r in alerts] == [Alert(amount=500)]
+    assert [r.event for r in alerts] == [UrAlert(amount=500)]
     cause = (await store.read("bank.account.a-1"))[1].event_id
     assert alerts[0].event_id == derived_id("large", cause, 0)
     assert alerts[0].headers[CAUSATION] == cause
     assert alerts[0].headers[CORRELATION] == cause
     assert len(test.scheduled) == 1
-    assert test.scheduled[0].event == ReviewDue(account="a-1")
+    assert test.scheduled[0].event == UrReviewDue(account="a-1")
     assert test.scheduled[0].event_id == derived_id("large", cause, 1)
     assert await test.fire_deadlines(now=datetime.now(UTC)) == 0  # not due yet
     assert await test.fire_deadlines() == 1
     reviews = await store.read("bank.review.a-1")
-    assert [r.event for r in reviews] == [Reviewed(account="a-1")]
+    assert [r.event for r in reviews] == [UrReviewed(account="a-1")]
     assert reviews[0].headers[CORRELATION] == cause  # the chain keeps its first event's id
 
 
@@ -110,16 +110,16 @@ def test_a_sync_handler_is_refused() -> None:
     with pytest.raises(ConfigError, match="is not async"):
 
         class Sync(Reactor):
-            @on(Withdrawn)
-            def w(self, e: Withdrawn, rec: RecordedEvent[Any], ctx: ReactorContext) -> None: ...
+            @on(UrWithdrawn)
+            def w(self, e: UrWithdrawn, rec: RecordedEvent[Any], ctx: ReactorContext) -> None: ...
 
 
 async def test_schedule_needs_one_of_at_or_after() -> None:
     store = InMemoryEventStore(stream="bank")
-    await store.append("bank.account.a-1", [Withdrawn(amount=5)])
+    await store.append("bank.account.a-1", [UrWithdrawn(amount=5)])
     rec = (await store.read("bank.account.a-1"))[0]
     ctx = ReactorContext("large", rec, store)
     with pytest.raises(ConfigError, match="exactly one of at="):
-        await ctx.schedule(ReviewDue(account="a"))
+        await ctx.schedule(UrReviewDue(account="a"))
     with pytest.raises(ConfigError, match="timezone-aware"):
-        await ctx.schedule(ReviewDue(account="a"), at=datetime(2030, 1, 1))
+        await ctx.schedule(UrReviewDue(account="a"), at=datetime(2030, 1, 1))

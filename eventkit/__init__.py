@@ -18,6 +18,8 @@ from eventkit.errors import (
 )
 from eventkit.projection.projector import Projector
 from eventkit.projection.rows import RowProjector
+from eventkit.reaction.context import ReactorContext
+from eventkit.reaction.reactor import Reactor
 from eventkit.store.base import Write
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.memory import InMemoryEventStore
@@ -40,6 +42,8 @@ __all__ = [
     "InvalidSubjectError",
     "JetStreamEventStore",
     "Projector",
+    "Reactor",
+    "ReactorContext",
     "RecordedEvent",
     "Repository",
     "RowProjector",

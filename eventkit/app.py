@@ -1,4 +1,5 @@
-"""``App``: the registry of one service (stream, aggregates, projectors), as the CLI loads it."""
+"""``App``: the registry of one service (stream, aggregates, projectors, reactors), as the CLI
+loads it."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class App:
         *,
         aggregates: Iterable[type[Aggregate]] = (),
         projectors: Iterable[Projector] = (),
+        reactors: Iterable[Any] = (),
         migrations: str | None = None,
         personal_subjects: Sequence[str] = (),
     ) -> None:
@@ -57,6 +59,20 @@ class App:
             if p.name in names:
                 raise ConfigError(f"two projectors are named {p.name!r}; names must be unique")
             names.add(p.name)
+        from eventkit.reaction.reactor import Reactor
+
+        self.reactors: list[Reactor] = list(reactors)
+        for r in self.reactors:
+            if not isinstance(r, Reactor):
+                raise ConfigError(
+                    f"App reactors must be Reactor instances, got {r!r} "
+                    f"(write LargeWithdrawals(), not LargeWithdrawals)"
+                )
+            if r.name in names:
+                raise ConfigError(
+                    f"two projectors or reactors are named {r.name!r}; names must be unique"
+                )
+            names.add(r.name)
         self.migrations = migrations
         extra = [validate_filter(s, stream) for s in personal_subjects]
         self.personal_subjects = [
@@ -78,6 +94,30 @@ class App:
 
     def select(self, names: Sequence[str]) -> list[Projector]:
         return [self.projector(n) for n in names] if names else list(self.projectors)
+
+    def reactor(self, name: str) -> Any:
+        for r in self.reactors:
+            if r.name == name:
+                return r
+        known = ", ".join(r.name for r in self.reactors) or "none"
+        raise ConfigError(f"no reactor named {name!r} in this app (known: {known})")
+
+    def select_workers(self, names: Sequence[str]) -> tuple[list[Projector], list[Any]]:
+        """The projectors and reactors ``names`` picks (all of both when empty)."""
+        if not names:
+            return list(self.projectors), list(self.reactors)
+        if not self.reactors:
+            return self.select(names), []
+        projectors = {p.name: p for p in self.projectors}
+        reactors = {r.name: r for r in self.reactors}
+        for n in names:
+            if n not in projectors and n not in reactors:
+                known = ", ".join([*projectors, *reactors]) or "none"
+                raise ConfigError(f"no projector or reactor named {n!r} (known: {known})")
+        return (
+            [projectors[n] for n in names if n in projectors],
+            [reactors[n] for n in names if n in reactors],
+        )
 
     async def connect(
         self, settings: Settings | None = None, **options: Any

@@ -50,7 +50,7 @@ def _mount_server() -> None:
 _mount_server()
 
 # command groups register themselves on import; a missing module is a group not built yet
-for _module in ("store", "projections", "skip", "db", "gdpr", "schema", "versions"):
+for _module in ("store", "projections", "reactors", "skip", "db", "gdpr", "schema", "versions"):
     try:
         importlib.import_module(f"eventkit.cli.{_module}")
     except ModuleNotFoundError as _e:

@@ -39,6 +39,7 @@ from eventkit.cli.context import (
     state,
 )
 from eventkit.cli.main import app
+from eventkit.cli.reactors import reacted_json, reacted_table, status_table
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.bluegreen import deployed
@@ -51,9 +52,16 @@ from eventkit.projection.runner import (
     run_projectors,
 )
 from eventkit.projection.status import ProjectorStatus, status
+from eventkit.reaction.runner import run_reactors
+from eventkit.reaction.schedule import request_retry
+from eventkit.reaction.status import reactor_status
+from eventkit.store.parked import ParkedLetters
 
 dlq_app = typer.Typer(
-    help="Parked events of projectors with on_error = 'park'.\n\nExample: eventkit dlq list",
+    help=(
+        "Parked events of projectors with on_error = 'park' and of reactors (after "
+        "max_deliver).\n\nExample: eventkit dlq list"
+    ),
     no_args_is_help=True,
 )
 app.add_typer(dlq_app, name="dlq")
@@ -82,7 +90,9 @@ async def _count_halted_lags(
 @app.command("run")
 def run_command(
     ctx: typer.Context,
-    projectors: list[str] = typer.Argument(None, help="Projector names (default: all)."),
+    projectors: list[str] = typer.Argument(
+        None, help="Projector and reactor names (default: all)."
+    ),
     once: bool = typer.Option(
         False, "--once", help="Catch up to the stream's end as it is now, then exit."
     ),
@@ -92,9 +102,12 @@ def run_command(
     owner: str = typer.Option(None, "--owner", help="Lease owner id (default host:pid:random)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Run projector workers: catch up, then apply new events live (Ctrl-C stops cleanly).
+    """Run projector and reactor workers: catch up, then go on live (Ctrl-C / SIGTERM stops
+    cleanly; reactors finish their in-flight handlers first).
 
-    One worker per projector applies at a time; start several for failover.
+    One worker per projector applies at a time; start several for failover. Every worker of a
+    reactor shares its consumer (competing consumers). --once returns when the projectors reached
+    the stream's end and the reactors have nothing pending or unacknowledged.
 
     Example: eventkit --app samples.bank.app:app run balances --once
     """
@@ -103,45 +116,62 @@ def run_command(
     async def go() -> list[RunResult]:
         the_app = st.app()
         names = projectors or []
-        the_app.select(names)  # unknown names fail here, before connecting
+        chosen, reactors = the_app.select_workers(names)  # unknown names fail before connecting
         async with connected(st, the_app) as (store, engine):
             runners: list[ProjectionRunner] = []
+            workers: list[Any] = []
             loop = asyncio.get_running_loop()
 
             def stop_all() -> None:
-                for r in runners:
+                for r in [*runners, *workers]:
                     r.stop()
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, stop_all)
-            work = asyncio.ensure_future(
-                run_projectors(
+
+            async def projections() -> list[RunResult]:
+                if names and not chosen:
+                    return []
+                return await run_projectors(
                     the_app,
                     store,
                     engine,
-                    names,
+                    [pr.name for pr in chosen] if names else [],
                     once=once,
                     runners=runners,
                     lease_ttl=lease_ttl,
                     owner=owner,
                 )
-            )
-            if as_json or not console.is_terminal:
-                return await work
-            await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
-            lags: dict[str, int] = {}
-            table = _runner_table(runners, lags)
-            with Live(table, console=console, refresh_per_second=2) as live:
-                while not work.done():
-                    await asyncio.wait([work], timeout=0.5)
-                    await _count_halted_lags(runners, store, lags)
-                    live.update(_runner_table(runners, lags))
-            return work.result()
 
+            work = asyncio.ensure_future(
+                asyncio.gather(
+                    projections(), run_reactors(reactors, store, once=once, runners=workers)
+                )
+            )
+            if not (as_json or not console.is_terminal):
+                await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
+                lags: dict[str, int] = {}
+                table = _runner_table(runners, lags)
+                with Live(table, console=console, refresh_per_second=2) as live:
+                    while not work.done():
+                        await asyncio.wait([work], timeout=0.5)
+                        await _count_halted_lags(runners, store, lags)
+                        live.update(_runner_table(runners, lags))
+            done, reacted = await work
+            reactor_results.extend(zip(workers, reacted, strict=True))
+            return done
+
+    reactor_results: list[tuple[Any, Any]] = []
     results = run(go())
     if as_json:
-        typer.echo(json.dumps([_res(r) for r in results], indent=2))
+        typer.echo(
+            json.dumps(
+                [_res(r) for r in results]
+                + [reacted_json(w.name, stats) for w, stats in reactor_results],
+                indent=2,
+            )
+        )
     else:
         table = Table("projector", "checkpoint", "processed", "halted", "error")
         for r in results:
@@ -153,6 +183,8 @@ def run_command(
                 Text(r.error or ""),
             )
         console.print(readable(table))
+        if reactor_results:
+            console.print(readable(reacted_table(reactor_results)))
     if any(r.halted for r in results):
         raise typer.Exit(EXIT_HALTED)
 
@@ -257,14 +289,19 @@ def status_command(
     """
     st = state(ctx)
 
-    async def go() -> list[ProjectorStatus]:
+    async def go() -> tuple[list[ProjectorStatus], list[Any]]:
         the_app = st.app()
         async with connected(st, the_app) as (store, engine):
-            return await status(the_app.projectors, store, engine)
+            return (
+                await status(the_app.projectors, store, engine),
+                await reactor_status(the_app.reactors, store),
+            )
 
-    rows = run(go())
+    rows, reactor_rows = run(go())
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        typer.echo(
+            json.dumps([r.as_dict() for r in rows] + [r.as_dict() for r in reactor_rows], indent=2)
+        )
         if any(r.state == "halted" for r in rows):
             raise typer.Exit(EXIT_HALTED)
         return
@@ -294,7 +331,10 @@ def status_command(
             r.owner or "-",
             Text(r.last_error or ""),
         )
-    console.print(readable(table))
+    if rows or not reactor_rows:
+        console.print(readable(table))
+    if reactor_rows:
+        console.print(status_table(reactor_rows))
     if any(r.state == "halted" for r in rows):
         raise typer.Exit(EXIT_HALTED)
 
@@ -312,19 +352,29 @@ def dlq_list(
     """
     st = state(ctx)
 
-    async def go() -> list[cps.DeadLetter]:
-        if projector is not None:
-            st.app().projector(projector)
+    async def go() -> tuple[list[cps.DeadLetter], list[Any]]:
+        the_app = st.app()
+        is_reactor = projector is not None and projector in {r.name for r in the_app.reactors}
+        if projector is not None and not is_reactor:
+            the_app.projector(projector)
+        parked: list[Any] = []
+        if the_app.reactors and (projector is None or is_reactor):
+            async with connected(st, the_app) as (store, _engine):
+                parked = await ParkedLetters(store).list(projector)
+        if is_reactor or (not the_app.projectors and the_app.reactors):
+            return [], parked
         engine = readonly_engine(st)
         try:
             require_schema(engine)
-            return list_dead_letters(engine, projector, include_resolved=include_resolved)
+            return list_dead_letters(engine, projector, include_resolved=include_resolved), parked
         finally:
             engine.dispose()
 
-    letters = run(go())
+    letters, parked = run(go())
     if as_json:
-        typer.echo(json.dumps([_letter(d) for d in letters], indent=2))
+        typer.echo(
+            json.dumps([_letter(d) for d in letters] + [x.as_dict() for x in parked], indent=2)
+        )
         return
     table = Table(
         "id", "projector", "sequence", "subject", "type", "attempts", "parked at", "error"
@@ -339,6 +389,17 @@ def dlq_list(
             str(d.attempts),
             d.parked_at.isoformat(timespec="seconds"),
             Text(d.error),
+        )
+    for x in parked:
+        table.add_row(
+            x.id,
+            x.name,
+            str(x.sequence),
+            Text(x.subject),
+            Text(x.event_type),
+            str(x.attempts),
+            x.parked_at.isoformat(timespec="seconds"),
+            Text(x.error),
         )
     console.print(readable(table))
 
@@ -360,10 +421,15 @@ def _letter(d: cps.DeadLetter) -> dict[str, Any]:
 @dlq_app.command("retry")
 def dlq_retry(
     ctx: typer.Context,
-    letter_id: int = typer.Argument(None, help="The dead letter's id (see dlq list)."),
+    letter_id: str = typer.Argument(
+        None, help="The dead letter's id (see dlq list): a number, or REACTOR:SEQUENCE."
+    ),
     all_open: bool = typer.Option(False, "--all", help="Retry every parked event, in order."),
 ) -> None:
     """Re-apply parked events; each success is marked resolved.
+
+    A reactor's letter (REACTOR:SEQUENCE) is handed back to the reactor's workers, which run its
+    handler on the original event (same derived ids) and remove the letter when it succeeds.
 
     Example: eventkit --app samples.bank.app:app dlq retry --all
     """
@@ -371,14 +437,48 @@ def dlq_retry(
     if (letter_id is None) == (not all_open):
         fail("give a dead letter ID or --all", EXIT_USAGE)
 
+    projector_letter: int | None = None
+    reactor_letter: tuple[str, int] | None = None
+    if letter_id is not None:
+        name, sep, seq = letter_id.rpartition(":")
+        if sep and seq.isdigit() and name:
+            reactor_letter = (name, int(seq))
+        elif letter_id.isdigit():
+            projector_letter = int(letter_id)
+        else:
+            fail(f"dead letter id {letter_id!r}: give a number or REACTOR:SEQUENCE", EXIT_USAGE)
+
+    handed: list[Any] = []
+
     async def go() -> list[Any]:
         the_app = st.app()
+        if reactor_letter is not None:
+            the_app.reactor(reactor_letter[0])
         async with connected(st, the_app) as (store, engine):
+            letters = ParkedLetters(store)
+            wanted = []
+            if reactor_letter is not None:
+                found = await letters.get(*reactor_letter)
+                if found is None:
+                    raise ConfigError(f"no parked event {letter_id} (see: eventkit dlq list)")
+                wanted = [found]
+            elif all_open and the_app.reactors:
+                wanted = await letters.list()
+            handed.extend(wanted)
+            for x in wanted:
+                await request_retry(store, x.name, x.sequence)
+                console.print(
+                    f"[green]handed back[/] {x.id} to reactor {x.name} (its workers retry it)"
+                )
+            if reactor_letter is not None or not the_app.projectors:
+                return [None]
             return await retry_dead_letters(
-                the_app.projectors, store, engine, letter_id=letter_id, all_open=all_open
+                the_app.projectors, store, engine, letter_id=projector_letter, all_open=all_open
             )
 
-    outcomes = run(go())
+    outcomes = [o for o in run(go()) if o is not None]
+    if reactor_letter is not None:
+        return
     failed = 0
     for o in outcomes:
         if o.ok:
@@ -391,7 +491,7 @@ def dlq_retry(
                 f"[red]still parked[/] {o.letter.id} ({o.letter.projector} seq "
                 f"{o.letter.sequence}): {o.error}"
             )
-    if not outcomes:
+    if not outcomes and not handed:
         console.print("no parked events")
     if failed:
         raise typer.Exit(1)

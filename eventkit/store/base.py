@@ -34,6 +34,7 @@ class Write:
     ``expected_sequence``: the subject's last stream sequence the writer saw (0: no events yet;
     None: no check). ``boundary``: a wildcard filter; the expectation is then checked against the
     last message of any subject matching it (a consistency boundary over several entities).
+    ``headers``: extra headers on every event of the write (e.g. causation / correlation ids).
     """
 
     subject: str
@@ -41,6 +42,7 @@ class Write:
     expected_sequence: int | None = None
     event_ids: Sequence[str] | None = None
     boundary: str | None = None
+    headers: dict[str, str] | None = None
     ids: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +144,8 @@ async def encode_writes(
         subject = w.subject
         for i, (event, eid) in enumerate(zip(w.events, w.ids, strict=True)):
             headers, payload = encode(subject, event, eid)
+            if w.headers:
+                headers.update(w.headers)
             if i == 0 and w.expected_sequence is not None:
                 headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
                 if w.boundary is not None:
@@ -165,6 +169,7 @@ def trusted_write(
     w.expected_sequence = expected_sequence
     w.event_ids = ids
     w.boundary = None
+    w.headers = None
     w.ids = ids
     return w
 

@@ -1,9 +1,15 @@
-"""The runner's transport: one durable pull consumer per projector, pulled continuously.
+"""The consumer transport of projectors and reactors: a durable pull consumer, pulled
+continuously.
 
-The consumer (``eventkit_<projector>``) is only transport; the SQL checkpoint is the truth.
-Every start resets it to ``checkpoint + 1``. Messages arrive on one inbox while earlier ones
-are being committed (pull requests are topped up before the buffer runs dry), so fetching
-overlaps the SQL work and live events reach the runner as soon as they are stored.
+Messages arrive on one inbox while earlier ones are being handled (pull requests are topped up
+before the buffer runs dry), so fetching overlaps the work and live events reach the runner as
+soon as they are stored. Idle heartbeats are passed over, request ends (408/409) are counted
+back, and lost requests (a reconnect) are asked for again.
+
+Projectors (``eventkit_<projector>``): the consumer is only transport, the SQL checkpoint is the
+truth; every start resets it to ``checkpoint + 1``. Reactors pass their own consumer config and
+positioning (``setup``) and acknowledge each message explicitly (:meth:`Puller.ack`); with a
+priority ``group`` (pinned client) one worker at a time receives, the others stand by.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import nats.errors
@@ -26,11 +33,12 @@ from eventkit.store import protocol as p
 
 log = logging.getLogger("eventkit.projection")
 
-AckMode = Literal["none", "all"]
+AckMode = Literal["none", "all", "explicit"]
 
 SETUP_ATTEMPTS = 4
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
+PIN_ID = "Nats-Pin-Id"
 
 
 def consumer_name(projector: str) -> str:
@@ -42,6 +50,12 @@ def parse_reply(reply: str) -> tuple[int, int, int, int]:
     t = reply.split(".")
     o = 0 if len(t) == 9 else 2  # v1: 9 tokens; v2 adds domain and account hash
     return int(t[5 + o]), int(t[6 + o]), int(t[7 + o]), int(t[8 + o])
+
+
+def delivered_count(reply: str) -> int:
+    """How many times this message was delivered (1 on the first delivery)."""
+    t = reply.split(".")
+    return int(t[4 if len(t) == 9 else 6])
 
 
 class Puller:
@@ -56,11 +70,17 @@ class Puller:
         batch: int = 512,
         ack: AckMode = "none",
         expires: float = 30.0,
+        name: str | None = None,
+        setup: Callable[[], Awaitable[int]] | None = None,
+        group: str | None = None,
     ) -> None:
         self.nc = store.nc
         self.js = store.js
         self.stream: str = store.stream
-        self.name = consumer_name(projector)
+        self.name = name or consumer_name(projector)
+        self.setup = setup
+        self.group = group
+        self._pin = ""
         self.filters = filters
         self.batch = batch
         self.ack = ack
@@ -86,12 +106,16 @@ class Puller:
             inactive_threshold=None,
         )
 
-    async def start(self, from_sequence: int) -> None:
-        """Point the consumer at ``from_sequence`` and start pulling on a fresh inbox."""
+    async def start(self, from_sequence: int = 1) -> None:
+        """Point the consumer at ``from_sequence`` (or run ``setup``) and start pulling on a
+        fresh inbox."""
         await self.stop()
         for attempt in range(SETUP_ATTEMPTS):
             try:
-                await self._position(from_sequence)
+                if self.setup is not None:
+                    self.pending_at_start = await self.setup()
+                else:
+                    await self._position(from_sequence)
                 break
             except (
                 nats.errors.TimeoutError,
@@ -149,7 +173,11 @@ class Puller:
         want = self.batch * 2 - self._outstanding - len(self._buffer)
         if want < self.batch // 2 or self._sub is None:
             return
-        request = {"batch": want, "expires": int(self.expires * 1e9)}
+        request: dict[str, Any] = {"batch": want, "expires": int(self.expires * 1e9)}
+        if self.group is not None:
+            request["group"] = self.group
+            if self._pin:
+                request["id"] = self._pin
         self._outstanding += want
         self._last_pull = time.monotonic()
         await self.nc.publish(self._api, json.dumps(request).encode(), reply=self._inbox)
@@ -159,10 +187,19 @@ class Puller:
             self._buffer.append(msg)
             self._outstanding -= 1
             self._arrived.set()
+            if self.group is not None and msg.headers and PIN_ID in msg.headers:
+                self._pin = msg.headers[PIN_ID]
             return
         headers = msg.headers or {}
         status = headers.get(STATUS, "")
         if status == "100":  # idle heartbeat
+            return
+        if status == "423":  # the pin moved to another worker: ask again without it
+            self._pin = ""
+            self._outstanding = 0
+            self._arrived.set()
+            if self._sub is not None:
+                await self._pull()
             return
         left = headers.get(PENDING_MESSAGES)
         if status in ("408", "409") and left is not None and left.isdigit():
@@ -197,6 +234,18 @@ class Puller:
     async def ack_all(self, msg: Msg) -> None:
         if self.ack == "all" and msg.reply:
             await self.nc.publish(msg.reply, b"+ACK")
+
+    async def acknowledge(self, msg: Msg, body: bytes = b"+ACK") -> None:
+        """Send one acknowledgement (``+ACK``, ``-NAK {...}``, ``+WPI``, ``+TERM``) for ``msg``;
+        nothing under ack policy none."""
+        if self.ack != "none" and msg.reply:
+            await self.nc.publish(msg.reply, body)
+
+    def take_buffered(self) -> list[Msg]:
+        """Everything buffered and not yet taken (to hand back with a nak when stopping)."""
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
 
     async def stop(self) -> None:
         if self._sub is not None:

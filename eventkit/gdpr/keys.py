@@ -55,8 +55,10 @@ MASTER_KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 CACHE_LIMIT: Final = DEFAULT_LIMIT
 """Most data keys (and cover decisions) kept in memory; the least recently used go first."""
+LOAD_BATCH: Final = 500
+"""Keys read from the bucket in one direct get when a batch needs keys it has not cached."""
 LOAD_CONCURRENCY: Final = 256
-"""Key bucket reads in flight at once when a batch needs keys it has not cached."""
+"""Keys created (or confirmed absent) at once."""
 
 TOMBSTONE: Final = b'{"v":1,"forgotten":true}'
 CHECK_KEY: Final = "master-key-check"
@@ -152,9 +154,12 @@ class KeyStore:
                     raise ForgottenError(subject)
             elif found is None:
                 missing.append(subject)
-        for i in range(0, len(missing), LOAD_CONCURRENCY):
-            chunk = missing[i : i + LOAD_CONCURRENCY]
-            await asyncio.gather(*(self._load(s, create=create) for s in chunk))
+        for i in range(0, len(missing), LOAD_BATCH):
+            chunk = missing[i : i + LOAD_BATCH]
+            absent = await self._load_present(chunk) if self._store is not None else chunk
+            for j in range(0, len(absent), LOAD_CONCURRENCY):
+                part = absent[j : j + LOAD_CONCURRENCY]
+                await asyncio.gather(*(self._load(s, create=create) for s in part))
         if create:
             for subject in missing:
                 if isinstance(self.cache.peek(subject), Forgotten):
@@ -314,6 +319,22 @@ class KeyStore:
         if (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
             return None
         return raw.data or None
+
+    async def _load_present(self, subjects: list[str]) -> list[str]:
+        """Load the keys of ``subjects`` that the bucket has, in one direct get; return the
+        subjects it had no entry for (created, or confirmed with the leader, one by one)."""
+        assert self._store is not None
+        names = {f"$KV.{self.bucket}.{self.key_name(s)}": s for s in subjects}
+        found = await self._store.last_messages_in(f"KV_{self.bucket}", list(names))
+        absent = []
+        for kv_subject, subject in names.items():
+            msg = found.get(kv_subject)
+            if msg is None or not msg.data or msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                absent.append(subject)
+                continue
+            name = kv_subject.rsplit(".", 1)[-1]
+            self.cache.put(subject, self._unwrap(name, msg.data))
+        return absent
 
     async def _load(self, subject: str, *, create: bool) -> None:
         kv = self._bucket_kv()

@@ -278,6 +278,7 @@ def with_expectation(w: Write, expected: int) -> Write:
     copy.expected_sequence = expected
     copy.event_ids = w.ids
     copy.boundary = None
+    copy.headers = w.headers
     copy.ids = w.ids
     return copy
 

@@ -208,6 +208,22 @@ class Reading:
         async for m in self._scan(from_sequence, subject, None, None, reader):
             yield m
 
+    async def last_messages_in(
+        self, stream: str, subjects: Sequence[str]
+    ) -> dict[str, StoredMessage]:
+        """The last message of each of ``subjects`` on another stream of this account (a KV
+        bucket's): one direct get for them all (``multi_last``); absent ones are left out."""
+        if not subjects:
+            return {}
+        reader = DirectReader(self._inbox, stream)
+        request = {"multi_last": list(subjects), "batch": len(subjects)}
+        msgs, _ = await self._direct(request, reader=reader)
+        found = {}
+        for msg in msgs:
+            m = to_stored(msg)
+            found[m.subject] = m
+        return found
+
     async def last_message(
         self, subject: str, *, stream: str | None = None, leader: bool = False
     ) -> StoredMessage | None:

@@ -30,7 +30,6 @@ from eventkit.server.layout import (
     _PID,
     _STATE,
     _STORE,
-    MIN_SERVER_VERSION,
     READY_TIMEOUT,
     STOP_TIMEOUT,
     ServerStartError,
@@ -299,19 +298,3 @@ def status(home: Path | None = None) -> ServerInfo | None:
 def stop(home: Path | None = None) -> bool:
     """Stop the embedded server of ``home``; True if one was running."""
     return _default.stop(home)
-
-
-__all__ = [
-    "MIN_SERVER_VERSION",
-    "EmbeddedServer",
-    "ServerInfo",
-    "ServerProcess",
-    "ServerStartError",
-    "ensure_running",
-    "find_server_binary",
-    "free_port",
-    "server_version",
-    "start_server_process",
-    "status",
-    "stop",
-]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from faults import LostAcks  # type: ignore[import-not-found]
 from sqlalchemy import Engine
 
 from eventkit.projection.sql import make_engine, upgrade
+from eventkit.server import ServerProcess, start_server_process
 
 
 @pytest.fixture
@@ -31,3 +33,13 @@ async def lossy(nats_url: str, stream_name: str) -> AsyncIterator[LostAcks]:
         with contextlib.suppress(Exception):
             await store.js.delete_stream(stream_name)
         await store.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A nats-server of its own for one test, which the test may stop (to scan its store)."""
+    srv = start_server_process(tmp_path / "store")
+    try:
+        yield srv
+    finally:
+        srv.stop()

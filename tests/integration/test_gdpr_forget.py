@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,6 @@ from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.snapshots import Snapshot
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server_process(tmp_path / "store")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(

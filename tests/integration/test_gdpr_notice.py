@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from eventkit.gdpr import forget_subject
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import run_projectors
 from eventkit.projection.sql import make_engine, upgrade
-from eventkit.server import ServerProcess, start_server_process
+from eventkit.server import ServerProcess
 from eventkit.store.records import RecordedEvent
 
 pytestmark = [pytest.mark.nats]
@@ -46,15 +45,6 @@ class Mailing(Projector):
 
 
 other_service = App(stream=d.STREAM, aggregates=[d.GdprCustomer], projectors=[Mailing()])
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server_process(tmp_path / "store")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_forget_notice_makes_another_services_projector_forget(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from eventkit.projection.projector import Projector
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, upgrade
 from eventkit.projection.status import status
-from eventkit.server import ServerProcess, start_server_process
+from eventkit.server import ServerProcess
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.records import RecordedEvent
 
@@ -62,15 +61,6 @@ class Picky(Projector):
 
 
 plain_app = App(stream=STREAM, projectors=[Picky()])  # no personal data, no master key
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server_process(tmp_path / "store")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_forget_leaves_the_person_in_no_error_notice_or_file(

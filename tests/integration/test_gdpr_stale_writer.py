@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,11 @@ from tcp_proxy import Proxy
 
 from eventkit.errors import ForgottenError
 from eventkit.gdpr import forget_subject
-from eventkit.server import ServerProcess, start_server_process
+from eventkit.server import ServerProcess
 from eventkit.store.erasure import is_marker
 from eventkit.store.jetstream import JetStreamEventStore
 
 pytestmark = pytest.mark.nats
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server_process(tmp_path / "store")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def _reconnected(store: JetStreamEventStore, timeout: float = 10.0) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -17,20 +15,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import EventDecodeError
 from eventkit.gdpr.keys import KeyStore
-from eventkit.server import ServerProcess, start_server_process
+from eventkit.server import ServerProcess
 from eventkit.store import protocol as p
 from eventkit.store.codec import ENVELOPE
 
 pytestmark = [pytest.mark.nats]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = start_server_process(tmp_path / "store")
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_a_json_consumer_reads_every_event_and_recognises_encrypted_ones(

@@ -314,6 +314,7 @@ def status_command(
         "lag (s)",
         "state",
         "parked",
+        "passed over",
         "runner",
         "last error",
     )
@@ -328,6 +329,7 @@ def status_command(
             f"{r.lag_seconds:.1f}",
             state_text,
             str(r.parked),
+            ", ".join(f"{k} {v}" for k, v in sorted(r.passed_over.items())) or "-",
             r.owner or "-",
             Text(r.last_error or ""),
         )

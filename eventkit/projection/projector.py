@@ -12,7 +12,7 @@ from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.store.records import RecordedEvent, StoredMessage
-from eventkit.store.subjects import validate_filter
+from eventkit.store.subjects import subject_matches, validate_filter
 
 ErrorPolicy = Literal["halt", "park"]
 
@@ -48,6 +48,10 @@ class Projector:
     metadata: ClassVar[MetaData | None] = None
     """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
     --autogenerate`` compares it with the database)."""
+    foreign_events: ClassVar[dict[str, type[Event]]] = {}
+    """Subjects other services write (without ``Eventkit-Type``), each bound to the ``Event``
+    class its JSON body is read as: ``{"bank.orders.>": OrderPlaced}``. The id is the message's
+    ``Nats-Msg-Id`` (else ``<stream>:<sequence>``), the time and sequence the server's."""
     version: ClassVar[int] = 1
     """Raise it to rebuild blue/green beside the live version (RowProjector; see bluegreen)."""
 
@@ -69,6 +73,18 @@ class Projector:
             validate_filter(s)
         cls._handlers = collect_handlers(cls)
         cls._by_type_name = {t.event_type: t for t in cls._handlers}
+        for pattern, bound in cls.foreign_events.items():
+            validate_filter(pattern)
+            if not (isinstance(bound, type) and issubclass(bound, Event)):
+                raise ConfigError(
+                    f"{cls.__qualname__}.foreign_events[{pattern!r}] must be an Event class, "
+                    f"got {bound!r}"
+                )
+            if bound not in cls._handlers:
+                raise ConfigError(
+                    f"{cls.__qualname__}.foreign_events binds {pattern!r} to {bound.__name__}, "
+                    f"which has no @on handler here: add one"
+                )
 
     def handles(self, event_type: str) -> bool:
         """Whether this projector has a handler for the stored type name."""
@@ -100,8 +116,20 @@ class Projector:
         return cls.apply_many is not Projector.apply_many
 
     def filters(self, stream: str) -> list[str]:
-        """The subject filters of this projector's consumer (the whole stream by default)."""
-        return list(self.subjects) or [f"{stream}.>"]
+        """The subject filters of this projector's consumer (the whole stream by default),
+        with the foreign subjects it binds."""
+        if not self.subjects:
+            return [f"{stream}.>"]
+        out = list(self.subjects)
+        out += [f for f in self.foreign_events if f not in out]
+        return out
+
+    def foreign_class(self, subject: str) -> type[Event] | None:
+        """The ``Event`` class a foreign message on ``subject`` is read as, if bound."""
+        for pattern, bound in self.foreign_events.items():
+            if subject_matches(pattern, subject):
+                return bound
+        return None
 
     # -- hooks ----------------------------------------------------------------------------
     def forget(self, subject: str, db: Session) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import (
     DEFAULT_LEASE_TTL,
@@ -229,6 +230,7 @@ async def replay(
             to = plan.start_sequence - 1
             if plan.method == "reset":
                 projector.reset(db)
+                pov.reset(db, projector.name)
             elif plan.method == "rewind":
                 projector.rewind(to, db)
             cps.save_checkpoint(

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import passedover as pov
 from eventkit.projection.bluegreen import deployed
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.redaction import halt_message
@@ -56,6 +57,21 @@ DEFAULT_LEASE_TTL = 5.0
 
 OUTAGE_DELAY_CAP = 5.0
 """Longest wait between tries while the database (or NATS) does not answer."""
+
+
+_HINTS = {
+    "foreign": ": messages without Eventkit-Type; bind their subjects with foreign_events",
+    "forgotten": ": their data keys were shredded",
+}
+
+
+def _eventkits_own(subject: str, headers: dict[str, str], stream: str) -> bool:
+    """eventkit's own messages that are not events (notices, deadlines, reactor requests)."""
+    return (
+        p.SYSTEM in headers
+        or "Eventkit-Due-Type" in headers
+        or subject.startswith(p.system_prefix(stream))
+    )
 
 
 def default_owner() -> str:
@@ -169,6 +185,7 @@ class ProjectionRunner:
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
+        self._told: set[str] = set()
         self._puller = Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack)
 
     @property
@@ -460,6 +477,22 @@ class ProjectionRunner:
                 raise _BadBulk from e
             bulk.clear()
 
+        skipped: dict[str, tuple[int, int]] = {}
+        foreign = self.store.codec.decode_foreign
+
+        def passed(reason: str, sequence: int) -> None:
+            n, _ = skipped.get(reason, (0, 0))
+            skipped[reason] = (n + 1, sequence)
+            if reason not in self._told:
+                self._told.add(reason)
+                log.warning(
+                    "%s: passing over %s messages (first at seq %d; counted in eventkit status)%s",
+                    name,
+                    reason,
+                    sequence,
+                    _HINTS.get(reason, ""),
+                )
+
         with self._fenced() as db:
             current = cps.get_checkpoint(db, name).last_sequence
             if current != self.checkpoint:
@@ -469,40 +502,34 @@ class ProjectionRunner:
                 if item.sequence <= current:
                     continue
                 msg = item.msg
-                headers = msg.headers
-                if not headers:
-                    continue
+                headers = msg.headers or {}
                 event_type = headers.get(p.EVENT_TYPE)
-                if event_type is None:
-                    if is_marker(headers):  # the subject was forgotten (here or elsewhere)
-                        flush(db)
-                        projector.forget(msg.subject, db)
-                    elif system is not None and system.handles(msg.subject):
-                        flush(db)
-                        system.apply(
-                            projector,
-                            StoredMessage(
-                                msg.subject,
-                                item.sequence,
-                                time_from_ns(item.timestamp_ns),
-                                headers,
-                                msg.data,
-                            ),
-                            db,
-                        )
-                    continue
-                if not handles(event_type):
-                    continue
+                stored = StoredMessage(
+                    msg.subject, item.sequence, time_from_ns(item.timestamp_ns), headers, msg.data
+                )
                 try:
-                    stored = StoredMessage(
-                        msg.subject,
-                        item.sequence,
-                        time_from_ns(item.timestamp_ns),
-                        headers,
-                        msg.data,
-                    )
-                    record = decode(stored)
+                    if event_type is None:
+                        bound = projector.foreign_class(msg.subject)
+                        if is_marker(headers):  # the subject was forgotten (here or elsewhere)
+                            flush(db)
+                            projector.forget(msg.subject, db)
+                            continue
+                        if system is not None and system.handles(msg.subject):
+                            flush(db)
+                            system.apply(projector, stored, db)
+                            continue
+                        if bound is None:
+                            if not _eventkits_own(msg.subject, headers, self.store.stream):
+                                passed(pov.FOREIGN, item.sequence)
+                            continue
+                        record = foreign(stored, bound, self.store.stream)
+                    elif not handles(event_type):
+                        passed(pov.UNHANDLED, item.sequence)
+                        continue
+                    else:
+                        record = decode(stored)
                 except ForgottenError:
+                    passed(pov.FORGOTTEN, item.sequence)
                     continue
                 except Exception as e:
                     if is_outage(e):
@@ -518,6 +545,8 @@ class ProjectionRunner:
                         raise  # the database is out of reach: not this event's fault
                     raise _BadEvent(i, e) from e
             flush(db)
+            if skipped:
+                pov.record(db, name, skipped)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}

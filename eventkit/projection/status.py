@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import passedover as pov
 from eventkit.projection.bluegreen import Slot, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
@@ -39,6 +40,8 @@ class ProjectorStatus:
     role: str = "live"
     """``live`` serves readers; ``building`` is a newer version built beside it (blue/green)."""
     slot: str = ""
+    passed_over: dict[str, int] = field(default_factory=dict)
+    """Messages it did not apply, per reason (``foreign``, ``unhandled``, ``forgotten``)."""
     """The checkpoint name of this version (``name`` for version 1, ``name_v<N>`` after)."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +78,7 @@ async def _one(
         cp = cps.get_checkpoint(db, slot.slot)
         lease = cps.get_lease(db, slot.slot)
         parked = cps.count_open_dead_letters(db, slot.slot)
+        passed = pov.totals(db, slot.slot)
     filters = pr.filters(store.stream)
     lag = await pending_after(store, filters, cp.last_sequence) if last > cp.last_sequence else 0
     lag_seconds = 0.0
@@ -97,6 +101,7 @@ async def _one(
         last_error=cp.last_error,
         owner=owner,
         parked=parked,
+        passed_over=passed,
         version=slot.version,
         role=slot.role,
         slot=slot.slot,

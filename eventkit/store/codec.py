@@ -66,6 +66,37 @@ class Codec:
             payload = seal_envelope(key_id, sealed)
         return headers, payload
 
+    def decode_foreign(
+        self, msg: StoredMessage, cls: type[Event], stream: str
+    ) -> RecordedEvent[Any]:
+        """A message another service wrote (no ``Eventkit-Type``) read as ``cls`` from its JSON
+        body; fields ``cls`` does not know are set aside on the record, as for eventkit's own."""
+        extra: dict[str, Any] = {}
+        try:
+            raw = json.loads(msg.data)
+            if not isinstance(raw, dict):
+                raise ValueError("the body is not a JSON object")
+            extra = {k: raw.pop(k) for k in list(raw) if k not in _known(cls)}
+            event = cls.model_validate(raw)
+        except (ValidationError, ValueError) as e:
+            raise EventDecodeError(
+                f"foreign message read as {cls.event_type}: {_first_line(e)}",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            ) from e
+        return RecordedEvent(
+            event=event,
+            subject=msg.subject,
+            entity_id=entity_id_of(msg.subject),
+            sequence=msg.sequence,
+            time=msg.time,
+            event_id=msg.headers.get(p.MSG_ID) or f"{stream}:{msg.sequence}",
+            event_type=cls.event_type,
+            schema_version=cls.schema_version,
+            headers=msg.headers,
+            extra=extra,
+        )
+
     def needs_keys(self, subject: str, events: Iterable[Event]) -> bool:
         cipher = self.cipher
         return cipher is not None and any(cipher.covers(subject, e) for e in events)
@@ -75,7 +106,11 @@ class Codec:
         event_type = headers.get(p.EVENT_TYPE)
         if not event_type:
             raise EventDecodeError(
-                f"no {p.EVENT_TYPE} header: not written by eventkit",
+                f"no {p.EVENT_TYPE} header: another service wrote it. Projectors can read such "
+                f"subjects typed (foreign_events); an aggregate's subject must hold eventkit "
+                f"events only: have that service write to its own subjects, and read this "
+                f"entity past the message with store.read(subject, after=<sequence>) meanwhile "
+                f"(nothing needs to be erased; see docs/wire-format.md)",
                 subject=msg.subject,
                 sequence=msg.sequence,
             )

@@ -178,7 +178,7 @@ async def test_garbage_payload_gives_decode_error(
     with pytest.raises(EventDecodeError, match="does not match") as info:
         await store.read(s)
     assert (info.value.subject, info.value.sequence) == (s, 1)
-    with pytest.raises(EventDecodeError, match="not written by eventkit"):
+    with pytest.raises(EventDecodeError, match="another service wrote it"):
         await store.read(f"{s}2")
     with pytest.raises(EventDecodeError, match="schema version 7"):
         await store.read(f"{s}3")

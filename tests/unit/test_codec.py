@@ -63,7 +63,7 @@ def test_unknown_type() -> None:
 @pytest.mark.parametrize(
     ("headers", "data", "needle"),
     [
-        ({}, b"{}", "not written by eventkit"),
+        ({}, b"{}", "another service wrote it"),
         ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "x"}, b"{}", "bad Eventkit-Schema"),
         ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "3"}, b"{}", "schema version 3"),
         ({p.EVENT_TYPE: "tests.codec.Moved"}, b"\xff\xfe", "does not match"),

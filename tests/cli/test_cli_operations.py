@@ -103,7 +103,7 @@ async def test_db_init_revision_upgrade_halt_status_and_skip(
     assert rev.returncode == 0, said(rev)
     (script,) = (service / "svc" / "migrations" / "versions").glob("*.py")
     assert "svc_notes" in script.read_text() and "create_table" in script.read_text()
-    assert "drop_table" not in script.read_text()  # eventkit's own tables are not the App's
+    assert "drop_table('eventkit" not in script.read_text()  # eventkit's tables are not the App's
     up = ek("db", "upgrade")
     revision = re.search(r"app tables at revision (\w+)", said(up))
     assert up.returncode == 0 and revision and revision.group(1) in script.name, said(up)

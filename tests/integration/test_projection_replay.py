@@ -198,7 +198,7 @@ async def test_cli_rejects_bad_times_sequences_and_names_and_changes_nothing(
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert rows[name]["checkpoint"] == end and rows[name]["lag_events"] == 0
-    assert rows[f"{px}_idem"]["state"] == "running"
+    assert rows[f"{px}_idem"]["state"] == "stopped"  # not halted, and no runner holds it now
     res = await asyncio.to_thread(invoke, nats_url, sqlite_url, "dlq", "list", "--json")
     assert res.exit_code == 0 and json.loads(res.output) == []
     engine.dispose()

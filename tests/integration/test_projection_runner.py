@@ -66,7 +66,8 @@ async def test_catch_up_applies_everything_once_and_resumes(store: Any, engine: 
     assert result.checkpoint == await store.last_sequence()
     assert read_model(engine, px) == expected_model(items + more)
     [st] = await status([projector], store, engine)
-    assert (st.checkpoint, st.lag_events, st.state) == (result.checkpoint, 0, "running")
+    # caught up and no runner active: "stopped" (running means a runner holds the lease)
+    assert (st.checkpoint, st.lag_events, st.state) == (result.checkpoint, 0, "stopped")
     info = await store.js.consumer_info(store.stream, consumer_name(projector.name))
     assert info.config.durable_name == consumer_name(projector.name)
 

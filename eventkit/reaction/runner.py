@@ -112,6 +112,7 @@ class ReactorRunner:
         await self._puller.start()
         self.state = "running"
         idle_since: float | None = None
+        waiting = asyncio.ensure_future(self._keep_buffered())
         try:
             while not self.stopping:
                 free = self.concurrency - len(self._tasks)
@@ -133,6 +134,7 @@ class ReactorRunner:
                 if await self._drained():
                     break
         finally:
+            waiting.cancel()
             for m in self._puller.take_buffered():  # not started: hand back to other workers
                 with contextlib.suppress(Exception):
                     await self._puller.acknowledge(m, b"-NAK")
@@ -271,6 +273,16 @@ class ReactorRunner:
         finally:
             keeper.cancel()
             self.stats.in_flight -= 1
+
+    async def _keep_buffered(self) -> None:
+        """Delivered events waiting for a free handler slot keep their ack deadline too."""
+        if self.reactor.ack_policy == "none":
+            return
+        while True:
+            await asyncio.sleep(self.reactor.ack_wait / 3)
+            for m in self._puller.buffered():
+                with contextlib.suppress(Exception):
+                    await self._puller.acknowledge(m, b"+WPI")
 
     async def _keep_in_progress(self, msg: Msg) -> None:
         while True:

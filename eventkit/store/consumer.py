@@ -241,6 +241,10 @@ class Puller:
         if self.ack != "none" and msg.reply:
             await self.nc.publish(msg.reply, body)
 
+    def buffered(self) -> list[Msg]:
+        """The messages delivered and not yet taken."""
+        return list(self._buffer)
+
     def take_buffered(self) -> list[Msg]:
         """Everything buffered and not yet taken (to hand back with a nak when stopping)."""
         out = list(self._buffer)

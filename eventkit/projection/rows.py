@@ -262,34 +262,36 @@ class RowProjector(Projector):
         return cls.key is RowProjector.key or cls.forget is not RowProjector.forget
 
 
-_STATEMENTS: dict[tuple[str, int], Any] = {}
-_READS: dict[int, Any] = {}
+_STATEMENTS = "eventkit.row_upsert"
+_READ = "eventkit.row_read"
+"""Keys in ``Table.info`` of the statements built once per table (they live as long as it)."""
 
 
 def _read_statement(table: Table, pk: tuple[str, ...]) -> Any:
     """``SELECT * FROM table WHERE pk IN (:keys)``, built once (an expanding parameter)."""
-    stmt = _READS.get(id(table))
-    if stmt is None:
+    owner, stmt = table.info.get(_READ, (None, None))
+    if owner is not table:  # not built yet, or inherited by a copy (to_metadata copies info)
         cols = [table.c[c] for c in pk]
         target = cols[0] if len(cols) == 1 else tuple_(*cols)
-        stmt = _READS[id(table)] = select(table).where(
-            target.in_(bindparam("keys", expanding=True))
-        )
+        stmt = select(table).where(target.in_(bindparam("keys", expanding=True)))
+        table.info[_READ] = (table, stmt)
     return stmt
 
 
 def _upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
-    cache_key = (dialect, id(table))
-    stmt = _STATEMENTS.get(cache_key)
-    if stmt is not None or cache_key in _STATEMENTS:
-        return stmt
+    owner, cache = table.info.get(_STATEMENTS, (None, {}))
+    if owner is not table:  # not built yet, or inherited by a copy (to_metadata copies info)
+        cache = {}
+        table.info[_STATEMENTS] = (table, cache)
+    if dialect in cache:
+        return cache[dialect]
     ins: Any
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as ins
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as ins
     else:
-        _STATEMENTS[cache_key] = None
+        cache[dialect] = None
         return None
     base = ins(table)
     others = [c.name for c in table.columns if c.name not in pk]
@@ -299,7 +301,7 @@ def _upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
         )
     else:
         stmt = base.on_conflict_do_nothing(index_elements=list(pk))
-    _STATEMENTS[cache_key] = stmt
+    cache[dialect] = stmt
     return stmt
 
 

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ProjectionError
+from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.records import RecordedEvent, StoredMessage
-from eventkit.store.subjects import subject_matches, validate_filter
+from eventkit.store.subjects import validate_filter
 
 ErrorPolicy = Literal["halt", "park"]
 
@@ -73,18 +74,7 @@ class Projector:
             validate_filter(s)
         cls._handlers = collect_handlers(cls)
         cls._by_type_name = {t.event_type: t for t in cls._handlers}
-        for pattern, bound in cls.foreign_events.items():
-            validate_filter(pattern)
-            if not (isinstance(bound, type) and issubclass(bound, Event)):
-                raise ConfigError(
-                    f"{cls.__qualname__}.foreign_events[{pattern!r}] must be an Event class, "
-                    f"got {bound!r}"
-                )
-            if bound not in cls._handlers:
-                raise ConfigError(
-                    f"{cls.__qualname__}.foreign_events binds {pattern!r} to {bound.__name__}, "
-                    f"which has no @on handler here: add one"
-                )
+        check_bindings(cls.__qualname__, cls.foreign_events, cls._handlers)
 
     def handles(self, event_type: str) -> bool:
         """Whether this projector has a handler for the stored type name."""
@@ -120,16 +110,11 @@ class Projector:
         with the foreign subjects it binds."""
         if not self.subjects:
             return [f"{stream}.>"]
-        out = list(self.subjects)
-        out += [f for f in self.foreign_events if f not in out]
-        return out
+        return with_bindings(list(self.subjects), self.foreign_events)
 
     def foreign_class(self, subject: str) -> type[Event] | None:
         """The ``Event`` class a foreign message on ``subject`` is read as, if bound."""
-        for pattern, bound in self.foreign_events.items():
-            if subject_matches(pattern, subject):
-                return bound
-        return None
+        return bound_class(self.foreign_events, subject)
 
     # -- hooks ----------------------------------------------------------------------------
     def forget(self, subject: str, db: Session) -> None:

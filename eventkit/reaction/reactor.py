@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError
+from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.protocol import SYSTEM_TOKEN
 from eventkit.store.subjects import subject_matches, validate_filter
 
@@ -65,6 +66,9 @@ class Reactor:
 
     name: ClassVar[str] = ""
     subjects: ClassVar[list[str]] = []
+    foreign_events: ClassVar[dict[str, type[Event]]] = {}
+    """Subjects other services write, bound to the ``Event`` class their JSON bodies are read
+    as (see :class:`eventkit.Projector`)."""
     deliver_policy: ClassVar[DeliverPolicy] = "all"
     start_sequence: ClassVar[int | None] = None
     start_time: ClassVar[datetime | None] = None
@@ -94,6 +98,11 @@ class Reactor:
                     f"'async def {method}(self, e, rec, ctx)'"
                 )
         cls._by_type_name = {t.event_type: t for t in cls._handlers}
+        check_bindings(cls.__qualname__, cls.foreign_events, cls._handlers)
+
+    def foreign_class(self, subject: str) -> type[Event] | None:
+        """The ``Event`` class a foreign message on ``subject`` is read as, if bound."""
+        return bound_class(self.foreign_events, subject)
 
     def handles(self, event_type: str) -> bool:
         """Whether this reactor has a handler for the stored type name."""
@@ -109,7 +118,7 @@ class Reactor:
         """The subject filters of the consumer: ``subjects`` (default: the stream's events) and
         this reactor's own deadline and retry subjects."""
         own = reactor_subjects(stream, self.name)
-        filters = list(self.subjects) or [f"{stream}.>"]
+        filters = with_bindings(list(self.subjects), self.foreign_events) or [f"{stream}.>"]
         if not any(subject_matches(f, own) for f in filters):
             filters.append(own)
         return filters

@@ -203,7 +203,15 @@ class ReactorRunner:
 
     async def _decode(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
         event_type = stored.headers.get(p.EVENT_TYPE)
-        if event_type is None or not self.reactor.handles(event_type):
+        if event_type is None:
+            bound = self.reactor.foreign_class(stored.subject)
+            if bound is None or p.SYSTEM in stored.headers:
+                return None
+            foreign: RecordedEvent[Any] = self.store.codec.decode_foreign(
+                stored, bound, self.store.stream
+            )
+            return foreign
+        if not self.reactor.handles(event_type):
             return None
         cipher = self.store.codec.cipher
         if cipher is not None and p.ENCRYPTION in stored.headers:

@@ -113,3 +113,31 @@ def test_a_binding_without_a_handler_is_refused() -> None:
 
         class Bad(Projector):
             foreign_events = {"bank.orders.>": NoteAdded}
+
+
+async def test_a_reactor_binds_a_foreign_subject_too(store: JetStreamEventStore) -> None:
+    from eventkit.reaction.context import ReactorContext
+    from eventkit.reaction.reactor import Reactor
+    from eventkit.reaction.runner import ReactorRunner
+
+    s = store.stream
+    seen: list[tuple[str, int, str]] = []
+
+    class Shipping(Reactor):
+        name = f"shipping_{uuid.uuid4().hex[:6]}"
+        subjects = [f"{s}.note.>"]
+        foreign_events = {f"{s}.orders.>": OrderPlaced}
+
+        @on(OrderPlaced)
+        async def placed(
+            self, e: OrderPlaced, rec: RecordedEvent[Any], ctx: ReactorContext
+        ) -> None:
+            seen.append((rec.entity_id, e.total, rec.event_id))
+
+    nc = await nats.connect(store.nc.connected_url.geturl())
+    await nc.jetstream().publish(
+        f"{s}.orders.o-9", json.dumps({"total": 7}).encode(), headers={"Nats-Msg-Id": "o-9"}
+    )
+    await nc.close()
+    await ReactorRunner(Shipping(), store).catch_up()
+    assert seen == [("o-9", 7, "o-9")]

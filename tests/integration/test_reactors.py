@@ -304,3 +304,21 @@ async def test_ordered_by_subject_keeps_order_and_one_worker_receives(
             r.stop()
         await asyncio.gather(*tasks)
         await other.close()
+
+
+@pytest.mark.parametrize("ack_policy", ["all", "none"])
+async def test_ack_policies_all_and_none_deliver_each_event(
+    store: JetStreamEventStore, ack_policy: str
+) -> None:
+    await append_pings(store, range(6))
+    seen: list[int] = []
+    cls = reactor_class(
+        name=f"ack{ack_policy}",
+        subjects=[f"{store.stream}.ping.>"],
+        ack_policy=ack_policy,
+        seen=seen,
+    )
+    await ReactorRunner(cls(), store).catch_up()
+    assert sorted(seen) == list(range(6))
+    await ReactorRunner(cls(), store).catch_up()  # nothing is delivered a second time
+    assert sorted(seen) == list(range(6))

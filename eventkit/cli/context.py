@@ -75,12 +75,19 @@ async def connected(
     """The app's store and the read-model database of the settings, both closed afterwards.
 
     The database is checked first: a missing SQLite file or missing eventkit tables fail before
-    anything is started or written (no embedded server, no development master key)."""
+    anything is started or written (no embedded server, no development master key). An app with
+    reactors only needs no database."""
 
     settings = st.settings()
-    engine = readonly_engine(st)
+    if the_app.projectors:
+        engine = readonly_engine(st)
+    else:  # reactors only: no SQL is read or written, so none is required
+        from eventkit.projection.sql import make_engine
+
+        engine = make_engine(settings.resolved_database_url, create_folder=False)
     try:
-        require_schema(engine)
+        if the_app.projectors:
+            require_schema(engine)
         store = await the_app.connect(settings)
         try:
             yield store, engine

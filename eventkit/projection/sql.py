@@ -130,15 +130,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 def bound_waits(db: Session, seconds: float) -> None:
-    """Bound how long this transaction waits for a lock, and how long its session may sit idle
-    inside it, to ``seconds`` (PostgreSQL; SQLite has its busy timeout). A runner frozen inside
-    a transaction (SIGSTOP, a long GC pause) then loses its session after ``seconds``, which
-    frees the lease row for a standby, and its own commit fails when it wakes (it is fenced)."""
+    """Bound how long this transaction waits for a lock to ``seconds``, and how long its session
+    may sit idle inside it to twice that (PostgreSQL; SQLite has its busy timeout). A runner
+    frozen inside a transaction (SIGSTOP, a long GC pause) then loses its session, which frees
+    the lease row for a standby, and its own commit fails when it wakes (it is fenced)."""
     if db.get_bind().dialect.name != "postgresql":
         return
     ms = max(1, int(seconds * 1000))
     db.execute(text(f"SET LOCAL lock_timeout = {ms}"))
-    db.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {ms}"))
+    # twice the ttl: a batch whose handlers work a while between statements is not ended
+    db.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {2 * ms}"))
 
 
 def is_outage(error: BaseException) -> bool:
@@ -147,6 +148,8 @@ def is_outage(error: BaseException) -> bool:
     as opposed to a mistake that waiting cannot fix (a missing table, a bad statement)."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
+    if getattr(getattr(error, "orig", None), "sqlstate", None) == "25P03":
+        return True  # the server ended an idle transaction (bound_waits): try again
     return isinstance(error, OperationalError | InterfaceError)
 
 

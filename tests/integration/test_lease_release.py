@@ -54,9 +54,9 @@ async def test_a_renewal_in_flight_does_not_bring_a_released_lease_back(
     projector = type(
         "Ticks_" + uuid.uuid4().hex[:6], (Ticks,), {"name": f"t_{uuid.uuid4().hex[:6]}"}
     )()
-    first = SlowRenewals(projector, store, engine, owner="first", lease_ttl=0.3)
+    first = SlowRenewals(projector, store, engine, owner="first", lease_ttl=0.6)
     await first.catch_up()
-    await asyncio.sleep(0.8)  # every renewal sent before the return has landed by now
+    await asyncio.sleep(1.0)  # every renewal sent before the return has landed by now
     with read_transaction(engine) as db:
         lease = cps.get_lease(db, projector.name)
     assert lease is not None and not lease.live and lease.owner != "first"

@@ -73,11 +73,7 @@ class Codec:
         body; fields ``cls`` does not know are set aside on the record, as for eventkit's own."""
         extra: dict[str, Any] = {}
         try:
-            raw = json.loads(msg.data)
-            if not isinstance(raw, dict):
-                raise ValueError("the body is not a JSON object")
-            extra = {k: raw.pop(k) for k in list(raw) if k not in _known(cls)}
-            event = cls.model_validate(raw)
+            event, extra = _tolerant(cls, json.loads(msg.data))
         except (ValidationError, ValueError) as e:
             raise EventDecodeError(
                 f"foreign message read as {cls.event_type}: {_first_line(e)}",
@@ -154,9 +150,7 @@ class Codec:
                     # a tolerant reader: fields a newer producer added are set aside, not fatal
                     if not all(err["type"] == "extra_forbidden" for err in e.errors()):
                         raise
-                    raw = json.loads(data)
-                    extra = {k: raw.pop(k) for k in list(raw) if k not in _known(cls)}
-                    event = cls.model_validate(raw)
+                    event, extra = _tolerant(cls, json.loads(data))
             else:
                 raw = json.loads(data)
                 if not isinstance(raw, dict):
@@ -170,8 +164,7 @@ class Codec:
                         subject=msg.subject,
                         sequence=msg.sequence,
                     ) from e
-                extra = {k: upcast.pop(k) for k in list(upcast) if k not in _known(cls)}
-                event = cls.model_validate(upcast)
+                event, extra = _tolerant(cls, upcast)
         except (ValidationError, ValueError) as e:
             raise EventDecodeError(
                 f"{event_type} payload does not match the class: {_first_line(e)}",
@@ -221,10 +214,14 @@ def open_envelope(data: bytes, msg: StoredMessage) -> bytes:
     return data
 
 
-def _known(cls: type[Event]) -> set[str]:
-    names = set(cls.model_fields)
-    names.update(f.alias for f in cls.model_fields.values() if f.alias)
-    return names
+def _tolerant(cls: type[Event], raw: object) -> tuple[Event, dict[str, Any]]:
+    """``cls`` validated from a decoded JSON object, fields it does not know set aside."""
+    if not isinstance(raw, dict):
+        raise ValueError("the body is not a JSON object")
+    known = set(cls.model_fields)
+    known.update(f.alias for f in cls.model_fields.values() if f.alias)
+    extra = {k: raw.pop(k) for k in list(raw) if k not in known}
+    return cls.model_validate(raw), extra
 
 
 def _check_finite(event_type: str, value: Any, path: str) -> None:

@@ -50,6 +50,7 @@ from eventkit.store.subjects import subject_matches, validate_filter
 
 if TYPE_CHECKING:
     from eventkit.store.jetstream import JetStreamEventStore
+    from eventkit.store.records import StoredMessage
 
 MASTER_KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -302,38 +303,31 @@ class KeyStore:
         bucket is confirmed with the stream leader, which a lagging replica cannot answer for."""
         kv = self._bucket_kv()
         try:
-            try:
-                entry = await kv.get(name)
-                return entry.value or None
-            except nats.js.errors.KeyNotFoundError:
-                if self._replicas <= 1:
-                    return None
-            try:
-                raw = await self._js.get_msg(
-                    f"KV_{self.bucket}", subject=f"$KV.{self.bucket}.{name}"
-                )
-            except nats.js.errors.NotFoundError:
+            entry = await kv.get(name)
+            return entry.value or None
+        except nats.js.errors.KeyNotFoundError:
+            if self._replicas <= 1 or self._store is None:
                 return None
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
             raise StoreUnavailableError(f"key bucket {self.bucket!r} did not answer") from e
-        if (raw.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
-            return None
-        return raw.data or None
+        subject = f"$KV.{self.bucket}.{name}"
+        return _kv_value(
+            await self._store.last_message(subject, stream=f"KV_{self.bucket}", leader=True)
+        )
 
     async def _load_present(self, subjects: list[str]) -> list[str]:
         """Load the keys of ``subjects`` that the bucket has, in one direct get; return the
         subjects it had no entry for (created, or confirmed with the leader, one by one)."""
         assert self._store is not None
         names = {f"$KV.{self.bucket}.{self.key_name(s)}": s for s in subjects}
-        found = await self._store.last_messages_in(f"KV_{self.bucket}", list(names))
+        found = await self._store.last_messages(list(names), stream=f"KV_{self.bucket}")
         absent = []
         for kv_subject, subject in names.items():
-            msg = found.get(kv_subject)
-            if msg is None or not msg.data or msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+            value = _kv_value(found.get(kv_subject))
+            if value is None:
                 absent.append(subject)
                 continue
-            name = kv_subject.rsplit(".", 1)[-1]
-            self.cache.put(subject, self._unwrap(name, msg.data))
+            self.cache.put(subject, self._unwrap(kv_subject.rsplit(".", 1)[-1], value))
         return absent
 
     async def _load(self, subject: str, *, create: bool) -> None:
@@ -416,6 +410,13 @@ class KeyStore:
         await kv.put(name, TOMBSTONE)
         self.cache.mark_subject_forgotten(subject, name)
         return erased
+
+
+def _kv_value(msg: StoredMessage | None) -> bytes | None:
+    """A KV entry's value: None for no entry, a deleted or purged one, or an empty value."""
+    if msg is None or msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+        return None
+    return msg.data or None
 
 
 def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:

@@ -32,7 +32,7 @@ from eventkit.store.nats.errors import JetStreamError, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
-from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version, to_stored
+from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
 from eventkit.store.subjects import validate_stream_name
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 OWNER_KEY = "eventkit"
 OWNER_VALUE = "1"
 """The stream metadata that marks a stream eventkit made (and may therefore update)."""
-
-_to_stored = to_stored  # the name the store's internals were imported by
 
 
 class JetStreamEventStore(Appending, EventStore):

@@ -13,14 +13,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
 from eventkit.store.jetstream import JetStreamEventStore
-from eventkit.store.nats.wire import format_nats_time
-from eventkit.store.nats.wire import to_stored as _to_stored
+from eventkit.store.nats.wire import format_nats_time, to_stored
 from eventkit.store.records import StoredMessage
 
 
 async def _first(store: JetStreamEventStore, request: dict[str, Any]) -> StoredMessage | None:
     msgs, _ = await store._direct(request)  # the store's direct get: retried, permission-aware
-    return _to_stored(msgs[0]) if msgs else None
+    return to_stored(msgs[0]) if msgs else None
 
 
 async def first_at_or_after_time(

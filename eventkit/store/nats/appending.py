@@ -32,8 +32,6 @@ from eventkit.store.nats.errors import (
     actual_from,
 )
 from eventkit.store.nats.reading import Reading
-from eventkit.store.nats.wire import to_stored
-from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 
 
@@ -59,7 +57,7 @@ class Appending(Reading):
             return await self._append_checked(writes)
         for _ in range(UNCHECKED_ATTEMPTS):
             derived = {w.subject for w in writes if w.expected_sequence is None}
-            lasts = await self._last_messages(sorted(derived))
+            lasts = await self.last_messages(sorted(derived))
             checked: list[Write] = []
             for w in writes:
                 if w.subject not in derived:
@@ -78,20 +76,6 @@ class Appending(Reading):
             f"append to {writes[0].subject!r}: other writers kept appending to its subject "
             f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
         )
-
-    async def _last_messages(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
-        """The last message of each subject (one direct get for them all)."""
-        if len(subjects) == 1:
-            last = await self.last_message(subjects[0])
-            return {} if last is None else {subjects[0]: last}
-        for s in subjects:
-            validate_subject(s, self.stream)
-        found: dict[str, StoredMessage] = {}
-        msgs, _ = await self._direct({"multi_last": list(subjects), "batch": len(subjects)})
-        for msg in msgs:
-            m = to_stored(msg)
-            found[m.subject] = m
-        return found
 
     async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
         msgs = await encode_writes(self, writes, self.max_payload)

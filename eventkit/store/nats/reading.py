@@ -208,14 +208,22 @@ class Reading:
         async for m in self._scan(from_sequence, subject, None, None, reader):
             yield m
 
-    async def last_messages_in(
-        self, stream: str, subjects: Sequence[str]
+    async def last_messages(
+        self, subjects: Sequence[str], stream: str | None = None
     ) -> dict[str, StoredMessage]:
-        """The last message of each of ``subjects`` on another stream of this account (a KV
-        bucket's): one direct get for them all (``multi_last``); absent ones are left out."""
+        """The last message of each of ``subjects`` on the event stream (or ``stream``, another
+        of this account, e.g. a KV bucket's): one direct get for them all (``multi_last``);
+        absent ones are left out. One subject of the event stream is read with the
+        read-your-writes check of :meth:`last_message`."""
         if not subjects:
             return {}
-        reader = DirectReader(self._inbox, stream)
+        if stream is None:
+            if len(subjects) == 1:
+                last = await self.last_message(subjects[0])
+                return {} if last is None else {subjects[0]: last}
+            for s in subjects:
+                validate_subject(s, self.stream)
+        reader = None if stream is None else DirectReader(self._inbox, stream)
         request = {"multi_last": list(subjects), "batch": len(subjects)}
         msgs, _ = await self._direct(request, reader=reader)
         found = {}
@@ -258,7 +266,8 @@ class Reading:
             self._fresh.note(subject, last.sequence)
         return last
 
-    async def _stream_last(self, name: str) -> int:
+    async def last_sequence_of_stream(self, name: str) -> int:
+        """The last sequence of a stream of this account (the event stream, a KV bucket's)."""
         backoff = Backoff(self.retry_for)
         while True:  # retried while unanswered (a restart, an election), like reads
             try:
@@ -273,15 +282,11 @@ class Reading:
                         f"no answer for stream info of {name!r} within {self.retry_for:g}s"
                     ) from e
 
-    async def last_sequence_of_stream(self, name: str) -> int:
-        """The last sequence of another stream of this account (a KV bucket's)."""
-        return await self._stream_last(name)
-
     async def last_sequence(self, subject: str | None = None) -> int:
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
         stream; 0 when there is none. ``ForgottenError`` for a forgotten subject."""
         if subject is None:
-            return await self._stream_last(self.stream)
+            return await self.last_sequence_of_stream(self.stream)
         validate_filter(subject, self.stream)
         if not is_wildcard(subject):
             last = await self.last_message(subject)

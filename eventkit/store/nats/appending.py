@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats.errors
-from nats.aio.msg import Msg
 
 from eventkit.errors import (
     ConcurrencyError,
@@ -25,6 +24,7 @@ from eventkit.store import protocol as p
 from eventkit.store.base import EncodedMessage, Write, encode_writes
 from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.errors import (
     TRANSIENT,
     JetStreamError,
@@ -93,12 +93,14 @@ class Appending(Reading):
         payload: bytes,
         headers: dict[str, str],
         timeout: float,
-    ) -> Msg:
+    ) -> Delivered:
         """One request to the server (the seam where tests inject a lost ack)."""
-        msg: Msg = await self._inbox.call(subject, payload, headers, timeout)
+        msg: Delivered = await self._inbox.call(subject, payload, headers, timeout)
         return msg
 
-    async def _send(self, send: Callable[[], Awaitable[Msg]], describe: str) -> dict[str, Any]:
+    async def _send(
+        self, send: Callable[[], Awaitable[Delivered]], describe: str
+    ) -> dict[str, Any]:
         """Send until the server answers; return its ack (JSON)."""
         backoff: Backoff | None = None  # the deadline counts from the first unanswered try
         while True:
@@ -148,7 +150,7 @@ class Appending(Reading):
         n = len(msgs)
         nc = self.nc
 
-        async def send() -> Msg:
+        async def send() -> Delivered:
             # a fresh batch id per try: a half-sent earlier try can never merge into this one
             batch_id = uuid.uuid4().hex
             for i in range(n - 1):

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import nats.errors
-from nats.aio.msg import Msg
 
 from eventkit.errors import ConfigError, StoreUnavailableError
 from eventkit.store import protocol as p
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.errors import Unanswered
 from eventkit.store.nats.inbox import Inbox
 
@@ -21,12 +21,12 @@ class Pending:
     __slots__ = ("error", "more", "msgs", "single")
 
     def __init__(self, single: bool) -> None:
-        self.msgs: list[Msg] = []
+        self.msgs: list[Delivered] = []
         self.single = single
         self.more = 0
         self.error: str | None = None
 
-    def feed(self, msg: Msg, done: asyncio.Future[Any]) -> None:
+    def feed(self, msg: Delivered, done: asyncio.Future[Any]) -> None:
         if done.done():
             return
         headers = msg.headers
@@ -57,7 +57,7 @@ class DirectReader:
         request: dict[str, Any],
         timeout: float,
         subject: str | None = None,
-    ) -> tuple[list[Msg], int]:
+    ) -> tuple[list[Delivered], int]:
         """Send one direct get; return its data messages and how many more match after them.
 
         ``subject``: the ``$JS.API.DIRECT.GET.<stream>.<subject>`` form (last message of the

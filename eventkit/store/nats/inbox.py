@@ -12,19 +12,19 @@ from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from eventkit.errors import PermissionDeniedError
+from eventkit.store.nats.delivery import Delivered, RawSubscription, subscribe
 
 T = TypeVar("T")
 
 
-def first_reply(msg: Msg, fut: asyncio.Future[Any]) -> None:
+def first_reply(msg: Delivered, fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_result(msg)
 
 
-Waiter = tuple[Callable[[Msg, asyncio.Future[Any]], None], asyncio.Future[Any], float, str]
+Waiter = tuple[Callable[[Delivered, asyncio.Future[Any]], None], asyncio.Future[Any], float, str]
 
 VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 
@@ -84,8 +84,9 @@ class Denials:
 
 class Inbox:
     """One wildcard inbox subscription for every reply the store waits for (acks, direct
-    gets). Lighter than ``nc.request``: a counter token per request, and one reaper task that
-    expires overdue requests every ``TICK`` seconds instead of a timer per request."""
+    gets). Lighter than ``nc.request``: a counter token per request, one reaper task that
+    expires overdue requests every ``TICK`` seconds instead of a timer per request, and replies
+    read off the wire (:mod:`eventkit.store.nats.delivery`)."""
 
     TICK = 0.05
 
@@ -95,7 +96,7 @@ class Inbox:
         self._cut = len(self.prefix)
         self._waiting: dict[str, Waiter] = {}
         self._ids = itertools.count(1)
-        self._sub: Any = None
+        self._sub: RawSubscription | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -107,7 +108,7 @@ class Inbox:
             if (everything or sent_to.lower() == subject) and not fut.done():
                 fut.set_exception(error)
 
-    async def _dispatch(self, msg: Msg) -> None:
+    async def _dispatch(self, msg: Delivered) -> None:
         entry = self._waiting.get(msg.subject[self._cut :])
         if entry is not None:
             entry[0](msg, entry[1])
@@ -115,7 +116,7 @@ class Inbox:
     async def _open(self) -> None:
         async with self._lock:
             if self._sub is None:
-                self._sub = await self._nc.subscribe(self.prefix + "*", cb=self._dispatch)
+                self._sub = await subscribe(self._nc, self.prefix + "*", self._dispatch)
 
     async def _reap(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,7 +134,7 @@ class Inbox:
         payload: bytes,
         headers: dict[str, str] | None,
         timeout: float,
-        on_reply: Callable[[Msg, asyncio.Future[Any]], None] = first_reply,
+        on_reply: Callable[[Delivered, asyncio.Future[Any]], None] = first_reply,
     ) -> Any:
         """Publish with a reply subject; ``on_reply(msg, future)`` sees each reply and resolves
         the future (default: with the first reply). ``nats.errors.TimeoutError`` on timeout."""
@@ -158,6 +159,5 @@ class Inbox:
                 await self._reaper
             self._reaper = None
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await self._sub.unsubscribe()
             self._sub = None

@@ -10,7 +10,6 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
@@ -19,6 +18,7 @@ from eventkit.store.base import check_read_position
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
 from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES, Freshness
@@ -80,7 +80,7 @@ class Reading:
         request: dict[str, Any],
         subject: str | None = None,
         reader: DirectReader | None = None,
-    ) -> tuple[list[Msg], int]:
+    ) -> tuple[list[Delivered], int]:
         """One direct get (on the event stream, or ``reader``'s stream), tried again while
         unanswered (a restart, a leader election) for up to ``retry_for`` seconds, like appends;
         reads are idempotent.

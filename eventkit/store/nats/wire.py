@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from nats.aio.msg import Msg
-
 from eventkit.store import protocol as p
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage
 
 
@@ -41,7 +40,7 @@ def format_nats_time(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_stored(msg: Msg) -> StoredMessage:
+def to_stored(msg: Delivered) -> StoredMessage:
     h = msg.headers or {}
     return StoredMessage(
         h[p.SUBJECT], int(h[p.SEQUENCE]), parse_nats_time(h[p.TIME_STAMP]), h, msg.data

@@ -23,13 +23,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nats
+import peer
 from nats.js.api import AckPolicy, ConsumerConfig
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert, update
 from sqlalchemy.orm import Session
@@ -321,6 +323,13 @@ class BenchRows(RowProjector):
         row["events"] += 1
 
 
+class RssRows(BenchRows):
+    """The row projector of the RSS replay (its own stream)."""
+
+    name = "bench_rss_rows"
+    subjects = ["rss.account.>"]
+
+
 def _account_sql(db: Any, entity: str, amount: int) -> None:
     """What a user's per-event handler writes: update the row, insert it the first time."""
     result = db.execute(
@@ -436,7 +445,13 @@ def accounts_digest(engine: Any) -> tuple[int, int, int]:
 
 
 async def rows_round(
-    label: str, url: str, db_url: str, stream: str, n: int, table: list[tuple[str, str, str]]
+    label: str,
+    url: str,
+    db_url: str,
+    stream: str,
+    n: int,
+    table: list[tuple[str, str, str]],
+    peer_rate: Callable[[], float] | None = None,
 ) -> None:
     engine = prepare_db(db_url)
     ceiling = await raw_fetch(url, stream, n, 512)
@@ -465,6 +480,19 @@ async def rows_round(
         )
     )
     engine.dispose()
+    if peer_rate is None:
+        return
+    if peer.MISSING is not None:
+        print(f"{label}: peer row skipped: {peer.MISSING}", flush=True)
+        return
+    es = await asyncio.to_thread(peer_rate)
+    table.append(
+        (
+            f"{label} rows: eventsourcing Projection (peer)",
+            f"{es:,.0f} ev/s",
+            f"{es / ceiling:.2f} (RowProjector x{row / es:.1f}, per-event x{per_event / es:.1f})",
+        )
+    )
 
 
 async def live_latency(
@@ -506,9 +534,12 @@ async def live_latency(
     return lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000, len(lat)
 
 
-async def rss_child(url: str, stream: str, db_url: str, n: int, batch: int) -> None:
+async def rss_child(url: str, stream: str, db_url: str, n: int, batch: int, model: str) -> None:
     engine = prepare_db(db_url)
-    rate = await eventkit_replay(url, stream, n, engine, batch)
+    if model == "rows":
+        rate = await rows_replay(url, stream, n, engine, RssRows())
+    else:
+        rate = await eventkit_replay(url, stream, n, engine, batch)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{peak:.1f} {rate:.0f}", flush=True)
 
@@ -523,11 +554,21 @@ async def main() -> None:
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--row-events", type=int, default=200_000)
     ap.add_argument("--only-rows", action="store_true", help="only the row-model workload")
+    ap.add_argument(
+        "--no-peer", action="store_true", help="no eventsourcing peer row (it needs the package)"
+    )
+    ap.add_argument(
+        "--rss-model",
+        choices=["rows", "events"],
+        default="rows",
+        help="what the RSS replay runs: a RowProjector, 20 events per entity (rows), or a "
+        "per-event insert handler (events)",
+    )
     ap.add_argument("--rss-child", nargs=3, metavar=("URL", "STREAM", "DB"))
     args = ap.parse_args()
     if args.rss_child:
         url, stream, db = args.rss_child
-        await rss_child(url, stream, db, args.rss_events, args.batch)
+        await rss_child(url, stream, db, args.rss_events, args.batch, args.rss_model)
         return
     from eventkit.server import start_server_process
 
@@ -540,7 +581,13 @@ async def main() -> None:
             await fill_rows(server.url, "rows", args.row_events)
             print(f"filled {args.row_events} row events in {time.perf_counter() - t0:.1f}s")
             await rows_round(
-                "SQLite", server.url, f"sqlite:///{tmp / 'rows.db'}", "rows", args.row_events, table
+                "SQLite",
+                server.url,
+                f"sqlite:///{tmp / 'rows.db'}",
+                "rows",
+                args.row_events,
+                table,
+                None if args.no_peer else lambda: peer.sqlite_rate(str(tmp), args.row_events),
             )
             if not args.no_postgres:
                 import psycopg
@@ -557,6 +604,9 @@ async def main() -> None:
                         "rows",
                         args.row_events,
                         table,
+                        None
+                        if args.no_peer
+                        else lambda: peer.postgres_rate(schema, args.row_events),
                     )
                 finally:
                     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -610,7 +660,10 @@ async def main() -> None:
             )
         if args.rss_events:
             t0 = time.perf_counter()
-            await fill(server.url, "rss", args.rss_events)
+            if args.rss_model == "rows":
+                await fill_rows(server.url, "rss", args.rss_events)
+            else:
+                await fill(server.url, "rss", args.rss_events)
             print(f"filled {args.rss_events} events in {time.perf_counter() - t0:.1f}s", flush=True)
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -619,6 +672,8 @@ async def main() -> None:
                 str(args.rss_events),
                 "--batch",
                 str(args.batch),
+                "--rss-model",
+                args.rss_model,
                 "--rss-child",
                 server.url,
                 "rss",
@@ -629,7 +684,7 @@ async def main() -> None:
             out = stdout.decode().split()
             table.append(
                 (
-                    f"peak RSS replaying {args.rss_events:,} events (SQLite)",
+                    f"peak RSS replaying {args.rss_events:,} events (SQLite, {args.rss_model})",
                     f"{float(out[0]):.0f} MB",
                     f"{float(out[1]):,.0f} ev/s",
                 )

@@ -4,6 +4,10 @@
 
     for outcome in await retry_dead_letters(app.projectors, store, engine, all_open=True):
         print(outcome.letter.id, outcome.ok, outcome.error)
+
+A letter belongs to the slot of the version that parked it (``balances``, ``balances_v2``: see
+:mod:`eventkit.projection.bluegreen`): a projector's name lists the letters of all its versions,
+and a letter is retried by the version that parked it, into the table that version writes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, EventkitError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.bluegreen import deployed, slot_name, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store import protocol as p
@@ -32,9 +37,42 @@ class RetryOutcome:
 def list_dead_letters(
     engine: Engine, projector: str | None = None, *, include_resolved: bool = False
 ) -> list[cps.DeadLetter]:
-    """Unresolved parked events, by projector then sequence."""
+    """Unresolved parked events, by projector then sequence; ``projector`` names a projector
+    (the letters of every version of it) or one version's slot (``balances_v2``)."""
     with read_transaction(engine) as db:
-        return cps.list_dead_letters(db, projector, include_resolved=include_resolved)
+        letters = cps.list_dead_letters(db, None, include_resolved=include_resolved)
+    if projector is None:
+        return letters
+    return [d for d in letters if d.projector == projector or _slot_of(d.projector, projector)]
+
+
+def _slot_of(slot: str, projector: str) -> bool:
+    """Whether ``slot`` is a version's slot of ``projector`` (``<projector>_v<N>``)."""
+    head, sep, version = slot.rpartition("_v")
+    return bool(sep) and head == projector and version.isdigit()
+
+
+def _by_slot(projectors: Sequence[Projector], engine: Engine) -> dict[str, Projector | str]:
+    """Each slot the projectors' versions run in: the projector that applies its letters (as
+    its runner deploys it), or why none here can (the slot of another version)."""
+    out: dict[str, Projector | str] = {}
+    for pr in projectors:
+        with read_transaction(engine) as db:
+            known = slots(pr, db)
+        try:
+            mine: Projector | str = deployed(pr, engine)
+        except EventkitError as e:
+            mine = str(e)
+        for s in known:
+            if s.slot == slot_name(pr.name, getattr(pr, "version", 1)):
+                out[s.slot] = mine
+            else:
+                out[s.slot] = (
+                    f"parked by version {s.version} of {pr.name!r}, this code is version "
+                    f"{getattr(pr, 'version', 1)}: retry it from a deployment of version "
+                    f"{s.version}, or let the switch to the new version drop it"
+                )
+    return out
 
 
 async def retry_dead_letters(
@@ -52,7 +90,7 @@ async def retry_dead_letters(
     """
     if (letter_id is None) == (not all_open):
         raise ConfigError("give a dead letter ID or --all")
-    by_name = {pr.name: pr for pr in projectors}
+    by_name = _by_slot(projectors, engine)
     if letter_id is not None:
         with read_transaction(engine) as db:
             letter = cps.get_dead_letter(db, letter_id)
@@ -69,6 +107,9 @@ async def retry_dead_letters(
         projector = by_name.get(letter.projector)
         if projector is None:
             out.append(RetryOutcome(letter, False, f"no projector {letter.projector!r} in app"))
+            continue
+        if isinstance(projector, str):
+            out.append(RetryOutcome(letter, False, projector))
             continue
         if letter.projector in failed:
             out.append(RetryOutcome(letter, False, "skipped: an earlier letter failed"))

@@ -131,3 +131,54 @@ async def test_a_plain_projector_with_a_raised_version_is_refused(
 
     with pytest.raises(ProjectionError, match="plain Projector"):
         ProjectionRunner(Plain(), store, engine)
+
+
+async def test_letters_parked_by_a_building_version_are_listed_and_retried_into_its_copy(
+    store: Any, engine: Engine
+) -> None:
+    from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
+
+    table, V1, V2 = _setup(store, engine)
+    broken = {"on": True}
+
+    class Parking(V2):  # type: ignore[misc, valid-type]
+        name = V1.name
+        on_error = "park"
+
+        @on(BgPaid)
+        def paid(self, e: BgPaid, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+            if e.amount == 13 and broken["on"]:
+                raise ValueError("unlucky")
+            row["total"] += 10 * e.amount
+
+    Parking.subjects = V1.subjects
+    await _pay(store, table, "e0", 1)
+    await ProjectionRunner(V1(), store, engine).catch_up()
+    await _pay(store, table, "e1", 13)
+    await _pay(store, table, "e2", 2)
+    built = await ProjectionRunner(Parking(), store, engine).catch_up()
+    assert not built.halted
+    assert _totals(engine, f"{table.name}_v2") == {"e0": 10, "e2": 20}
+
+    # the building version's letter is its slot's, and its projector's name finds it
+    (letter,) = list_dead_letters(engine, V1.name)
+    assert letter.projector == f"{V1.name}_v2"
+    assert list_dead_letters(engine, f"{V1.name}_v2") == [letter]
+
+    broken["on"] = False
+    (outcome,) = await retry_dead_letters([Parking()], store, engine, all_open=True)
+    assert outcome.ok, outcome.error
+    # applied by the building version, into its copy; the live table is untouched
+    assert _totals(engine, f"{table.name}_v2") == {"e0": 10, "e1": 130, "e2": 20}
+    assert _totals(engine, table.name) == {"e0": 1}
+    assert list_dead_letters(engine, V1.name) == []
+
+    # a letter id of that slot is retried as well
+    broken["on"] = True
+    await _pay(store, table, "e3", 13)
+    await ProjectionRunner(Parking(), store, engine).catch_up()
+    (again,) = list_dead_letters(engine, V1.name)
+    broken["on"] = False
+    (outcome,) = await retry_dead_letters([Parking()], store, engine, letter_id=again.id)
+    assert outcome.ok, outcome.error
+    assert _totals(engine, f"{table.name}_v2")["e3"] == 130

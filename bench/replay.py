@@ -444,6 +444,9 @@ def accounts_digest(engine: Any) -> tuple[int, int, int]:
     return int(row[0]), int(row[1] or 0), int(row[2] or 0)
 
 
+ROW_MEASURES = frozenset({"row", "per-event", "peer"})
+
+
 async def rows_round(
     label: str,
     url: str,
@@ -452,10 +455,16 @@ async def rows_round(
     n: int,
     table: list[tuple[str, str, str]],
     peer_rate: Callable[[], float] | None = None,
+    measures: frozenset[str] = ROW_MEASURES,
 ) -> None:
     engine = prepare_db(db_url)
     ceiling = await raw_fetch(url, stream, n, 512)
     row = await rows_replay(url, stream, n, engine, BenchRows())
+    table.append((f"{label} rows: raw fetch only (ceiling)", f"{ceiling:,.0f} ev/s", "1.00"))
+    table.append((f"{label} rows: RowProjector", f"{row:,.0f} ev/s", f"{row / ceiling:.2f}"))
+    if "per-event" not in measures:
+        engine.dispose()
+        return
     expected = accounts_digest(engine)
     per_event = await rows_replay(url, stream, n, engine, BenchPerEvent())
     assert accounts_digest(engine) == expected
@@ -463,8 +472,6 @@ async def rows_round(
         db.execute(accounts.delete())
     hand = await raw_rows_sql(url, stream, n, 512, engine)
     assert accounts_digest(engine) == expected
-    table.append((f"{label} rows: raw fetch only (ceiling)", f"{ceiling:,.0f} ev/s", "1.00"))
-    table.append((f"{label} rows: RowProjector", f"{row:,.0f} ev/s", f"{row / ceiling:.2f}"))
     table.append(
         (
             f"{label} rows: Projector, per-event SQL handler",
@@ -480,7 +487,7 @@ async def rows_round(
         )
     )
     engine.dispose()
-    if peer_rate is None:
+    if peer_rate is None or "peer" not in measures:
         return
     if peer.MISSING is not None:
         print(f"{label}: peer row skipped: {peer.MISSING}", flush=True)
@@ -555,6 +562,14 @@ async def main() -> None:
     ap.add_argument("--row-events", type=int, default=200_000)
     ap.add_argument("--only-rows", action="store_true", help="only the row-model workload")
     ap.add_argument(
+        "--row-measures",
+        type=lambda text: frozenset(text.split(",")),
+        default=ROW_MEASURES,
+        help="what the row-model workload measures besides the ceiling: row (RowProjector), "
+        "per-event (a per-event handler against the hand-written loop), peer (eventsourcing); "
+        "comma-separated (all)",
+    )
+    ap.add_argument(
         "--no-peer", action="store_true", help="no eventsourcing peer row (it needs the package)"
     )
     ap.add_argument(
@@ -588,6 +603,7 @@ async def main() -> None:
                 args.row_events,
                 table,
                 None if args.no_peer else lambda: peer.sqlite_rate(str(tmp), args.row_events),
+                args.row_measures,
             )
             if not args.no_postgres:
                 import psycopg
@@ -607,6 +623,7 @@ async def main() -> None:
                         None
                         if args.no_peer
                         else lambda: peer.postgres_rate(schema, args.row_events),
+                        args.row_measures,
                     )
                 finally:
                     with psycopg.connect(dsn, autocommit=True) as conn:

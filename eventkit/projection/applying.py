@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nats.aio.msg import Msg
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ForgottenError
@@ -29,6 +28,7 @@ from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
 from eventkit.store import protocol as p
 from eventkit.store.erasure import is_marker
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage, time_from_ns
 
 log = logging.getLogger("eventkit.projection")
@@ -46,7 +46,7 @@ class Item:
     sequence: int
     timestamp_ns: int
     pending: int
-    msg: Msg
+    msg: Delivered
 
 
 class BadEvent(Exception):

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nats.aio.msg import Msg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -44,6 +43,7 @@ from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import time_from_ns
 from eventkit.store.subjects import subject_matches
 
@@ -307,7 +307,7 @@ class ProjectionRunner(BadEvents):
                 return True
         return True
 
-    async def _prepare_keys(self, cipher: Any, msgs: list[Msg]) -> None:
+    async def _prepare_keys(self, cipher: Any, msgs: list[Delivered]) -> None:
         subjects = {
             m.subject
             for m in msgs
@@ -319,7 +319,7 @@ class ProjectionRunner(BadEvents):
             with contextlib.suppress(ForgottenError):
                 await cipher.prepare(sorted(subjects), create=False)
 
-    def _parse(self, msgs: list[Msg], end: int | None) -> tuple[list[Item], bool]:
+    def _parse(self, msgs: list[Delivered], end: int | None) -> tuple[list[Item], bool]:
         items: list[Item] = []
         expected = self._next_cseq
         for m in msgs:

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.aio.msg import Msg
-
 from eventkit.errors import EventkitError
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.context import ReactorContext
@@ -39,6 +37,7 @@ from eventkit.reaction.schedule import (
 )
 from eventkit.store import protocol as p
 from eventkit.store.consumer import Puller, delivered_count, parse_reply
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.parked import ParkedLetter, ParkedLetters, now
 from eventkit.store.records import RecordedEvent, StoredMessage, time_from_ns
 
@@ -153,7 +152,7 @@ class ReactorRunner:
             and delivered >= self._end  # replay_policy original holds events back
         )
 
-    def _spawn(self, msg: Msg) -> None:
+    def _spawn(self, msg: Delivered) -> None:
         prior: asyncio.Task[None] | None = None
         if self.reactor.ordered == "subject":
             prior = self._tails.get(msg.subject)
@@ -172,7 +171,7 @@ class ReactorRunner:
             log.error("%s: %s", self.name, task.exception())
 
     # -- one message ----------------------------------------------------------------------
-    async def _record(self, msg: Msg, sseq: int, ts: int) -> RecordedEvent[Any] | None:
+    async def _record(self, msg: Delivered, sseq: int, ts: int) -> RecordedEvent[Any] | None:
         """The delivered event (a deadline or a retried letter resolved), None to pass over."""
         headers = dict(msg.headers or {})
         subject = msg.subject
@@ -219,7 +218,7 @@ class ReactorRunner:
         record: RecordedEvent[Any] = self.store.codec.decode(stored)
         return record
 
-    async def _handle(self, msg: Msg, prior: asyncio.Task[None] | None) -> None:
+    async def _handle(self, msg: Delivered, prior: asyncio.Task[None] | None) -> None:
         if prior is not None:
             with contextlib.suppress(BaseException):
                 await prior
@@ -292,14 +291,19 @@ class ReactorRunner:
                 with contextlib.suppress(Exception):
                     await self._puller.acknowledge(m, b"+WPI")
 
-    async def _keep_in_progress(self, msg: Msg) -> None:
+    async def _keep_in_progress(self, msg: Delivered) -> None:
         while True:
             await asyncio.sleep(self.reactor.ack_wait / 3)
             with contextlib.suppress(Exception):
                 await self._puller.acknowledge(msg, b"+WPI")
 
     async def _park(
-        self, msg: Msg, sequence: int, attempts: int, error: BaseException | None, event_type: str
+        self,
+        msg: Delivered,
+        sequence: int,
+        attempts: int,
+        error: BaseException | None,
+        event_type: str,
     ) -> None:
         text = (
             f"{type(error).__name__}: {error}"[:2000]

@@ -3,8 +3,9 @@ continuously.
 
 Messages arrive on one inbox while earlier ones are being handled (pull requests are topped up
 before the buffer runs dry), so fetching overlaps the work and live events reach the runner as
-soon as they are stored. Idle heartbeats are passed over, request ends (408/409) are counted
-back, and lost requests (a reconnect) are asked for again.
+soon as they are stored. They are read off the wire (:mod:`eventkit.store.nats.delivery`): no
+nats-py ``Msg``, and the headers parsed in one pass. Idle heartbeats are passed over, request
+ends (408/409) are counted back, and lost requests (a reconnect) are asked for again.
 
 Projectors (``eventkit_<projector>``): the consumer is only transport, the SQL checkpoint is the
 truth; every start resets it to ``checkpoint + 1``. Reactors pass their own consumer config and
@@ -25,11 +26,11 @@ from typing import Any, Literal
 
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
 from eventkit.store import protocol as p
+from eventkit.store.nats.delivery import Delivered, RawSubscription, subscribe
 
 log = logging.getLogger("eventkit.projection")
 
@@ -85,11 +86,11 @@ class Puller:
         self.batch = batch
         self.ack = ack
         self.expires = expires
-        self._buffer: deque[Msg] = deque()
+        self._buffer: deque[Delivered] = deque()
         self._arrived = asyncio.Event()
         self._outstanding = 0
         self._last_pull = 0.0
-        self._sub: Any = None
+        self._sub: RawSubscription | None = None
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
         self._inbox = ""
         self.error: Exception | None = None
@@ -132,7 +133,7 @@ class Puller:
         self._outstanding = 0
         self.error = None
         self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg)
+        self._sub = await subscribe(self.nc, self._inbox, self._on_msg)
         await self._pull()
 
     async def _position(self, from_sequence: int) -> None:
@@ -182,7 +183,7 @@ class Puller:
         self._last_pull = time.monotonic()
         await self.nc.publish(self._api, json.dumps(request).encode(), reply=self._inbox)
 
-    async def _on_msg(self, msg: Msg) -> None:
+    async def _on_msg(self, msg: Delivered) -> None:
         if msg.reply:
             self._buffer.append(msg)
             self._outstanding -= 1
@@ -214,7 +215,7 @@ class Puller:
         if self._sub is not None and self.error is None:
             await self._pull()
 
-    async def take(self, limit: int, timeout: float) -> list[Msg]:
+    async def take(self, limit: int, timeout: float) -> list[Delivered]:
         """Up to ``limit`` buffered messages; waits up to ``timeout`` for the first one."""
         if not self._buffer:
             self._arrived.clear()
@@ -231,21 +232,21 @@ class Puller:
         await self._pull()
         return out
 
-    async def ack_all(self, msg: Msg) -> None:
+    async def ack_all(self, msg: Delivered) -> None:
         if self.ack == "all" and msg.reply:
             await self.nc.publish(msg.reply, b"+ACK")
 
-    async def acknowledge(self, msg: Msg, body: bytes = b"+ACK") -> None:
+    async def acknowledge(self, msg: Delivered, body: bytes = b"+ACK") -> None:
         """Send one acknowledgement (``+ACK``, ``-NAK {...}``, ``+WPI``, ``+TERM``) for ``msg``;
         nothing under ack policy none."""
         if self.ack != "none" and msg.reply:
             await self.nc.publish(msg.reply, body)
 
-    def buffered(self) -> list[Msg]:
+    def buffered(self) -> list[Delivered]:
         """The messages delivered and not yet taken."""
         return list(self._buffer)
 
-    def take_buffered(self) -> list[Msg]:
+    def take_buffered(self) -> list[Delivered]:
         """Everything buffered and not yet taken (to hand back with a nak when stopping)."""
         out = list(self._buffer)
         self._buffer.clear()
@@ -254,7 +255,6 @@ class Puller:
     async def stop(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await sub.unsubscribe()
         self._buffer.clear()
         self._outstanding = 0

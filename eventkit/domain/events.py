@@ -123,6 +123,10 @@ class EventRegistry:
         except KeyError:
             raise UnknownEventTypeError(event_type) from None
 
+    def lookup(self, event_type: str) -> type[Event] | None:
+        """The class registered for ``event_type``, None when there is none."""
+        return self._types.get(event_type)
+
     def __contains__(self, event_type: object) -> bool:
         return event_type in self._types
 

@@ -14,7 +14,8 @@
 Per batch the runner hands the run of handled events to :meth:`RowProjector.apply_many`: one
 SELECT reads the rows the batch touches, the handlers mutate plain dicts, and one
 ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite, PostgreSQL; delete + insert elsewhere) writes the
-changed rows back, in the batch's transaction with the checkpoint.
+changed rows back, in the batch's transaction with the checkpoint (the statements:
+:mod:`eventkit.projection.rowsql`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Table, bindparam, delete, insert, select, tuple_
+from sqlalchemy import DateTime, Table, delete, insert, tuple_
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
+from eventkit.projection.rowsql import (
+    array_upsert,
+    compiled_upsert,
+    read_statement,
+    upsert_statement,
+)
 from eventkit.store.records import RecordedEvent
 from eventkit.store.subjects import entity_id_of
 
@@ -202,7 +209,7 @@ class RowProjector(Projector):
 
     def _read(self, conn: Any, table: Table, keys: Iterable[Any]) -> dict[Any, Row]:
         keys = list(keys)
-        stmt = _read_statement(table, self._pk)
+        stmt = read_statement(conn.dialect.name, table, self._pk)
         names = [c.name for c in table.columns]
         out: dict[Any, Row] = {}
         aware = self._aware if conn.dialect.name == "sqlite" else ()
@@ -226,12 +233,32 @@ class RowProjector(Projector):
             conn.execute(delete(table).where(cond))
 
     def _upsert(self, conn: Any, table: Table, rows: list[Row]) -> None:
-        stmt = _upsert_statement(conn.dialect.name, table, self._pk)
-        if stmt is None:  # no dialect upsert: replace the rows
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            arrays = array_upsert(table, self._pk)
+            if arrays is not None:
+                names = [(c.key, c.name) for c in table.columns]
+                conn.execute(arrays, {f"c_{k}": [r[n] for r in rows] for k, n in names})
+                return
+            conn.execute(upsert_statement(dialect, table, self._pk), rows)
+            return
+        compiled = compiled_upsert(conn.dialect, table, self._pk)
+        if compiled is None:
+            stmt = upsert_statement(dialect, table, self._pk)
+            if stmt is not None:
+                conn.execute(stmt, rows)
+                return
+            # no dialect upsert: replace the rows
             self._delete(conn, table, [self._key_of_row(r) for r in rows])
             conn.execute(insert(table), rows)
             return
-        conn.execute(stmt, rows)
+        sql, binds, positional = compiled
+        params: list[Any]
+        if positional:
+            params = [tuple([p(r[f]) if p else r[f] for _, f, p in binds]) for r in rows]
+        else:
+            params = [{b: p(r[f]) if p else r[f] for b, f, p in binds} for r in rows]
+        conn.exec_driver_sql(sql, params)
 
     # -- derived hooks ----------------------------------------------------------------------
     def reset(self, db: Session) -> None:
@@ -260,49 +287,6 @@ class RowProjector(Projector):
     @classmethod
     def declares_forget(cls) -> bool:
         return cls.key is RowProjector.key or cls.forget is not RowProjector.forget
-
-
-_STATEMENTS = "eventkit.row_upsert"
-_READ = "eventkit.row_read"
-"""Keys in ``Table.info`` of the statements built once per table (they live as long as it)."""
-
-
-def _read_statement(table: Table, pk: tuple[str, ...]) -> Any:
-    """``SELECT * FROM table WHERE pk IN (:keys)``, built once (an expanding parameter)."""
-    owner, stmt = table.info.get(_READ, (None, None))
-    if owner is not table:  # not built yet, or inherited by a copy (to_metadata copies info)
-        cols = [table.c[c] for c in pk]
-        target = cols[0] if len(cols) == 1 else tuple_(*cols)
-        stmt = select(table).where(target.in_(bindparam("keys", expanding=True)))
-        table.info[_READ] = (table, stmt)
-    return stmt
-
-
-def _upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
-    owner, cache = table.info.get(_STATEMENTS, (None, {}))
-    if owner is not table:  # not built yet, or inherited by a copy (to_metadata copies info)
-        cache = {}
-        table.info[_STATEMENTS] = (table, cache)
-    if dialect in cache:
-        return cache[dialect]
-    ins: Any
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as ins
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as ins
-    else:
-        cache[dialect] = None
-        return None
-    base = ins(table)
-    others = [c.name for c in table.columns if c.name not in pk]
-    if others:
-        stmt = base.on_conflict_do_update(
-            index_elements=list(pk), set_={c: base.excluded[c] for c in others}
-        )
-    else:
-        stmt = base.on_conflict_do_nothing(index_elements=list(pk))
-    cache[dialect] = stmt
-    return stmt
 
 
 __all__ = ["RowProjector"]

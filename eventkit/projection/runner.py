@@ -52,6 +52,8 @@ log = logging.getLogger("eventkit.projection")
 RunnerState = Literal["starting", "standby", "waiting", "catching-up", "live", "halted", "stopped"]
 
 DEFAULT_LEASE_TTL = 5.0
+FILL_WAIT = 0.02
+"""While catching up, how long a batch waits to fill up (see :meth:`Puller.take`)."""
 
 
 OUTAGE_DELAY_CAP = 5.0
@@ -283,7 +285,7 @@ class ProjectionRunner(BadEvents):
         while not self.stopping:
             if self._lease.lost:
                 raise LeaseLost
-            msgs = await self._puller.take(self.batch_size, self.idle_timeout)
+            msgs = await self._puller.take(self.batch_size, self.idle_timeout, FILL_WAIT)
             if not msgs:
                 if end is None:
                     self.state = "live"

@@ -42,6 +42,7 @@ class Codec:
     ) -> None:
         self.events = events
         self.cipher = cipher
+        self._known: dict[tuple[str | None, str | None], tuple[type[Event], int, str]] = {}
 
     def encode(self, subject: str, event: Event, event_id: str) -> tuple[dict[str, str], bytes]:
         try:
@@ -98,6 +99,51 @@ class Codec:
         return cipher is not None and any(cipher.covers(subject, e) for e in events)
 
     def decode(self, msg: StoredMessage) -> RecordedEvent[Any]:
+        """The typed event of a stored message (``EventDecodeError``, ``UnknownEventTypeError``
+        for what cannot be read)."""
+        headers = msg.headers
+        # a type and schema header read before (and still registered) are not checked again
+        known = self._known.get((headers.get(p.EVENT_TYPE), headers.get(p.SCHEMA_VERSION)))
+        if known is None or self.events.lookup(known[2]) is not known[0]:
+            known = self._check_type(msg)
+        cls, version, event_type = known
+        data = msg.data
+        if p.ENCRYPTION in headers:
+            data = self._decrypt(msg, headers[p.ENCRYPTION])
+        extra: dict[str, Any] = {}
+        try:
+            if version == cls.schema_version:
+                try:
+                    event = cls.__pydantic_validator__.validate_json(data)
+                except ValidationError as e:
+                    # a tolerant reader: fields a newer producer added are set aside, not fatal
+                    if not all(err["type"] == "extra_forbidden" for err in e.errors()):
+                        raise
+                    event, extra = _tolerant(cls, json.loads(data))
+            else:
+                event, extra = self._upcast(msg, cls, version, event_type, data)
+        except (ValidationError, ValueError) as e:
+            raise EventDecodeError(
+                f"{event_type} payload does not match the class: {_first_line(e)}",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            ) from e
+        subject = msg.subject
+        return RecordedEvent(
+            event,
+            subject,
+            subject[subject.rfind(".") + 1 :],  # entity_id_of, inline: once per event
+            msg.sequence,
+            msg.time,
+            headers.get(p.MSG_ID, ""),
+            event_type,
+            version,
+            headers,
+            extra,
+        )
+
+    def _check_type(self, msg: StoredMessage) -> tuple[type[Event], int, str]:
+        """The class and stored schema version of a message, checked (and remembered)."""
         headers = msg.headers
         event_type = headers.get(p.EVENT_TYPE)
         if not event_type:
@@ -116,11 +162,12 @@ class Codec:
             raise UnknownEventTypeError(
                 event_type, subject=msg.subject, sequence=msg.sequence
             ) from None
+        schema = headers.get(p.SCHEMA_VERSION)
         try:
-            version = int(headers.get(p.SCHEMA_VERSION, "1"))
+            version = int(schema if schema is not None else "1")
         except ValueError:
             raise EventDecodeError(
-                f"bad {p.SCHEMA_VERSION} header {headers.get(p.SCHEMA_VERSION)!r}",
+                f"bad {p.SCHEMA_VERSION} header {schema!r}",
                 subject=msg.subject,
                 sequence=msg.sequence,
             ) from None
@@ -131,58 +178,36 @@ class Codec:
                 subject=msg.subject,
                 sequence=msg.sequence,
             )
-        data = msg.data
-        key_id = headers.get(p.ENCRYPTION)
-        if key_id is not None:
-            if self.cipher is None:
-                raise EventDecodeError(
-                    "payload is encrypted but no master key is configured (EVENTKIT_MASTER_KEY)",
-                    subject=msg.subject,
-                    sequence=msg.sequence,
-                )
-            data = self.cipher.decrypt(msg.subject, key_id, open_envelope(data, msg))
-        extra: dict[str, Any] = {}
-        try:
-            if version == cls.schema_version:
-                try:
-                    event = cls.model_validate_json(data)
-                except ValidationError as e:
-                    # a tolerant reader: fields a newer producer added are set aside, not fatal
-                    if not all(err["type"] == "extra_forbidden" for err in e.errors()):
-                        raise
-                    event, extra = _tolerant(cls, json.loads(data))
-            else:
-                raw = json.loads(data)
-                if not isinstance(raw, dict):
-                    raise ValueError("payload is not a JSON object")
-                try:
-                    upcast = cls.upcast(raw, version)
-                except Exception as e:  # a user's upcaster choking on a malformed old payload
-                    raise EventDecodeError(
-                        f"upcasting {event_type} from schema version {version} failed: {e!r}; "
-                        f"fix the upcast_vN_vN+1 method or the stored payload",
-                        subject=msg.subject,
-                        sequence=msg.sequence,
-                    ) from e
-                event, extra = _tolerant(cls, upcast)
-        except (ValidationError, ValueError) as e:
+        known = (cls, version, event_type)
+        if len(self._known) < 10_000:
+            self._known[(event_type, schema)] = known
+        return known
+
+    def _decrypt(self, msg: StoredMessage, key_id: str) -> bytes:
+        if self.cipher is None:
             raise EventDecodeError(
-                f"{event_type} payload does not match the class: {_first_line(e)}",
+                "payload is encrypted but no master key is configured (EVENTKIT_MASTER_KEY)",
+                subject=msg.subject,
+                sequence=msg.sequence,
+            )
+        return self.cipher.decrypt(msg.subject, key_id, open_envelope(msg.data, msg))
+
+    def _upcast(
+        self, msg: StoredMessage, cls: type[Event], version: int, event_type: str, data: bytes
+    ) -> tuple[Event, dict[str, Any]]:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("payload is not a JSON object")
+        try:
+            upcast = cls.upcast(raw, version)
+        except Exception as e:  # a user's upcaster choking on a malformed old payload
+            raise EventDecodeError(
+                f"upcasting {event_type} from schema version {version} failed: {e!r}; "
+                f"fix the upcast_vN_vN+1 method or the stored payload",
                 subject=msg.subject,
                 sequence=msg.sequence,
             ) from e
-        return RecordedEvent(
-            event=event,
-            subject=msg.subject,
-            entity_id=entity_id_of(msg.subject),
-            sequence=msg.sequence,
-            time=msg.time,
-            event_id=headers.get(p.MSG_ID, ""),
-            event_type=event_type,
-            schema_version=version,
-            headers=headers,
-            extra=extra,
-        )
+        return _tolerant(cls, upcast)
 
 
 ENVELOPE = "eventkit.encrypted/v1"

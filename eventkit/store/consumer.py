@@ -88,6 +88,8 @@ class Puller:
         self.expires = expires
         self._buffer: deque[Delivered] = deque()
         self._arrived = asyncio.Event()
+        self._wanted = 1
+        """Buffered messages that wake a waiting :meth:`take` (more while it fills a batch)."""
         self._outstanding = 0
         self._last_pull = 0.0
         self._sub: RawSubscription | None = None
@@ -187,7 +189,8 @@ class Puller:
         if msg.reply:
             self._buffer.append(msg)
             self._outstanding -= 1
-            self._arrived.set()
+            if len(self._buffer) >= self._wanted:
+                self._arrived.set()
             if self.group is not None and msg.headers and PIN_ID in msg.headers:
                 self._pin = msg.headers[PIN_ID]
             return
@@ -215,8 +218,13 @@ class Puller:
         if self._sub is not None and self.error is None:
             await self._pull()
 
-    async def take(self, limit: int, timeout: float) -> list[Delivered]:
-        """Up to ``limit`` buffered messages; waits up to ``timeout`` for the first one."""
+    async def take(self, limit: int, timeout: float, fill: float = 0.0) -> list[Delivered]:
+        """Up to ``limit`` buffered messages; waits up to ``timeout`` for the first one.
+
+        ``fill``: while the stream holds at least a full batch more than is buffered (catching
+        up), wait up to ``fill`` seconds for ``limit`` messages: fewer, larger batches (each
+        costs its transaction) once the work of a batch leaves the receiving behind. Live
+        messages (nothing more pending) are taken at once."""
         if not self._buffer:
             self._arrived.clear()
             if time.monotonic() - self._last_pull > self.expires + 5:
@@ -224,6 +232,10 @@ class Puller:
             await self._pull()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
+        if fill > 0 and 0 < len(self._buffer) < limit and self.error is None:
+            last = self._buffer[-1].reply
+            if last and parse_reply(last)[3] >= limit - len(self._buffer):
+                await self._fill(limit, fill)
         if self.error is not None:
             raise self.error
         n = min(limit, len(self._buffer))
@@ -231,6 +243,17 @@ class Puller:
         out = [popleft() for _ in range(n)]
         await self._pull()
         return out
+
+    async def _fill(self, limit: int, wait: float) -> None:
+        self._arrived.clear()
+        self._wanted = limit
+        try:
+            await self._pull()
+            if len(self._buffer) < limit:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), wait)
+        finally:
+            self._wanted = 1
 
     async def ack_all(self, msg: Delivered) -> None:
         if self.ack == "all" and msg.reply:

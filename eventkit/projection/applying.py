@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -39,9 +38,9 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One delivered message with what its reply subject says about it."""
+class Item(NamedTuple):
+    """One delivered message with what its reply subject says about it (a tuple: one is made
+    per message)."""
 
     sequence: int
     timestamp_ns: int
@@ -86,7 +85,7 @@ class BatchApplier:
         projector = self.projector
         handles = projector.handles
         codec = self.store.codec
-        decode, foreign = codec.decode, codec.decode_foreign
+        decode, foreign = codec.decode_parts, codec.decode_foreign
         stream = self.store.stream
         system = self.system
         bulk: list[tuple[int, Any]] | None = [] if self._bulk else None
@@ -116,11 +115,15 @@ class BatchApplier:
             msg = item.msg
             headers = msg.headers or {}
             event_type = headers.get(p.EVENT_TYPE)
-            stored = StoredMessage(
-                msg.subject, item.sequence, time_from_ns(item.timestamp_ns), headers, msg.data
-            )
             try:
                 if event_type is None:
+                    stored = StoredMessage(
+                        msg.subject,
+                        item.sequence,
+                        time_from_ns(item.timestamp_ns),
+                        headers,
+                        msg.data,
+                    )
                     bound = projector.foreign_class(msg.subject)
                     if is_marker(headers):  # the subject was forgotten (here or elsewhere)
                         flush()
@@ -139,7 +142,13 @@ class BatchApplier:
                     passed(pov.UNHANDLED, item.sequence)
                     continue
                 else:
-                    record = decode(stored)
+                    record = decode(
+                        msg.subject,
+                        item.sequence,
+                        time_from_ns(item.timestamp_ns),
+                        headers,
+                        msg.data,
+                    )
             except ForgottenError:
                 passed(pov.FORGOTTEN, item.sequence)
                 continue

@@ -293,7 +293,7 @@ class ProjectionRunner(BadEvents):
                 continue
             if cipher is not None:
                 await self._prepare_keys(cipher, msgs)
-            items, reached_end = await asyncio.to_thread(self._parse, msgs, end)
+            items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
             if items:
                 halted = await self._commit(items)
                 if halted:

@@ -6,6 +6,7 @@ import base64
 import json
 import math
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -101,14 +102,20 @@ class Codec:
     def decode(self, msg: StoredMessage) -> RecordedEvent[Any]:
         """The typed event of a stored message (``EventDecodeError``, ``UnknownEventTypeError``
         for what cannot be read)."""
-        headers = msg.headers
+        return self.decode_parts(msg.subject, msg.sequence, msg.time, msg.headers, msg.data)
+
+    def decode_parts(
+        self, subject: str, sequence: int, time: datetime, headers: dict[str, str], data: bytes
+    ) -> RecordedEvent[Any]:
+        """:meth:`decode` of a message given by its parts (no ``StoredMessage`` built unless
+        it is needed: an encrypted or older payload, an error)."""
         # a type and schema header read before (and still registered) are not checked again
         known = self._known.get((headers.get(p.EVENT_TYPE), headers.get(p.SCHEMA_VERSION)))
         if known is None or self.events.lookup(known[2]) is not known[0]:
-            known = self._check_type(msg)
+            known = self._check_type(StoredMessage(subject, sequence, time, headers, data))
         cls, version, event_type = known
-        data = msg.data
         if p.ENCRYPTION in headers:
+            msg = StoredMessage(subject, sequence, time, headers, data)
             data = self._decrypt(msg, headers[p.ENCRYPTION])
         extra: dict[str, Any] = {}
         try:
@@ -121,20 +128,20 @@ class Codec:
                         raise
                     event, extra = _tolerant(cls, json.loads(data))
             else:
+                msg = StoredMessage(subject, sequence, time, headers, data)
                 event, extra = self._upcast(msg, cls, version, event_type, data)
         except (ValidationError, ValueError) as e:
             raise EventDecodeError(
                 f"{event_type} payload does not match the class: {_first_line(e)}",
-                subject=msg.subject,
-                sequence=msg.sequence,
+                subject=subject,
+                sequence=sequence,
             ) from e
-        subject = msg.subject
         return RecordedEvent(
             event,
             subject,
             subject[subject.rfind(".") + 1 :],  # entity_id_of, inline: once per event
-            msg.sequence,
-            msg.time,
+            sequence,
+            time,
             headers.get(p.MSG_ID, ""),
             event_type,
             version,

@@ -58,14 +58,30 @@ def parse_headers(block: bytes) -> dict[str, str]:
         desc = desc.strip(_BLANK)
         if desc:
             out[DESCRIPTION] = desc
+    names = _NAMES
     for line in lines[1:]:
-        if line:
-            name, sep, value = line.partition(":")
-            if sep:
-                name = name.strip(_BLANK)
-                if name.isascii() and name.isprintable() and " " not in name:
-                    out[name] = value.strip(_BLANK)
+        name, sep, value = line.partition(":")
+        if sep:
+            key = names.get(name, _UNSEEN)
+            if key is _UNSEEN:
+                key = _header_name(name)
+            if key is not None:
+                out[key] = value.strip(_BLANK)
     return out
+
+
+_UNSEEN = ""
+_NAMES: dict[str, str | None] = {}
+"""Header names as they appear on the wire -> the name (None: not a valid one); the same few
+names recur on every message."""
+
+
+def _header_name(raw: str) -> str | None:
+    name = raw.strip(_BLANK)
+    valid = name if name.isascii() and name.isprintable() and " " not in name else None
+    if len(_NAMES) < 4096:
+        _NAMES[raw] = valid
+    return valid
 
 
 class _Router:

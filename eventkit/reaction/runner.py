@@ -271,8 +271,10 @@ class ReactorRunner:
                         await self._park(msg, key_seq, attempt, e, record.event_type)
                         return
                     delay = _delay(reactor.backoff, attempt)
-                    if reactor.ordered == "subject":
-                        await asyncio.sleep(delay)  # in place: later events of the subject wait
+                    if reactor.ordered == "subject" or reactor.ack_policy == "all":
+                        # in place: later events of the subject wait; under ack "all" an ack of
+                        # a later event would acknowledge this one, so nothing later goes first
+                        await asyncio.sleep(delay)
                         attempt += 1
                         continue
                     body = b"-NAK " + json.dumps({"delay": int(delay * 1e9)}).encode()

@@ -322,3 +322,55 @@ async def test_ack_policies_all_and_none_deliver_each_event(
     assert sorted(seen) == list(range(6))
     await ReactorRunner(cls(), store).catch_up()  # nothing is delivered a second time
     assert sorted(seen) == list(range(6))
+
+
+class FlakyOnce(Reactor):
+    """Fails the first attempt at ping 2, then works."""
+
+    name = "flaky"
+    backoff: ClassVar[list[float]] = [0.05]
+    max_deliver = 3
+    failed: ClassVar[set[int]] = set()
+    seen: ClassVar[list[int]] = []
+
+    @on(RtPing)
+    async def got(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        if e.n == 2 and e.n not in self.failed:
+            self.failed.add(e.n)
+            raise RuntimeError("flaky once")
+        self.seen.append(e.n)
+
+
+async def test_ack_all_retries_a_failed_event_before_acking_later_ones(
+    store: JetStreamEventStore,
+) -> None:
+    # an ack under ack_policy "all" acknowledges every event before it: a failed event must be
+    # retried before any later event is acknowledged, or it is lost
+    FlakyOnce.failed.clear()
+    FlakyOnce.seen.clear()
+    await append_pings(store, range(6))
+    cls = type("FlakyAll", (FlakyOnce,), {"name": "flakyall", "ack_policy": "all"})
+    stats = await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == list(range(6)) and FlakyOnce.failed == {2}
+    assert FlakyOnce.seen == sorted(FlakyOnce.seen)  # one at a time, in stream order
+    assert stats.failed == 1 and stats.parked == 0
+    await ReactorRunner(cls(), store).catch_up()  # nothing left unacknowledged
+    assert sorted(FlakyOnce.seen) == list(range(6))
+
+
+async def test_ack_none_parks_a_failed_event_at_once_and_dlq_retry_applies_it(
+    store: JetStreamEventStore,
+) -> None:
+    # no acks means no redelivery: the failed event is parked on its first failure, not lost
+    FlakyOnce.failed.clear()
+    FlakyOnce.seen.clear()
+    await append_pings(store, range(6))
+    cls = type("FlakyNone", (FlakyOnce,), {"name": "flakynone", "ack_policy": "none"})
+    stats = await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == [0, 1, 3, 4, 5] and stats.parked == 1
+    letters = await ParkedLetters(store).list("flakynone")
+    assert [(x.sequence, x.attempts) for x in letters] == [(3, 1)] and "flaky" in letters[0].error
+    await request_retry(store, "flakynone", 3)
+    await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == list(range(6))
+    assert await ParkedLetters(store).list("flakynone") == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -374,3 +376,43 @@ async def test_ack_none_parks_a_failed_event_at_once_and_dlq_retry_applies_it(
     await ReactorRunner(cls(), store).catch_up()
     assert sorted(FlakyOnce.seen) == list(range(6))
     assert await ParkedLetters(store).list("flakynone") == []
+
+
+async def test_status_counts_the_workers_running_a_reactor(store: JetStreamEventStore) -> None:
+    from eventkit.reaction.status import reactor_status
+    from eventkit.store.presence import EXPIRES, Presence
+
+    await append_pings(store, range(3))
+    cls = reactor_class(name="counted", subjects=[f"{store.stream}.ping.>"])
+    runners = [ReactorRunner(cls(), store) for _ in range(2)]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+
+    async def shown() -> tuple[str, int]:
+        (row,) = await reactor_status([cls()], store)
+        return row.state, row.workers
+
+    async def until(expected: tuple[str, int]) -> None:
+        for _ in range(100):
+            if await shown() == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await shown() == expected
+
+    try:
+        await until(("running", 2))  # two workers, busy or not (no waiting pull is counted)
+        # a worker that died without a word is not counted once its last beat is too old
+        dead = Presence(store, "counted")
+        await dead.beat({"handled": 0})
+        await until(("running", 3))
+        assert dead._kv is not None
+        stale = {"worker": dead.worker, "at": time.time() - EXPIRES - 1}
+        await dead._kv.put(dead.key, json.dumps(stale).encode())
+        await until(("running", 2))
+        runners[0].stop()
+        await tasks[0]
+        await until(("running", 1))  # a clean stop removes its entry at once
+    finally:
+        for r in runners:
+            r.stop()
+        await asyncio.gather(*tasks)
+    await until(("stopped", 0))

@@ -91,7 +91,14 @@ def replay_command(
                 def on_progress(done: int, total: int) -> None:
                     progress.update(task, completed=done, rate=rate(done))
 
-                result = await replay(plan, pr, store, engine, on_progress=on_progress)
+                result = await replay(
+                    plan,
+                    pr,
+                    store,
+                    engine,
+                    on_progress=on_progress,
+                    system=the_app.system_events(store),  # what `run` reads, notices included
+                )
                 progress.update(task, completed=max(plan.events, 1), rate=rate(result.processed))
             return result
 

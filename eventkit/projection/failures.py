@@ -15,13 +15,17 @@ from typing import Any
 
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BadBulk, BadEvent, Item
-from eventkit.projection.lease import RunnerLease
+from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector
 from eventkit.projection.redaction import halt_message
 from eventkit.store import protocol as p
 from eventkit.store.records import time_from_ns
 
 log = logging.getLogger("eventkit.projection")
+
+
+IDLE_STRIKES = 3
+"""Batch transactions ended as idle in a row, at one checkpoint, before the projector halts."""
 
 
 def _describe(error: BaseException) -> str:
@@ -38,6 +42,8 @@ class BadEvents:
     state: Any
     halted_error: str | None
     _lease: RunnerLease
+    _idle_at: int = -1
+    _idle_ends: int = 0
 
     @property
     def name(self) -> str:
@@ -112,12 +118,43 @@ class BadEvents:
 
     def _halt(self, item: Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)
-        message = halt_message(item.sequence, event_type, item.msg.subject, text)
+        self._halt_with(halt_message(item.sequence, event_type, item.msg.subject, text))
+
+    def _halt_with(self, message: str) -> None:
         log.error("%s: halted at %s", self.name, message)
         with self._lease.fenced() as db:
             cps.set_state(db, self.name, "halted", message)
         self.state = "halted"
         self.halted_error = message
+
+    async def _ended_as_idle(self) -> bool:
+        """PostgreSQL ended a batch transaction left idle too long: try again, and halt (True)
+        when it happens :data:`IDLE_STRIKES` times in a row at the same checkpoint (a handler
+        that waits between statements: trying again would go on forever)."""
+        at = self.checkpoint
+        self._idle_ends = self._idle_ends + 1 if self._idle_at == at else 1
+        self._idle_at = at
+        limit = 2 * self._lease.ttl
+        if self._idle_ends < IDLE_STRIKES:
+            log.warning(
+                "%s: PostgreSQL ended a batch transaction idle for over %gs (after seq %d); "
+                "trying again",
+                self.name,
+                limit,
+                at,
+            )
+            return False
+        message = (
+            f"seq > {at}: PostgreSQL ended the batch transaction {IDLE_STRIKES} times for "
+            f"sitting idle over {limit:g}s (idle_in_transaction_session_timeout, twice the lease "
+            f"ttl): a handler waits between its statements; do slow work outside the "
+            f"transaction, or raise the lease ttl (eventkit run --lease-ttl)"
+        )
+        try:
+            await asyncio.to_thread(self._halt_with, message)
+        except LeaseLost:
+            return False  # another runner holds the lease now: it carries on
+        return True
 
 
 __all__ = ["BadEvents"]

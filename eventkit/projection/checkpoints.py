@@ -133,7 +133,11 @@ def _eventkit_tables() -> Iterator[None]:
 def get_checkpoint(db: Session, projector: str) -> Checkpoint:
     """The checkpoint of ``projector`` (sequence 0, state running when it never ran)."""
     with _eventkit_tables():
-        row = db.execute(select(checkpoints).where(checkpoints.c.projector == projector)).first()
+        row = (
+            db.connection()  # Core on the session's transaction: once per batch, no ORM layer
+            .execute(select(checkpoints).where(checkpoints.c.projector == projector))
+            .first()
+        )
     if row is None:
         return Checkpoint(projector, 0, None, None, "running", None)
     return Checkpoint(
@@ -163,10 +167,10 @@ def save_checkpoint(
         values["state"] = state
     if last_error is not False:
         values["last_error"] = last_error
-    result = db.execute(
+    result = db.connection().execute(
         update(checkpoints).where(checkpoints.c.projector == projector).values(**values)
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if result.rowcount == 0:
         values.setdefault("state", "running")
         values.setdefault("last_error", None)
         db.execute(insert(checkpoints).values(projector=projector, **values))
@@ -342,12 +346,12 @@ def renew_lease(db: Session, projector: str, owner: str, ttl: float) -> bool:
     Inside a batch transaction this is the fence: on PostgreSQL the UPDATE locks the lease row
     until commit, so a takeover waits for the batch and then sees the renewed expiry.
     """
-    result = db.execute(
+    result = db.connection().execute(
         update(leases)
         .where(leases.c.projector == projector, leases.c.owner == owner)
         .values(expires_at=time.time() + ttl)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 RELEASED = ""

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -137,9 +137,12 @@ def bound_waits(db: Session, seconds: float) -> None:
     if db.get_bind().dialect.name != "postgresql":
         return
     ms = max(1, int(seconds * 1000))
-    db.execute(text(f"SET LOCAL lock_timeout = {ms}"))
-    # twice the ttl: a batch whose handlers work a while between statements is not ended
-    db.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {2 * ms}"))
+    # both in one statement (once per batch); set_config(..., true) is SET LOCAL. Twice the
+    # ttl for idleness: a batch whose handlers work a while between statements is not ended
+    db.connection().exec_driver_sql(
+        f"SELECT set_config('lock_timeout', '{ms}', true), "
+        f"set_config('idle_in_transaction_session_timeout', '{2 * ms}', true)"
+    )
 
 
 def ended_as_idle(error: BaseException) -> bool:

@@ -14,11 +14,14 @@ the one connection only; a client without it gets ordinary subscriptions, and th
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+
+log = logging.getLogger("eventkit.store")
 
 STATUS = "Status"
 DESCRIPTION = "Description"
@@ -103,14 +106,18 @@ class _Router:
         stats = self._nc.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
-        await handler(
-            Delivered(
-                subject.decode(),
-                reply.decode() if reply else "",
-                data,
-                parse_headers(headers) if headers else None,
+        try:
+            await handler(
+                Delivered(
+                    subject.decode(),
+                    reply.decode() if reply else "",
+                    data,
+                    parse_headers(headers) if headers else None,
+                )
             )
-        )
+        except Exception as e:  # never out into the read loop: it would stop reading for good
+            log.exception("eventkit: a subscription's handler failed on %r", subject)
+            await self._nc._error_cb(e)
 
 
 def _router(nc: NATS) -> _Router | None:

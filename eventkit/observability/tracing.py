@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 try:  # the one check: is the extra installed?
     from opentelemetry import propagate as _propagate
@@ -35,7 +35,7 @@ AVAILABLE = _trace is not None
 TRACER_NAME = "eventkit"
 SYSTEM = "nats"
 
-T = TypeVar("T")
+_F = TypeVar("_F", bound=Callable[..., Coroutine[Any, Any, list[int]]])
 
 
 class _Write(Protocol):
@@ -124,9 +124,7 @@ def _send_span(stream: str, writes: Sequence[_Write]) -> Iterator[Any]:
         yield span
 
 
-def traced_append(
-    fn: Callable[[Any, Sequence[Any]], Awaitable[list[int]]],
-) -> Callable[[Any, Sequence[Any]], Awaitable[list[int]]]:
+def traced_append(fn: _F) -> _F:
     """Decorates a store's ``append_many``: counts appends, conflicts and (when tracing is on)
     wraps the call in a producer span whose context the encoded messages carry."""
     from eventkit.errors import ConcurrencyError
@@ -147,7 +145,7 @@ def traced_append(
         PROCESS.appended(self.stream, writes)
         return result
 
-    return append_many
+    return cast(_F, append_many)
 
 
 # -- handled events (consumer) -----------------------------------------------------------------

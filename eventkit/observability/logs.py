@@ -96,7 +96,6 @@ def configure_logging(
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = False
     return handler
 
 

@@ -55,6 +55,14 @@ class _Record(Protocol):
 
 
 _cache: tuple[Any, Any] = (None, None)  # (tracer provider, its eventkit tracer)
+_provider: Any = None  # set_tracer_provider's, over the global one
+
+
+def set_tracer_provider(provider: Any) -> None:
+    """Make spans with ``provider`` instead of OpenTelemetry's global one (``None``: the global
+    one again), e.g. a test's provider with an in-memory exporter."""
+    global _provider
+    _provider = provider
 
 
 def tracer() -> Any:
@@ -62,7 +70,7 @@ def tracer() -> Any:
     global _cache
     if _trace is None:
         return None
-    provider = _trace.get_tracer_provider()
+    provider = _provider or _trace.get_tracer_provider()
     if provider is _cache[0]:
         return _cache[1]
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
@@ -243,6 +251,7 @@ __all__ = [
     "consume_span",
     "destination_template",
     "mark_failed",
+    "set_tracer_provider",
     "trace_headers",
     "traced_append",
     "traced_apply",

@@ -49,13 +49,21 @@ def _mount_server() -> None:
 
 _mount_server()
 
-# command groups register themselves on import; a missing module is a group not built yet
-for _module in ("store", "projections", "reactors", "skip", "db", "gdpr", "schema", "versions"):
-    try:
-        importlib.import_module(f"eventkit.cli.{_module}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"eventkit.cli.{_module}":
-            raise
+# command groups register themselves on import
+for _module in (
+    "store",
+    "run",
+    "replay",
+    "status",
+    "dlq",
+    "reactors",
+    "skip",
+    "db",
+    "gdpr",
+    "schema",
+    "versions",
+):
+    importlib.import_module(f"eventkit.cli.{_module}")
 
 
 GLOBAL_OPTIONS = ("--app", "--nats-url", "--database-url")

@@ -11,7 +11,6 @@ from eventkit.gdpr.forget import (
     CANNOT_ERASE,
     ForgetReport,
     MessageForgetReport,
-    audit_entries,
     forget_message,
     forget_pattern,
     forget_subject,
@@ -27,6 +26,7 @@ from eventkit.gdpr.notice import (
     is_system_subject,
     notice_subject,
 )
+from eventkit.gdpr.records import audit_entries
 
 __all__ = [
     "CANNOT_ERASE",

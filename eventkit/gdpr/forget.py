@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, insert, inspect, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, InvalidSubjectError, StoreUnavailableError
-from eventkit.gdpr import tables as t
+from eventkit.gdpr import records as rec
 from eventkit.gdpr.notice import (
     encode_notice,
     is_system_subject,
@@ -47,9 +46,6 @@ from eventkit.gdpr.notice import (
     projectors_for,
     subject_digest,
 )
-from eventkit.projection.checkpoints import checkpoints, dead_letters
-from eventkit.projection.redaction import redact_errors
-from eventkit.projection.sql import is_sqlite, transaction
 from eventkit.store.base import EventStore
 from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
@@ -167,8 +163,8 @@ async def forget_subject(
     readers = projectors_for(subject, app.projectors, stream)
     report.projectors = [p.name for p in readers]
     report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
-    _check_tables(engine)
-    request = await asyncio.to_thread(_load_request, engine, stream, digest)
+    rec.check_tables(engine)
+    request = await asyncio.to_thread(rec.load_request, engine, stream, digest)
     if request is not None and request["finished_at"] is None:
         report.resumed = True
     elif request is not None:
@@ -208,7 +204,7 @@ async def forget_subject(
         if progress is not None:
             progress(name, count)
 
-    await asyncio.to_thread(_save_request, engine, stream, digest, "started", total)
+    await asyncio.to_thread(rec.save_request, engine, stream, digest, "started", total)
     step("started")
     # 2. the marker: after this, no process can store anything on the subject
     report.marker_sequence = await store.mark_forgotten(subject)
@@ -216,7 +212,7 @@ async def forget_subject(
     if shredder is not None and key_state != "none":
         erased = await shredder(subject)
         report.key = "shredded" if erased else "already shredded"
-    await asyncio.to_thread(_save_request, engine, stream, digest, "key", total)
+    await asyncio.to_thread(rec.save_request, engine, stream, digest, "key", total)
     step("key")
     # 4. every message, one secure erase each (a raw client's appends are caught by the re-scan)
     erased_count = 0
@@ -235,23 +231,23 @@ async def forget_subject(
             f"keeps appending to it; stop the writer and run forget again to finish"
         )
     report.messages = max(total, erased_count)
-    await asyncio.to_thread(_save_request, engine, stream, digest, "messages", report.messages)
+    await asyncio.to_thread(rec.save_request, engine, stream, digest, "messages", report.messages)
     step("messages", erased_count)
     # 5. snapshots
     report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
-    await asyncio.to_thread(_save_request, engine, stream, digest, "snapshots", report.messages)
+    await asyncio.to_thread(rec.save_request, engine, stream, digest, "snapshots", report.messages)
     step("snapshots", report.snapshots)
     # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
-        _forget_rows, engine, readers, subject, stream, digest
+        rec.forget_rows, engine, readers, subject, stream, digest
     )
     step("projectors", len(readers))
     # 7. the notice for other services
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
-    await asyncio.to_thread(_save_request, engine, stream, digest, "notice", report.messages)
+    await asyncio.to_thread(rec.save_request, engine, stream, digest, "notice", report.messages)
     step("notice")
     # 8. audit, done
-    await asyncio.to_thread(_finish, engine, report)
+    await asyncio.to_thread(rec.finish_request, engine, report)
     step("done")
     return report
 
@@ -323,11 +319,11 @@ async def forget_message(
             f"sequence {sequence} is an eventkit system event ({msg.subject}), not data"
         )
     readers = projectors_for(msg.subject, app.projectors, stream)
-    positions = await asyncio.to_thread(_checkpoint_positions, engine)
+    positions = await asyncio.to_thread(rec.checkpoint_positions, engine)
     report.stale_projectors = [p.name for p in readers if positions.get(p.name, 0) >= sequence]
     if dry_run:
         return report
-    _check_tables(engine)
+    rec.check_tables(engine)
     report.erased = await store.delete(sequence)
     digest, scheme = subject_digest(msg.subject, stream, store.codec.cipher)
     row = {
@@ -343,7 +339,7 @@ async def forget_message(
         "projectors_without_forget": "[]",
         "at": datetime.now(UTC),
     }
-    await asyncio.to_thread(_insert_audit, engine, row)
+    await asyncio.to_thread(rec.insert_audit, engine, row)
     return report
 
 
@@ -370,145 +366,10 @@ async def _publish_notice(store: EventStore, subject: str, marker: int | None) -
     return int(ack.seq)
 
 
-def _check_tables(engine: Engine) -> None:
-    try:
-        with engine.connect() as conn:
-            missing = [
-                name
-                for name in (t.forget_requests.name, t.forget_audit.name)
-                if not inspect(conn).has_table(name)
-            ]
-    except SQLAlchemyError as e:
-        raise ConfigError(f"cannot reach the SQL database for the forget log: {e}") from e
-    if missing:
-        raise ConfigError(
-            f"eventkit's GDPR tables are missing ({', '.join(missing)}): run `eventkit db "
-            f"upgrade` first"
-        )
-
-
-def _load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | None:
-    r = t.forget_requests
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(r).where(r.c.stream == stream, r.c.subject_hmac == digest)
-        ).first()
-    return dict(row._mapping) if row is not None else None
-
-
-def _save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
-    r = t.forget_requests
-    now = datetime.now(UTC)
-    values = {"step": step, "messages_erased": erased, "updated_at": now, "finished_at": None}
-    where = (r.c.stream == stream, r.c.subject_hmac == digest)
-    for _ in range(2):
-        try:
-            with transaction(engine) as db:
-                done = db.execute(update(r).where(*where).values(**values)).rowcount  # type: ignore[attr-defined]
-                if not done:
-                    db.execute(
-                        insert(r).values(
-                            stream=stream, subject_hmac=digest, started_at=now, **values
-                        )
-                    )
-            return
-        except IntegrityError:
-            continue  # another forget of the subject inserted the request first: update it
-
-
-def _forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
-    sqlite = is_sqlite(engine)
-    with transaction(engine) as db:
-        if sqlite:
-            db.execute(text("PRAGMA secure_delete = ON"))
-        for p in readers:
-            p.forget(subject, db)
-        dead = db.execute(  # type: ignore[attr-defined]
-            delete(dead_letters).where(dead_letters.c.subject == subject)
-        ).rowcount
-        redact_errors(db, subject)
-        r = t.forget_requests
-        db.execute(
-            update(r)
-            .where(r.c.stream == stream, r.c.subject_hmac == digest)
-            .values(step="projectors", updated_at=datetime.now(UTC))
-        )
-    if sqlite:
-        _truncate_wal(engine)
-    return int(dead or 0)
-
-
-def _truncate_wal(engine: Engine) -> None:
-    # WAL frames still hold the old pages (with the erased rows) until a checkpoint: fold
-    # them into the (securely overwritten) database file and truncate the WAL.
-    # (outside any transaction: on the DBAPI connection, not through the engine's BEGIN)
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cursor.close()
-    finally:
-        raw.close()
-
-
-def _finish(engine: Engine, report: ForgetReport) -> None:
-    row = {
-        "stream": report.stream,
-        "kind": "subject",
-        "subject_hmac": report.subject_hmac,
-        "hmac_scheme": report.hmac_scheme,
-        "sequence": None,
-        "messages_erased": report.messages,
-        "snapshots_erased": report.snapshots,
-        "key_shredded": report.key == "shredded",
-        "projectors": json.dumps(report.projectors),
-        "projectors_without_forget": json.dumps(report.projectors_without_forget),
-        "at": datetime.now(UTC),
-    }
-    r = t.forget_requests
-    with transaction(engine) as db:
-        db.execute(insert(t.forget_audit).values(**row))
-        db.execute(
-            update(r)
-            .where(r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
-            .values(step="done", updated_at=row["at"], finished_at=row["at"])
-        )
-
-
-def _insert_audit(engine: Engine, row: dict[str, Any]) -> None:
-    with transaction(engine) as db:
-        db.execute(insert(t.forget_audit).values(**row))
-
-
-def _checkpoint_positions(engine: Engine) -> dict[str, int]:
-    c = checkpoints
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table(c.name):
-                return {}
-            return {
-                str(name): int(seq)
-                for name, seq in conn.execute(select(c.c.projector, c.c.last_sequence))
-            }
-    except SQLAlchemyError:
-        return {}
-
-
-def audit_entries(engine: Engine, stream: str | None = None) -> list[dict[str, Any]]:
-    """The forget audit log (newest last), as dicts; subjects appear only as HMACs."""
-    a = t.forget_audit
-    query = select(a).order_by(a.c.id)
-    if stream is not None:
-        query = query.where(a.c.stream == stream)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
-
-
 __all__ = [
     "CANNOT_ERASE",
     "ForgetReport",
     "MessageForgetReport",
-    "audit_entries",
     "forget_message",
     "forget_pattern",
     "forget_subject",

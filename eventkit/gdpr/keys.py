@@ -19,11 +19,9 @@ logs, mirrors, backups of the event stream) becomes unreadable::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -31,9 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import nats.errors
 import nats.js.errors
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from eventkit.domain.events import Event
 from eventkit.errors import (
@@ -43,7 +39,16 @@ from eventkit.errors import (
     ForgottenError,
     StoreUnavailableError,
 )
-from eventkit.gdpr.keycache import DEFAULT_LIMIT, DataKey, Entry, Forgotten, KeyCache
+from eventkit.gdpr.keycache import DEFAULT_LIMIT, DataKey, Forgotten, KeyCache
+from eventkit.gdpr.sealing import (
+    TOMBSTONE,
+    check_master_key,
+    derive_key,
+    seal,
+    unseal,
+    unwrap_entry,
+    wrap_key,
+)
 from eventkit.store.nats.buckets import ensure_erasable_bucket
 from eventkit.store.nats.errors import is_gone
 from eventkit.store.subjects import subject_matches, validate_filter
@@ -52,8 +57,6 @@ if TYPE_CHECKING:
     from eventkit.store.jetstream import JetStreamEventStore
     from eventkit.store.records import StoredMessage
 
-MASTER_KEY_BYTES: Final = 32
-NONCE_BYTES: Final = 12
 CACHE_LIMIT: Final = DEFAULT_LIMIT
 """Most data keys (and cover decisions) kept in memory; the least recently used go first."""
 LOAD_BATCH: Final = 500
@@ -61,30 +64,7 @@ LOAD_BATCH: Final = 500
 LOAD_CONCURRENCY: Final = 256
 """Keys created (or confirmed absent) at once."""
 
-TOMBSTONE: Final = b'{"v":1,"forgotten":true}'
 CHECK_KEY: Final = "master-key-check"
-
-
-def derive_key(master_key: bytes, purpose: str) -> bytes:
-    """A 32-byte key for one ``purpose`` derived from the master key (HKDF-SHA256).
-
-    Example::
-
-        audit_key = derive_key(settings.master_key, "audit")
-    """
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=f"eventkit {purpose} v1".encode()
-    ).derive(master_key)
-
-
-def check_master_key(master_key: bytes) -> bytes:
-    if not isinstance(master_key, bytes) or len(master_key) != MASTER_KEY_BYTES:
-        got = len(master_key) if isinstance(master_key, bytes) else type(master_key).__name__
-        raise ConfigError(
-            f"the master key must be {MASTER_KEY_BYTES} bytes, got {got}; set EVENTKIT_MASTER_KEY "
-            f"to the base64 of 32 random bytes (openssl rand -base64 32)"
-        )
-    return master_key
 
 
 class KeyStore:
@@ -327,7 +307,9 @@ class KeyStore:
             if value is None:
                 absent.append(subject)
                 continue
-            self.cache.put(subject, self._unwrap(kv_subject.rsplit(".", 1)[-1], value))
+            self.cache.put(
+                subject, unwrap_entry(self._wrap, self.bucket, kv_subject.rsplit(".", 1)[-1], value)
+            )
         return absent
 
     async def _load(self, subject: str, *, create: bool) -> None:
@@ -336,13 +318,13 @@ class KeyStore:
         for _ in range(3):
             value = await self._entry(name)
             if value:
-                self.cache.put(subject, self._unwrap(name, value))
+                self.cache.put(subject, unwrap_entry(self._wrap, self.bucket, name, value))
                 return
             if not create:
                 return  # unknown here: decrypt says the key is missing, never "forgotten"
             key_id, key = os.urandom(4).hex(), AESGCM.generate_key(bit_length=256)
             try:
-                await kv.create(name, self._wrap_key(name, key_id, key))
+                await kv.create(name, wrap_key(self._wrap, name, key_id, key))
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue  # another writer made it first (or it was forgotten): load theirs
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
@@ -350,26 +332,6 @@ class KeyStore:
             self.cache.put(subject, DataKey(key_id, key, name))
             return
         raise StoreUnavailableError(f"could not create or load the data key of {subject!r}")
-
-    def _wrap_key(self, name: str, key_id: str, key: bytes) -> bytes:
-        sealed = seal(self._wrap, key, name.encode())
-        return json.dumps({"v": 1, "id": key_id, "k": base64.b64encode(sealed).decode()}).encode()
-
-    def _unwrap(self, name: str, value: bytes) -> Entry:
-        if value == TOMBSTONE:
-            return Forgotten(name)
-        try:
-            raw = json.loads(value)
-            blob = base64.b64decode(raw["k"])
-            key = unseal(self._wrap, blob, name.encode())
-            return DataKey(str(raw["id"]), key, name)
-        except InvalidTag:
-            raise ConfigError(
-                f"the data key {name} in bucket {self.bucket!r} does not open with this master "
-                f"key: EVENTKIT_MASTER_KEY differs from the one the keys were made with"
-            ) from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise EventDecodeError(f"bad data key entry {name} in {self.bucket!r}: {e}") from e
 
     async def state(self, subject: str) -> str:
         """``"active"`` (a key exists), ``"forgotten"`` (tombstone) or ``"none"``."""
@@ -417,17 +379,6 @@ def _kv_value(msg: StoredMessage | None) -> bytes | None:
     if msg is None or msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
         return None
     return msg.data or None
-
-
-def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
-    """AES-GCM with a fresh random nonce, returned in front of the ciphertext."""
-    nonce = os.urandom(NONCE_BYTES)
-    return nonce + aead.encrypt(nonce, plaintext, associated)
-
-
-def unseal(aead: AESGCM, blob: bytes, associated: bytes) -> bytes:
-    """The plaintext of :func:`seal`'s output; ``InvalidTag`` when it does not authenticate."""
-    return bytes(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated))
 
 
 __all__ = ["TOMBSTONE", "KeyStore", "derive_key"]

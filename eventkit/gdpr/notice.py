@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.orm import Session
 
-from eventkit.gdpr.keys import seal, unseal
+from eventkit.gdpr.sealing import seal, unseal
 from eventkit.projection.projector import Projector
 from eventkit.store import protocol
 from eventkit.store.protocol import system_prefix

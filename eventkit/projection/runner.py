@@ -26,26 +26,25 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from nats.aio.msg import Msg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection import passedover as pov
+from eventkit.projection.applying import BatchApplier, Item
 from eventkit.projection.bluegreen import deployed
+from eventkit.projection.failures import BadEvents
+from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
-from eventkit.projection.redaction import halt_message
-from eventkit.projection.sql import bound_waits, is_outage, read_transaction, transaction
+from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
-from eventkit.store.erasure import is_marker
-from eventkit.store.records import StoredMessage, time_from_ns
+from eventkit.store.records import time_from_ns
 from eventkit.store.subjects import subject_matches
 
 log = logging.getLogger("eventkit.projection")
@@ -57,21 +56,6 @@ DEFAULT_LEASE_TTL = 5.0
 
 OUTAGE_DELAY_CAP = 5.0
 """Longest wait between tries while the database (or NATS) does not answer."""
-
-
-_HINTS = {
-    "foreign": ": messages without Eventkit-Type; bind their subjects with foreign_events",
-    "forgotten": ": their data keys were shredded",
-}
-
-
-def _eventkits_own(subject: str, headers: dict[str, str], stream: str) -> bool:
-    """eventkit's own messages that are not events (notices, deadlines, reactor requests)."""
-    return (
-        p.SYSTEM in headers
-        or "Eventkit-Due-Type" in headers
-        or subject.startswith(p.system_prefix(stream))
-    )
 
 
 def default_owner() -> str:
@@ -90,39 +74,11 @@ class RunResult:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    sequence: int
-    timestamp_ns: int
-    pending: int
-    msg: Msg
-
-
-class _BadEvent(Exception):
-    def __init__(self, index: int, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
-
-
-class _BadBulk(Exception):
-    """A projector's ``apply_many`` failed on a run of events: find the bad one singly."""
-
-
-class _LeaseLost(Exception):
-    pass
-
-
 class _Restart(Exception):
     """The consumer's delivery and the SQL checkpoint disagree: reposition the consumer."""
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return f"{type(error).__name__}: {text}"[:2000]
-
-
-class ProjectionRunner:
+class ProjectionRunner(BadEvents):
     """Runs one projector from its SQL checkpoint.
 
     ``catch_up()`` applies everything up to the stream's end as it was when called, then
@@ -167,7 +123,6 @@ class ProjectionRunner:
         self.idle_timeout = idle_timeout
         self.on_batch = on_batch
         self.filters = projector.filters(store.stream)
-        self._bulk = projector.applies_in_bulk()
         self.system = system
         if system is not None:
             self.filters += [
@@ -181,16 +136,12 @@ class ProjectionRunner:
         self.lag = 0
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
-        self._lease_lost = False
+        self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
+        self._applier = BatchApplier(projector, store, system)
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
-        self._told: set[str] = set()
         self._puller = Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack)
-
-    @property
-    def name(self) -> str:
-        return self.projector.name
 
     def stop(self) -> None:
         """Ask the runner to stop after the batch in hand (thread-safe from a signal handler)."""
@@ -220,10 +171,10 @@ class ProjectionRunner:
             while not self.stopping:
                 if not await self._acquire(wait):
                     break
-                keeper = asyncio.create_task(self._keep_lease())
+                keeper = asyncio.create_task(self._lease.keep())
                 try:
                     finished = await self._consume(end)
-                except _LeaseLost:
+                except LeaseLost:
                     log.warning("%s: lease lost to another runner; standing by", self.name)
                     if once:
                         raise ProjectionError(
@@ -232,6 +183,10 @@ class ProjectionRunner:
                         ) from None
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
+                    if isinstance(e, DBAPIError) and ended_as_idle(e):
+                        if await self._ended_as_idle():
+                            break  # halted
+                        continue
                     if once or (isinstance(e, DBAPIError) and not is_outage(e)):
                         raise
                     await self._wait_out(e)
@@ -241,9 +196,9 @@ class ProjectionRunner:
                     with contextlib.suppress(BaseException):
                         await keeper
                     await self._puller.stop()
-                    if not self._lease_lost:
+                    if not self._lease.lost:
                         with contextlib.suppress(Exception):
-                            await asyncio.to_thread(self._release)
+                            await asyncio.to_thread(self._lease.release)
                 if finished:
                     break
         finally:
@@ -259,23 +214,15 @@ class ProjectionRunner:
 
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
-        with transaction(self.engine) as db:
-            bound_waits(db, self.lease_ttl)
-            if not cps.try_acquire_lease(db, self.name, self.owner, self.lease_ttl):
-                return False
-            cp = cps.get_checkpoint(db, self.name)
-            if cp.updated_at is None:
-                cps.save_checkpoint(db, self.name, last_sequence=0, state="running")
-            elif cp.state == "halted":
-                log.warning("%s: was halted (%s); retrying", self.name, cp.last_error)
-                cps.save_checkpoint(db, self.name, last_sequence=cp.last_sequence, state="running")
-            self._clear_error = cp.last_error is not None
-            self.checkpoint = cp.last_sequence
+        taken = self._lease.try_acquire()
+        if taken is None:
+            return False
+        self.checkpoint = taken.checkpoint
+        self._clear_error = taken.had_error
         return True
 
     async def _acquire(self, wait: float | None) -> bool:
         deadline = None if wait is None else time.monotonic() + wait
-        self._lease_lost = False
         while not self.stopping:
             try:
                 acquired = await asyncio.to_thread(self._try_acquire)
@@ -291,8 +238,7 @@ class ProjectionRunner:
                 log.info("%s: standing by (another runner holds the lease)", self.name)
             self.state = "standby"
             if deadline is not None and time.monotonic() >= deadline:
-                lease = await asyncio.to_thread(self._lease)
-                holder = lease.owner if lease else "another runner"
+                holder = await asyncio.to_thread(self._lease.holder)
                 raise ProjectionError(
                     f"projector {self.name!r} is being run by {holder}; stop that runner "
                     f"(or wait {self.lease_ttl:g}s after it died) and try again"
@@ -314,30 +260,6 @@ class ProjectionRunner:
         )
         self.state = "waiting"
         await self._sleep(self._outage_delay)
-
-    def _lease(self) -> cps.Lease | None:
-        with read_transaction(self.engine) as db:
-            return cps.get_lease(db, self.name)
-
-    def _renew(self) -> bool:
-        with transaction(self.engine) as db:
-            return cps.renew_lease(db, self.name, self.owner, self.lease_ttl)
-
-    def _release(self) -> None:
-        with transaction(self.engine) as db:
-            cps.release_lease(db, self.name, self.owner)
-
-    async def _keep_lease(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            try:
-                held = await asyncio.to_thread(self._renew)
-            except DBAPIError as e:
-                log.warning("%s: cannot renew lease: %s", self.name, e)
-                continue
-            if not held:
-                self._lease_lost = True
-                return
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -363,8 +285,8 @@ class ProjectionRunner:
     async def _batches(self, end: int | None) -> bool:
         cipher = self.store.codec.cipher
         while not self.stopping:
-            if self._lease_lost:
-                raise _LeaseLost
+            if self._lease.lost:
+                raise LeaseLost
             msgs = await self._puller.take(self.batch_size, self.idle_timeout)
             if not msgs:
                 if end is None:
@@ -401,8 +323,8 @@ class ProjectionRunner:
             with contextlib.suppress(ForgottenError):
                 await cipher.prepare(sorted(subjects), create=False)
 
-    def _parse(self, msgs: list[Msg], end: int | None) -> tuple[list[_Item], bool]:
-        items: list[_Item] = []
+    def _parse(self, msgs: list[Msg], end: int | None) -> tuple[list[Item], bool]:
+        items: list[Item] = []
         expected = self._next_cseq
         for m in msgs:
             sseq, cseq, ts, pending = parse_reply(m.reply)
@@ -413,140 +335,19 @@ class ProjectionRunner:
             if end is not None and sseq > end:
                 self._next_cseq = expected
                 return items, True
-            items.append(_Item(sseq, ts, pending, m))
+            items.append(Item(sseq, ts, pending, m))
         self._next_cseq = expected
         return items, False
 
-    async def _commit(self, items: Sequence[_Item]) -> bool:
-        """Commit ``items``; on a bad event split, retry and halt or park. True when halted."""
-        while items:
-            try:
-                await asyncio.to_thread(self._apply, items)
-                return False
-            except _BadBulk:
-                for item in items:  # the slow path: one transaction per event
-                    if await self._commit([item]):
-                        return True
-                return False
-            except _BadEvent as bad:
-                if bad.index > 0:
-                    await asyncio.to_thread(self._apply, items[: bad.index])
-                item = items[bad.index]
-                error = await self._retry(item, bad.error)
-                if error is None:
-                    items = items[bad.index + 1 :]
-                    continue
-                if self.projector.on_error == "park":
-                    await asyncio.to_thread(self._park, item, error)
-                    items = items[bad.index + 1 :]
-                    continue
-                await asyncio.to_thread(self._halt, item, error)
-                return True
-        return False
-
-    async def _retry(self, item: _Item, error: BaseException) -> BaseException | None:
-        """Retry one event with backoff; the last error, or None once it applied."""
-        for attempt in range(self.projector.max_retries):
-            await asyncio.sleep(self.projector.retry_backoff * (2**attempt))
-            try:
-                await asyncio.to_thread(self._apply, [item])
-                return None
-            except _BadEvent as bad:
-                error = bad.error
-        return error
-
-    def _apply(self, items: Sequence[_Item]) -> None:
+    def _apply(self, items: Sequence[Item]) -> None:
         """One transaction: verify the lease, apply the items, move the checkpoint."""
-        projector = self.projector
-        handles = projector.handles
-        decode = self.store.codec.decode
-        system = self.system
         name = self.name
-        bulk: list[tuple[int, Any]] | None = [] if self._bulk else None
-
-        def flush(db: Session) -> None:
-            if not bulk:
-                return
-            try:
-                projector.apply_many([record for _, record in bulk], db)
-            except Exception as e:
-                if is_outage(e):
-                    raise
-                if len(bulk) == 1:
-                    raise _BadEvent(bulk[0][0], e) from e
-                raise _BadBulk from e
-            bulk.clear()
-
-        skipped: dict[str, tuple[int, int]] = {}
-        foreign = self.store.codec.decode_foreign
-
-        def passed(reason: str, sequence: int) -> None:
-            n, _ = skipped.get(reason, (0, 0))
-            skipped[reason] = (n + 1, sequence)
-            if reason not in self._told:
-                self._told.add(reason)
-                log.warning(
-                    "%s: passing over %s messages (first at seq %d; counted in eventkit status)%s",
-                    name,
-                    reason,
-                    sequence,
-                    _HINTS.get(reason, ""),
-                )
-
-        with self._fenced() as db:
+        with self._lease.fenced() as db:
             current = cps.get_checkpoint(db, name).last_sequence
             if current != self.checkpoint:
                 self.checkpoint = current
                 raise _Restart
-            for i, item in enumerate(items):
-                if item.sequence <= current:
-                    continue
-                msg = item.msg
-                headers = msg.headers or {}
-                event_type = headers.get(p.EVENT_TYPE)
-                stored = StoredMessage(
-                    msg.subject, item.sequence, time_from_ns(item.timestamp_ns), headers, msg.data
-                )
-                try:
-                    if event_type is None:
-                        bound = projector.foreign_class(msg.subject)
-                        if is_marker(headers):  # the subject was forgotten (here or elsewhere)
-                            flush(db)
-                            projector.forget(msg.subject, db)
-                            continue
-                        if system is not None and system.handles(msg.subject):
-                            flush(db)
-                            system.apply(projector, stored, db)
-                            continue
-                        if bound is None:
-                            if not _eventkits_own(msg.subject, headers, self.store.stream):
-                                passed(pov.FOREIGN, item.sequence)
-                            continue
-                        record = foreign(stored, bound, self.store.stream)
-                    elif not handles(event_type):
-                        passed(pov.UNHANDLED, item.sequence)
-                        continue
-                    else:
-                        record = decode(stored)
-                except ForgottenError:
-                    passed(pov.FORGOTTEN, item.sequence)
-                    continue
-                except Exception as e:
-                    if is_outage(e):
-                        raise  # the database is out of reach: not this event's fault
-                    raise _BadEvent(i, e) from e
-                if bulk is not None:
-                    bulk.append((i, record))
-                    continue
-                try:
-                    projector.apply(record, db)
-                except Exception as e:
-                    if is_outage(e):
-                        raise  # the database is out of reach: not this event's fault
-                    raise _BadEvent(i, e) from e
-            flush(db)
-            if skipped:
-                pov.record(db, name, skipped)
+            self._applier.apply(items, db, after=current)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}
@@ -563,52 +364,6 @@ class ProjectionRunner:
             self.checkpoint = items[-1].sequence
             self._clear_error = False
         self.processed += len(items)
-
-    def _failure(self, item: _Item, error: BaseException) -> tuple[str, str]:
-        event_type = (item.msg.headers or {}).get(p.EVENT_TYPE, "?")
-        return event_type, _describe(error)
-
-    @contextlib.contextmanager
-    def _fenced(self) -> Iterator[Session]:
-        """A transaction that commits only while this runner holds the lease (renewed inside
-        it); ``_LeaseLost`` otherwise, with nothing written."""
-        with transaction(self.engine) as db:
-            bound_waits(db, self.lease_ttl)
-            if not cps.renew_lease(db, self.name, self.owner, self.lease_ttl):
-                self._lease_lost = True
-                raise _LeaseLost
-            yield db
-
-    def _park(self, item: _Item, error: BaseException) -> None:
-        event_type, text = self._failure(item, error)
-        log.error("%s: parked seq %d (%s): %s", self.name, item.sequence, event_type, text)
-        with self._fenced() as db:
-            cps.park(
-                db,
-                self.name,
-                sequence=item.sequence,
-                subject=item.msg.subject,
-                event_type=event_type,
-                error=text,
-                attempts=1 + self.projector.max_retries,
-            )
-            cps.save_checkpoint(
-                db,
-                self.name,
-                last_sequence=item.sequence,
-                last_event_time=time_from_ns(item.timestamp_ns),
-            )
-        self.checkpoint = item.sequence
-        self.processed += 1
-
-    def _halt(self, item: _Item, error: BaseException) -> None:
-        event_type, text = self._failure(item, error)
-        message = halt_message(item.sequence, event_type, item.msg.subject, text)
-        log.error("%s: halted at %s", self.name, message)
-        with self._fenced() as db:
-            cps.set_state(db, self.name, "halted", message)
-        self.state = "halted"
-        self.halted_error = message
 
 
 async def run_projectors(

@@ -142,13 +142,19 @@ def bound_waits(db: Session, seconds: float) -> None:
     db.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {2 * ms}"))
 
 
+def ended_as_idle(error: BaseException) -> bool:
+    """Whether PostgreSQL ended the transaction for sitting idle longer than
+    ``idle_in_transaction_session_timeout`` (set by :func:`bound_waits`)."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == "25P03"
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether a database error is the database being out of reach or busy (worth waiting out:
     connection refused or dropped, a lock not granted in time, SQLite's "database is locked"),
     as opposed to a mistake that waiting cannot fix (a missing table, a bad statement)."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    if getattr(getattr(error, "orig", None), "sqlstate", None) == "25P03":
+    if ended_as_idle(error):
         return True  # the server ended an idle transaction (bound_waits): try again
     return isinstance(error, OperationalError | InterfaceError)
 

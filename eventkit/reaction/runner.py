@@ -41,6 +41,7 @@ from eventkit.reaction.schedule import (
 from eventkit.store import protocol as p
 from eventkit.store.consumer import Puller, delivered_count, parse_reply
 from eventkit.store.parked import ParkedLetter, ParkedLetters, now
+from eventkit.store.presence import Presence
 from eventkit.store.records import RecordedEvent, StoredMessage, time_from_ns
 
 log = logging.getLogger("eventkit.reaction")
@@ -116,6 +117,8 @@ class ReactorRunner:
         self.obs.state("running")
         idle_since: float | None = None
         waiting = asyncio.ensure_future(self._keep_buffered())
+        presence = Presence(self.store, self.name)
+        heartbeat = asyncio.ensure_future(presence.keep(self._figures))
         try:
             while not self.stopping:
                 free = self.concurrency - len(self._tasks)
@@ -138,15 +141,20 @@ class ReactorRunner:
                     break
         finally:
             waiting.cancel()
+            heartbeat.cancel()
             for m in self._puller.take_buffered():  # not started: hand back to other workers
                 with contextlib.suppress(Exception):
                     await self._puller.acknowledge(m, b"-NAK")
             await self._puller.stop()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            await presence.leave()
             self.state = "stopped"
             self.obs.state("stopped", checkpoint=self.obs.figures.checkpoint)
         return self.stats
+
+    def _figures(self) -> dict[str, int]:
+        return {"handled": self.stats.handled, "in_flight": self.stats.in_flight}
 
     async def _drained(self) -> bool:
         info = await self.store.js.consumer_info(self.store.stream, consumer_name(self.name))
@@ -278,8 +286,10 @@ class ReactorRunner:
                         await self._park(msg, key_seq, attempt, e, record.event_type)
                         return
                     delay = _delay(reactor.backoff, attempt)
-                    if reactor.ordered == "subject":
-                        await asyncio.sleep(delay)  # in place: later events of the subject wait
+                    if reactor.ordered == "subject" or reactor.ack_policy == "all":
+                        # in place: later events of the subject wait; under ack "all" an ack of
+                        # a later event would acknowledge this one, so nothing later goes first
+                        await asyncio.sleep(delay)
                         attempt += 1
                         continue
                     body = b"-NAK " + json.dumps({"delay": int(delay * 1e9)}).encode()

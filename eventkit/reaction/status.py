@@ -10,13 +10,15 @@ import nats.js.errors
 
 from eventkit.reaction.reactor import Reactor, consumer_name
 from eventkit.store.parked import ParkedLetters
+from eventkit.store.presence import workers
 
 
 @dataclass(frozen=True, slots=True)
 class ReactorStatus:
     """``pending``: not yet delivered; ``in_flight``: delivered, not acknowledged (over all
-    workers); ``redelivered``: in flight after more than one delivery; ``workers``: pull requests
-    waiting on the consumer (each idle worker keeps one or two); ``parked``: dead letters."""
+    workers); ``redelivered``: in flight after more than one delivery; ``workers``: processes
+    running it, heard of within the last 15 s (:mod:`eventkit.store.presence`); ``parked``: dead
+    letters. ``state``: ``running`` while a worker runs it, ``stopped`` otherwise."""
 
     name: str
     kind: str
@@ -36,6 +38,7 @@ async def reactor_status(reactors: Sequence[Reactor], store: Any) -> list[Reacto
     parked: dict[str, int] = {}
     for letter in await letters.list():
         parked[letter.name] = parked.get(letter.name, 0) + 1
+    present = await workers(store, [r.name for r in reactors])
     out = []
     for r in reactors:
         try:
@@ -45,16 +48,17 @@ async def reactor_status(reactors: Sequence[Reactor], store: Any) -> list[Reacto
                 ReactorStatus(r.name, "reactor", "not started", 0, 0, 0, parked.get(r.name, 0), 0)
             )
             continue
+        running = len(present[r.name])
         out.append(
             ReactorStatus(
                 r.name,
                 "reactor",
-                "active" if (info.num_waiting or 0) > 0 else "idle",
+                "running" if running else "stopped",
                 int(info.num_pending or 0),
                 int(info.num_ack_pending or 0),
                 int(info.num_redelivered or 0),
                 parked.get(r.name, 0),
-                int(info.num_waiting or 0),
+                running,
             )
         )
     return out

@@ -10,7 +10,7 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from eventkit.app import App
-from eventkit.cli.projections import _count_halted_lags, _runner_table
+from eventkit.cli.run import _count_halted_lags, _runner_table
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import on
 from eventkit.projection.projector import Projector

@@ -74,6 +74,17 @@ def checkpoint(engine: Any, name: str) -> int:
         return cps.get_checkpoint(db, name).last_sequence
 
 
+async def until_checkpoint_passes(
+    engine: Any, name: str, before: int, proc: subprocess.Popen[str], timeout: float = 60.0
+) -> None:
+    """Wait until the checkpoint of ``name`` is past ``before`` (the worker committed a batch)."""
+    deadline = time.monotonic() + timeout
+    while checkpoint(engine, name) <= before:
+        assert proc.poll() is None, "the worker ended before it committed a batch"
+        assert time.monotonic() < deadline, "the worker committed nothing within the timeout"
+        await asyncio.sleep(0.005)
+
+
 async def test_sigkill_20_times_then_restart_gives_the_uninterrupted_read_model(
     store: Any, nats_url: str, db_url: str
 ) -> None:
@@ -91,12 +102,21 @@ async def test_sigkill_20_times_then_restart_gives_the_uninterrupted_read_model(
     rng = random.Random(7)
     seen: list[int] = []
     for _ in range(20):
-        proc = start_worker(nats_url, store.stream, db_url, px, "w1", "--slow", "0.001")
-        await asyncio.sleep(rng.uniform(0.05, 0.5))
+        before = seen[-1] if seen else 0
+        proc = start_worker(
+            nats_url, store.stream, db_url, px, "w1", "--slow", "0.002", "--batch-size", "32"
+        )
+        # Kill at a random point after this worker has committed a batch, so that every kill lands
+        # while it is applying, however long the machine takes to start a worker.
+        await until_checkpoint_passes(engine, f"{px}_totals", before, proc)
+        await asyncio.sleep(rng.uniform(0.0, 0.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         seen.append(checkpoint(engine, f"{px}_totals"))
-    assert 0 < seen[-1] < end, "the kills should land while the worker is still applying"
+        if seen[-1] == end:
+            break
+    mid_run = [s for s in seen if 0 < s < end]
+    assert len(mid_run) >= 10, f"the kills should land while the worker is still applying: {seen}"
     assert len(set(seen)) >= 5
     proc = start_worker(nats_url, store.stream, db_url, px, "w1")
     assert proc.wait(timeout=60) == 0

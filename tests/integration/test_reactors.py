@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -322,3 +324,95 @@ async def test_ack_policies_all_and_none_deliver_each_event(
     assert sorted(seen) == list(range(6))
     await ReactorRunner(cls(), store).catch_up()  # nothing is delivered a second time
     assert sorted(seen) == list(range(6))
+
+
+class FlakyOnce(Reactor):
+    """Fails the first attempt at ping 2, then works."""
+
+    name = "flaky"
+    backoff: ClassVar[list[float]] = [0.05]
+    max_deliver = 3
+    failed: ClassVar[set[int]] = set()
+    seen: ClassVar[list[int]] = []
+
+    @on(RtPing)
+    async def got(self, e: RtPing, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+        if e.n == 2 and e.n not in self.failed:
+            self.failed.add(e.n)
+            raise RuntimeError("flaky once")
+        self.seen.append(e.n)
+
+
+async def test_ack_all_retries_a_failed_event_before_acking_later_ones(
+    store: JetStreamEventStore,
+) -> None:
+    # an ack under ack_policy "all" acknowledges every event before it: a failed event must be
+    # retried before any later event is acknowledged, or it is lost
+    FlakyOnce.failed.clear()
+    FlakyOnce.seen.clear()
+    await append_pings(store, range(6))
+    cls = type("FlakyAll", (FlakyOnce,), {"name": "flakyall", "ack_policy": "all"})
+    stats = await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == list(range(6)) and FlakyOnce.failed == {2}
+    assert FlakyOnce.seen == sorted(FlakyOnce.seen)  # one at a time, in stream order
+    assert stats.failed == 1 and stats.parked == 0
+    await ReactorRunner(cls(), store).catch_up()  # nothing left unacknowledged
+    assert sorted(FlakyOnce.seen) == list(range(6))
+
+
+async def test_ack_none_parks_a_failed_event_at_once_and_dlq_retry_applies_it(
+    store: JetStreamEventStore,
+) -> None:
+    # no acks means no redelivery: the failed event is parked on its first failure, not lost
+    FlakyOnce.failed.clear()
+    FlakyOnce.seen.clear()
+    await append_pings(store, range(6))
+    cls = type("FlakyNone", (FlakyOnce,), {"name": "flakynone", "ack_policy": "none"})
+    stats = await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == [0, 1, 3, 4, 5] and stats.parked == 1
+    letters = await ParkedLetters(store).list("flakynone")
+    assert [(x.sequence, x.attempts) for x in letters] == [(3, 1)] and "flaky" in letters[0].error
+    await request_retry(store, "flakynone", 3)
+    await ReactorRunner(cls(), store).catch_up()
+    assert sorted(FlakyOnce.seen) == list(range(6))
+    assert await ParkedLetters(store).list("flakynone") == []
+
+
+async def test_status_counts_the_workers_running_a_reactor(store: JetStreamEventStore) -> None:
+    from eventkit.reaction.status import reactor_status
+    from eventkit.store.presence import EXPIRES, Presence
+
+    await append_pings(store, range(3))
+    cls = reactor_class(name="counted", subjects=[f"{store.stream}.ping.>"])
+    runners = [ReactorRunner(cls(), store) for _ in range(2)]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+
+    async def shown() -> tuple[str, int]:
+        (row,) = await reactor_status([cls()], store)
+        return row.state, row.workers
+
+    async def until(expected: tuple[str, int]) -> None:
+        for _ in range(100):
+            if await shown() == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await shown() == expected
+
+    try:
+        await until(("running", 2))  # two workers, busy or not (no waiting pull is counted)
+        # a worker that died without a word is not counted once its last beat is too old
+        dead = Presence(store, "counted")
+        await dead.beat({"handled": 0})
+        await until(("running", 3))
+        assert dead._kv is not None
+        stale = {"worker": dead.worker, "at": time.time() - EXPIRES - 1}
+        await dead._kv.put(dead.key, json.dumps(stale).encode())
+        await until(("running", 2))
+        runners[0].stop()
+        await tasks[0]
+        await until(("running", 1))  # a clean stop removes its entry at once
+    finally:
+        for r in runners:
+            r.stop()
+        await asyncio.gather(*tasks)
+    await until(("stopped", 0))

@@ -141,3 +141,31 @@ async def test_a_frozen_worker_is_taken_over_and_fenced(
         "frozen worker (SIGSTOP) on PostgreSQL", lease_ttl_s=2, takeover_s=round(taken, 2)
     )
     engine.dispose()
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["catch_up", "run"])
+async def test_a_handler_idle_past_the_bound_halts_with_the_fix_instead_of_looping(
+    store: Any, pg_url: str, live: bool
+) -> None:
+    # a handler that waits between statements longer than twice the lease ttl has its
+    # transaction ended by PostgreSQL every time: after a few tries the projector halts and says
+    # why, instead of trying the same batch for ever
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    items: list[tuple[int, str, int]] = []
+    await _append(store, items, 3)
+    projector = make_projector(px, slow=1.2)
+    runner = ProjectionRunner(projector, store, engine, lease_ttl=0.5)
+    result = await asyncio.wait_for(runner.run() if live else runner.catch_up(), 60)
+    assert result.halted and result.checkpoint == 0
+    assert result.error is not None and "idle" in result.error and "--lease-ttl" in result.error
+    with read_transaction(engine) as db:
+        cp = cps.get_checkpoint(db, projector.name)
+    assert cp.state == "halted" and cp.last_sequence == 0
+    assert read_model(engine, px) == ([], [])  # nothing of the ended transactions was kept
+    # with a lease ttl the handler fits in, the same events apply
+    fits = await ProjectionRunner(projector, store, engine, lease_ttl=5).catch_up()
+    assert not fits.halted and read_model(engine, px) == expected_model(items)
+    engine.dispose()

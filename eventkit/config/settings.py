@@ -12,57 +12,35 @@ Secrets (password, token, keys, the database URL) never appear in ``repr``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import math
 import os
-import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from eventkit.config.values import (
+    APP_TARGET,
+    DEFAULT_HOME,
+    ENV_VARS,
+    KEY_HINT,
+    MASTER_KEY_BYTES,
+    MAX_REPLICAS,
+    check_database_url,
+    check_file,
+    check_nats_url,
+    check_server_key,
+    env_name,
+    parse_value,
+    redact_url,
+    shown,
+)
 from eventkit.errors import ConfigError, InvalidSubjectError
 from eventkit.store.subjects import validate_stream_name
 
-#: Environment variable of each field.
-ENV_VARS: dict[str, str] = {
-    "nats_urls": "EVENTKIT_NATS_URL",
-    "database_url": "EVENTKIT_DATABASE_URL",
-    "home": "EVENTKIT_HOME",
-    "app": "EVENTKIT_APP",
-    "stream": "EVENTKIT_STREAM",
-    "creds_file": "EVENTKIT_CREDS",
-    "nkey_seed_file": "EVENTKIT_NKEY",
-    "user": "EVENTKIT_USER",
-    "password": "EVENTKIT_PASSWORD",
-    "token": "EVENTKIT_TOKEN",
-    "tls_ca": "EVENTKIT_TLS_CA",
-    "tls_cert": "EVENTKIT_TLS_CERT",
-    "tls_key": "EVENTKIT_TLS_KEY",
-    "replicas": "EVENTKIT_REPLICAS",
-    "master_key": "EVENTKIT_MASTER_KEY",
-    "server_store_key": "EVENTKIT_SERVER_KEY",
-    "connect_timeout": "EVENTKIT_CONNECT_TIMEOUT",
-}
-
-DEFAULT_HOME = Path(".eventkit")
-MAX_REPLICAS = 5
-MASTER_KEY_BYTES = 32
-MIN_SERVER_KEY_LENGTH = 16
-
-_URL_SCHEMES = ("nats", "tls", "ws", "wss")
-_APP_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_KEY_HINT = "generate one with: openssl rand -base64 32"
-
 ErrorCallback = Callable[[Exception], Awaitable[None]]
-
-
-def _name(field_name: str) -> str:
-    return ENV_VARS[field_name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +122,14 @@ class Settings:
         for name, var in ENV_VARS.items():
             raw = source.get(var)
             if raw is not None and raw.strip() != "":
-                values[name] = _parse(name, raw, where=f"{var}={_shown(name, raw)}")
+                values[name] = parse_value(name, raw, where=f"{var}={shown(name, raw)}")
         for name, value in overrides.items():
             if value is None:
                 continue
             where = f"{name} (overrides {ENV_VARS[name]})"
-            values[name] = _parse(name, value, where=where) if isinstance(value, str) else value
+            values[name] = (
+                parse_value(name, value, where=where) if isinstance(value, str) else value
+            )
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -260,7 +240,7 @@ class Settings:
             elif f.name in secret:
                 out[f.name] = "***"
             elif f.name == "database_url":
-                out[f.name] = _redact_url(value)
+                out[f.name] = redact_url(value)
             elif f.name == "nats_urls":
                 out[f.name] = ",".join(value)
             else:
@@ -271,48 +251,48 @@ class Settings:
 
     def _validate(self) -> None:
         for url in self.nats_urls:
-            _check_nats_url(url)
+            check_nats_url(url)
         if self.database_url is not None:
-            _check_database_url(self.database_url)
-        if self.app is not None and not _APP_TARGET.match(self.app):
+            check_database_url(self.database_url)
+        if self.app is not None and not APP_TARGET.match(self.app):
             raise ConfigError(
-                f"{_name('app')}={self.app!r} is not a 'module:attr' target; "
+                f"{env_name('app')}={self.app!r} is not a 'module:attr' target; "
                 f"write it like 'samples.bank.app:app'"
             )
         if self.stream is not None:
             try:
                 validate_stream_name(self.stream)
             except InvalidSubjectError as e:
-                raise ConfigError(f"{_name('stream')}: {e}") from e
+                raise ConfigError(f"{env_name('stream')}: {e}") from e
         for name in ("creds_file", "nkey_seed_file", "tls_ca", "tls_cert", "tls_key"):
-            _check_file(name, getattr(self, name))
+            check_file(name, getattr(self, name))
         self._check_auth()
         if (self.tls_cert is None) != (self.tls_key is None):
             have, missing = (
                 ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
             )
             raise ConfigError(
-                f"{_name(have)} is set but {_name(missing)} is not: a client certificate needs "
-                f"both the certificate and its private key; set {_name(missing)} too"
+                f"{env_name(have)} is set but {env_name(missing)} is not: a client certificate "
+                f"needs both the certificate and its private key; set {env_name(missing)} too"
             )
         self.ssl_context()  # a bad PEM fails now, not at the first connect
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int):
             raise ConfigError(
-                f"{_name('replicas')}={self.replicas!r} is not a whole number; use 1 to "
+                f"{env_name('replicas')}={self.replicas!r} is not a whole number; use 1 to "
                 f"{MAX_REPLICAS}"
             )
         if not 1 <= self.replicas <= MAX_REPLICAS:
             raise ConfigError(
-                f"{_name('replicas')}={self.replicas} is out of range: JetStream streams have 1 "
+                f"{env_name('replicas')}={self.replicas} is out of range: JetStream streams have 1 "
                 f"to {MAX_REPLICAS} replicas (3 is the usual choice on a cluster)"
             )
         if self.master_key is not None and len(self.master_key) != MASTER_KEY_BYTES:
             raise ConfigError(
-                f"{_name('master_key')} decodes to {len(self.master_key)} bytes, expected "
-                f"{MASTER_KEY_BYTES}; {_KEY_HINT}"
+                f"{env_name('master_key')} decodes to {len(self.master_key)} bytes, expected "
+                f"{MASTER_KEY_BYTES}; {KEY_HINT}"
             )
         if self.server_store_key is not None:
-            _check_server_key(self.server_store_key)
+            check_server_key(self.server_store_key)
         timeout = self.connect_timeout
         if (
             isinstance(timeout, bool)
@@ -321,165 +301,37 @@ class Settings:
             or timeout <= 0
         ):
             raise ConfigError(
-                f"{_name('connect_timeout')}={timeout!r} must be a positive number of seconds, "
+                f"{env_name('connect_timeout')}={timeout!r} must be a positive number of seconds, "
                 f"e.g. 5 or 2.5"
             )
 
     def _check_auth(self) -> None:
         if self.user is not None and self.password is None:
             raise ConfigError(
-                f"{_name('user')} is set but {_name('password')} is not; set both "
-                f"(or use {_name('token')} or {_name('creds_file')} instead)"
+                f"{env_name('user')} is set but {env_name('password')} is not; set both "
+                f"(or use {env_name('token')} or {env_name('creds_file')} instead)"
             )
         if self.password is not None and self.user is None:
-            raise ConfigError(f"{_name('password')} is set but {_name('user')} is not; set both")
+            raise ConfigError(
+                f"{env_name('password')} is set but {env_name('user')} is not; set both"
+            )
         if self.token is not None and self.user is not None:
             raise ConfigError(
-                f"{_name('token')} and {_name('user')}/{_name('password')} are both set; a "
-                f"connection authenticates one way: unset one of them"
+                f"{env_name('token')} and {env_name('user')}/{env_name('password')} are both "
+                f"set; a connection authenticates one way: unset one of them"
             )
         if self.creds_file is not None and self.nkey_seed_file is not None:
             raise ConfigError(
-                f"{_name('creds_file')} and {_name('nkey_seed_file')} are both set; a .creds file "
-                f"already holds the nkey seed: unset {_name('nkey_seed_file')}"
+                f"{env_name('creds_file')} and {env_name('nkey_seed_file')} are both set; a "
+                f".creds file already holds the nkey seed: unset {env_name('nkey_seed_file')}"
             )
         keyed = [n for n in ("creds_file", "nkey_seed_file") if getattr(self, n) is not None]
         other = [n for n in ("user", "token") if getattr(self, n) is not None]
         if keyed and other:
             raise ConfigError(
-                f"{_name(keyed[0])} and {_name(other[0])} are both set; a connection "
+                f"{env_name(keyed[0])} and {env_name(other[0])} are both set; a connection "
                 f"authenticates one way: unset one of them"
             )
 
 
-# ---------------------------------------------------------------------- parsing helpers
-
-
-def _parse(name: str, raw: str, *, where: str) -> Any:
-    """Turn one raw string into the field's type; ``where`` names its source in errors."""
-    text = raw.strip()
-    if name == "nats_urls":
-        return _split_urls(text)
-    if name in ("home", "creds_file", "nkey_seed_file", "tls_ca", "tls_cert", "tls_key"):
-        return Path(text)
-    if name == "replicas":
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{where} is not a whole number; use 1 to {MAX_REPLICAS}") from None
-    if name == "connect_timeout":
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{where} is not a number; give seconds, e.g. 5 or 2.5") from None
-        return value
-    if name == "master_key":
-        return _decode_master_key(text)
-    if name in ("password", "token", "server_store_key"):
-        return raw  # secrets are taken verbatim
-    return text
-
-
-def _shown(name: str, raw: str) -> str:
-    if name in ("password", "token", "master_key", "server_store_key"):
-        return "***"
-    if name == "database_url":
-        return _redact_url(raw)
-    return repr(raw)
-
-
-def _split_urls(text: str | Iterable[str]) -> tuple[str, ...]:
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    return tuple(p.strip() for p in parts if p.strip())
-
-
-def _decode_master_key(text: str) -> bytes:
-    var = _name("master_key")
-    try:
-        if "-" in text or "_" in text:
-            key = base64.urlsafe_b64decode(text.encode("ascii"))
-        else:
-            key = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise ConfigError(f"{var} is not valid base64; {_KEY_HINT}") from None
-    return key  # its length is checked with the other settings
-
-
-def _check_nats_url(url: str) -> None:
-    var = _name("nats_urls")
-    example = "e.g. nats://127.0.0.1:4222 or tls://nats.example.com:4222"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise ConfigError(f"{var}: {url!r} is not a valid URL ({e}); {example}") from None
-    if parts.scheme not in _URL_SCHEMES:
-        raise ConfigError(
-            f"{var}: {url!r} must start with nats://, tls://, ws:// or wss://; {example}"
-        )
-    if not parts.hostname:
-        raise ConfigError(f"{var}: {url!r} has no host; {example}")
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(
-            f"{var}: {_redact_url(url)!r} carries credentials in the URL; put them in "
-            f"EVENTKIT_USER/EVENTKIT_PASSWORD or EVENTKIT_TOKEN so they stay out of logs"
-        )
-    if port == 0:
-        raise ConfigError(f"{var}: {url!r} has port 0; {example}")
-
-
-def _check_database_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(url)
-    except (ArgumentError, ValueError) as e:
-        raise ConfigError(
-            f"{_name('database_url')}={_redact_url(url)!r} is not a database URL ({e}); write "
-            f"e.g. postgresql+psycopg://user:pass@host/db or sqlite:///path/to/file.db"
-        ) from None
-
-
-def _check_file(name: str, path: Path | None) -> None:
-    if path is None:
-        return
-    if not path.exists():
-        raise ConfigError(f"{_name(name)}={str(path)!r} does not exist; fix the path or unset it")
-    if not path.is_file():
-        raise ConfigError(f"{_name(name)}={str(path)!r} is not a file; point it at the file")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(
-            f"{_name(name)}={str(path)!r} is not readable by this user; fix its permissions"
-        )
-
-
-def _check_server_key(key: str) -> None:
-    var = _name("server_store_key")
-    if len(key) < MIN_SERVER_KEY_LENGTH:
-        raise ConfigError(
-            f"{var} is {len(key)} characters, too short; use at least {MIN_SERVER_KEY_LENGTH}: "
-            f"{_KEY_HINT}"
-        )
-    if any(c in key for c in '"\\') or not key.isprintable():
-        raise ConfigError(
-            f"{var} contains quotes, backslashes or control characters, which the server's "
-            f"config cannot hold; {_KEY_HINT}"
-        )
-
-
-def _redact_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
-
-
-__all__ = ["ENV_VARS", "Settings"]
+__all__ = ["DEFAULT_HOME", "ENV_VARS", "ErrorCallback", "Settings"]

@@ -1,0 +1,167 @@
+"""``eventkit run``: run the projectors and reactors, once to the end or live.
+
+A thin shim over :mod:`eventkit.projection` and :mod:`eventkit.reaction`: parse, call, print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from eventkit.cli.context import (
+    EXIT_HALTED,
+    connected,
+    console,
+    readable,
+    run,
+    state,
+)
+from eventkit.cli.main import app
+from eventkit.cli.reactors import reacted_json, reacted_table
+from eventkit.projection.runner import (
+    DEFAULT_LEASE_TTL,
+    ProjectionRunner,
+    RunResult,
+    run_projectors,
+)
+from eventkit.reaction.runner import run_reactors
+
+
+def _runner_table(runners: list[ProjectionRunner], lags: dict[str, int]) -> Table:
+    """The live table; ``lags`` holds the counted lag of halted runners (the runner's own
+    figure stops at the batch it halted in)."""
+    table = Table("projector", "state", "checkpoint", "lag (events)", "processed", "owner")
+    for r in runners:
+        lag = lags.get(r.name, r.lag) if r.state == "halted" else r.lag
+        table.add_row(r.name, r.state, str(r.checkpoint), str(lag), str(r.processed), r.owner)
+    return readable(table)
+
+
+async def _count_halted_lags(
+    runners: list[ProjectionRunner], store: Any, lags: dict[str, int]
+) -> None:
+    from eventkit.store.positions import pending_after
+
+    for r in runners:
+        if r.state == "halted" and r.name not in lags:
+            lags[r.name] = await pending_after(store, r.filters, r.checkpoint)
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    projectors: list[str] = typer.Argument(
+        None, help="Projector and reactor names (default: all)."
+    ),
+    once: bool = typer.Option(
+        False, "--once", help="Catch up to the stream's end as it is now, then exit."
+    ),
+    lease_ttl: float = typer.Option(
+        DEFAULT_LEASE_TTL, "--lease-ttl", min=0.5, help="Seconds a dead worker blocks a standby."
+    ),
+    owner: str = typer.Option(None, "--owner", help="Lease owner id (default host:pid:random)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Run projector and reactor workers: catch up, then go on live (Ctrl-C / SIGTERM stops
+    cleanly; reactors finish their in-flight handlers first).
+
+    One worker per projector applies at a time; start several for failover. Every worker of a
+    reactor shares its consumer (competing consumers). --once returns when the projectors reached
+    the stream's end and the reactors have nothing pending or unacknowledged.
+
+    Example: eventkit --app samples.bank.app:app run balances --once
+    """
+    st = state(ctx)
+
+    async def go() -> list[RunResult]:
+        the_app = st.app()
+        names = projectors or []
+        chosen, reactors = the_app.select_workers(names)  # unknown names fail before connecting
+        async with connected(st, the_app) as (store, engine):
+            runners: list[ProjectionRunner] = []
+            workers: list[Any] = []
+            loop = asyncio.get_running_loop()
+
+            def stop_all() -> None:
+                for r in [*runners, *workers]:
+                    r.stop()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, stop_all)
+
+            async def projections() -> list[RunResult]:
+                if names and not chosen:
+                    return []
+                return await run_projectors(
+                    the_app,
+                    store,
+                    engine,
+                    [pr.name for pr in chosen] if names else [],
+                    once=once,
+                    runners=runners,
+                    lease_ttl=lease_ttl,
+                    owner=owner,
+                )
+
+            work = asyncio.ensure_future(
+                asyncio.gather(
+                    projections(), run_reactors(reactors, store, once=once, runners=workers)
+                )
+            )
+            if not (as_json or not console.is_terminal):
+                await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
+                lags: dict[str, int] = {}
+                table = _runner_table(runners, lags)
+                with Live(table, console=console, refresh_per_second=2) as live:
+                    while not work.done():
+                        await asyncio.wait([work], timeout=0.5)
+                        await _count_halted_lags(runners, store, lags)
+                        live.update(_runner_table(runners, lags))
+            done, reacted = await work
+            reactor_results.extend(zip(workers, reacted, strict=True))
+            return done
+
+    reactor_results: list[tuple[Any, Any]] = []
+    results = run(go())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [_res(r) for r in results]
+                + [reacted_json(w.name, stats) for w, stats in reactor_results],
+                indent=2,
+            )
+        )
+    else:
+        table = Table("projector", "checkpoint", "processed", "halted", "error")
+        for r in results:
+            table.add_row(
+                r.projector,
+                str(r.checkpoint),
+                str(r.processed),
+                "yes" if r.halted else "no",
+                Text(r.error or ""),
+            )
+        console.print(readable(table))
+        if reactor_results:
+            console.print(readable(reacted_table(reactor_results)))
+    if any(r.halted for r in results):
+        raise typer.Exit(EXIT_HALTED)
+
+
+def _res(r: RunResult) -> dict[str, Any]:
+    return {
+        "projector": r.projector,
+        "checkpoint": r.checkpoint,
+        "processed": r.processed,
+        "halted": r.halted,
+        "error": r.error,
+    }

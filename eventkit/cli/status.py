@@ -1,0 +1,89 @@
+"""``eventkit status``: where every projector and reactor is, and whether one halted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from eventkit.cli.context import (
+    EXIT_HALTED,
+    connected,
+    console,
+    readable,
+    run,
+    state,
+)
+from eventkit.cli.main import app
+from eventkit.cli.reactors import status_table
+from eventkit.projection.status import ProjectorStatus, status
+from eventkit.reaction.status import reactor_status
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Per projector: checkpoint, stream end, lag (events, seconds), state, last error.
+
+    State: running (a runner holds the lease), stopped, halted or new. Exit code 0, or 4 when a
+    projector is halted.
+
+    Example: eventkit --app samples.bank.app:app status --json
+    """
+    st = state(ctx)
+
+    async def go() -> tuple[list[ProjectorStatus], list[Any]]:
+        the_app = st.app()
+        async with connected(st, the_app) as (store, engine):
+            return (
+                await status(the_app.projectors, store, engine),
+                await reactor_status(the_app.reactors, store),
+            )
+
+    rows, reactor_rows = run(go())
+    if as_json:
+        typer.echo(
+            json.dumps([r.as_dict() for r in rows] + [r.as_dict() for r in reactor_rows], indent=2)
+        )
+        if any(r.state == "halted" for r in rows):
+            raise typer.Exit(EXIT_HALTED)
+        return
+    table = Table(
+        "projector",
+        "version",
+        "checkpoint",
+        "stream end",
+        "lag",
+        "lag (s)",
+        "state",
+        "parked",
+        "passed over",
+        "runner",
+        "last error",
+    )
+    for r in rows:
+        state_text = f"[red]{r.state}[/]" if r.state == "halted" else r.state
+        table.add_row(
+            r.name,
+            f"v{r.version}" + (" (building)" if r.role == "building" else ""),
+            str(r.checkpoint),
+            str(r.stream_last_sequence),
+            str(r.lag_events),
+            f"{r.lag_seconds:.1f}",
+            state_text,
+            str(r.parked),
+            ", ".join(f"{k} {v}" for k, v in sorted(r.passed_over.items())) or "-",
+            r.owner or "-",
+            Text(r.last_error or ""),
+        )
+    if rows or not reactor_rows:
+        console.print(readable(table))
+    if reactor_rows:
+        console.print(status_table(reactor_rows))
+    if any(r.state == "halted" for r in rows):
+        raise typer.Exit(EXIT_HALTED)

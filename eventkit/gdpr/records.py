@@ -1,0 +1,171 @@
+"""eventkit's SQL records of an erasure: the request log, the audit log, the read-model rows.
+
+The request row (``eventkit_forget_requests``) is keyed by the HMAC of the subject and holds the
+step a run reached, so an interrupted ``forget`` resumes; the audit row (``eventkit_forget_audit``)
+is written with the request's end in one transaction. Neither holds the subject in clear.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from eventkit.errors import ConfigError
+from eventkit.gdpr import tables as t
+from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.redaction import redact_errors
+from eventkit.projection.sql import is_sqlite, transaction
+
+if TYPE_CHECKING:
+    from eventkit.gdpr.forget import ForgetReport
+
+
+def check_tables(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            missing = [
+                name
+                for name in (t.forget_requests.name, t.forget_audit.name)
+                if not inspect(conn).has_table(name)
+            ]
+    except SQLAlchemyError as e:
+        raise ConfigError(f"cannot reach the SQL database for the forget log: {e}") from e
+    if missing:
+        raise ConfigError(
+            f"eventkit's GDPR tables are missing ({', '.join(missing)}): run `eventkit db "
+            f"upgrade` first"
+        )
+
+
+def load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | None:
+    r = t.forget_requests
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(r).where(r.c.stream == stream, r.c.subject_hmac == digest)
+        ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
+    r = t.forget_requests
+    now = datetime.now(UTC)
+    values = {"step": step, "messages_erased": erased, "updated_at": now, "finished_at": None}
+    where = (r.c.stream == stream, r.c.subject_hmac == digest)
+    for _ in range(2):
+        try:
+            with transaction(engine) as db:
+                done = db.execute(update(r).where(*where).values(**values)).rowcount  # type: ignore[attr-defined]
+                if not done:
+                    db.execute(
+                        insert(r).values(
+                            stream=stream, subject_hmac=digest, started_at=now, **values
+                        )
+                    )
+            return
+        except IntegrityError:
+            continue  # another forget of the subject inserted the request first: update it
+
+
+def forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
+    sqlite = is_sqlite(engine)
+    with transaction(engine) as db:
+        if sqlite:
+            db.execute(text("PRAGMA secure_delete = ON"))
+        for p in readers:
+            p.forget(subject, db)
+        dead = db.execute(  # type: ignore[attr-defined]
+            delete(dead_letters).where(dead_letters.c.subject == subject)
+        ).rowcount
+        redact_errors(db, subject)
+        r = t.forget_requests
+        db.execute(
+            update(r)
+            .where(r.c.stream == stream, r.c.subject_hmac == digest)
+            .values(step="projectors", updated_at=datetime.now(UTC))
+        )
+    if sqlite:
+        truncate_wal(engine)
+    return int(dead or 0)
+
+
+def truncate_wal(engine: Engine) -> None:
+    # WAL frames still hold the old pages (with the erased rows) until a checkpoint: fold
+    # them into the (securely overwritten) database file and truncate the WAL.
+    # (outside any transaction: on the DBAPI connection, not through the engine's BEGIN)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        raw.close()
+
+
+def finish_request(engine: Engine, report: ForgetReport) -> None:
+    row = {
+        "stream": report.stream,
+        "kind": "subject",
+        "subject_hmac": report.subject_hmac,
+        "hmac_scheme": report.hmac_scheme,
+        "sequence": None,
+        "messages_erased": report.messages,
+        "snapshots_erased": report.snapshots,
+        "key_shredded": report.key == "shredded",
+        "projectors": json.dumps(report.projectors),
+        "projectors_without_forget": json.dumps(report.projectors_without_forget),
+        "at": datetime.now(UTC),
+    }
+    r = t.forget_requests
+    with transaction(engine) as db:
+        db.execute(insert(t.forget_audit).values(**row))
+        db.execute(
+            update(r)
+            .where(r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
+            .values(step="done", updated_at=row["at"], finished_at=row["at"])
+        )
+
+
+def insert_audit(engine: Engine, row: dict[str, Any]) -> None:
+    with transaction(engine) as db:
+        db.execute(insert(t.forget_audit).values(**row))
+
+
+def checkpoint_positions(engine: Engine) -> dict[str, int]:
+    c = checkpoints
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(c.name):
+                return {}
+            return {
+                str(name): int(seq)
+                for name, seq in conn.execute(select(c.c.projector, c.c.last_sequence))
+            }
+    except SQLAlchemyError:
+        return {}
+
+
+def audit_entries(engine: Engine, stream: str | None = None) -> list[dict[str, Any]]:
+    """The forget audit log (newest last), as dicts; subjects appear only as HMACs."""
+    a = t.forget_audit
+    query = select(a).order_by(a.c.id)
+    if stream is not None:
+        query = query.where(a.c.stream == stream)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+__all__ = [
+    "audit_entries",
+    "check_tables",
+    "checkpoint_positions",
+    "finish_request",
+    "forget_rows",
+    "insert_audit",
+    "load_request",
+    "save_request",
+    "truncate_wal",
+]

@@ -1,0 +1,176 @@
+"""Applying one batch of delivered messages to a projector, inside the batch's transaction.
+
+::
+
+    applier = BatchApplier(projector, store, system)
+    applier.apply(items, db, after=checkpoint)   # raises BadEvent(i, error) on the event at i
+
+Per message: a marker (the subject was forgotten) calls ``projector.forget``; eventkit's system
+events go to ``system``; types the projector does not handle are passed over by their
+``Eventkit-Type`` header without decoding; foreign messages are decoded when the projector binds
+their subject and passed over otherwise; events whose key was shredded are passed over. What is
+passed over is counted per reason in the same transaction (``eventkit status``) and logged once
+per reason and runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.msg import Msg
+from sqlalchemy.orm import Session
+
+from eventkit.errors import ForgottenError
+from eventkit.projection import passedover as pov
+from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.projection.sql import is_outage
+from eventkit.store import protocol as p
+from eventkit.store.erasure import is_marker
+from eventkit.store.records import StoredMessage, time_from_ns
+
+log = logging.getLogger("eventkit.projection")
+
+_HINTS = {
+    "foreign": ": messages without Eventkit-Type; bind their subjects with foreign_events",
+    "forgotten": ": their data keys were shredded",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One delivered message with what its reply subject says about it."""
+
+    sequence: int
+    timestamp_ns: int
+    pending: int
+    msg: Msg
+
+
+class BadEvent(Exception):
+    """The event at ``index`` of the batch failed (decoding or the handler)."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class BadBulk(Exception):
+    """A projector's ``apply_many`` failed on a run of events: find the bad one singly."""
+
+
+def eventkits_own(subject: str, headers: dict[str, str], stream: str) -> bool:
+    """eventkit's own messages that are not events (notices, deadlines, reactor requests)."""
+    return (
+        p.SYSTEM in headers
+        or "Eventkit-Due-Type" in headers
+        or subject.startswith(p.system_prefix(stream))
+    )
+
+
+class BatchApplier:
+    """Folds a batch of items into one projector within a transaction the caller holds."""
+
+    def __init__(self, projector: Projector, store: Any, system: SystemEvents | None) -> None:
+        self.projector = projector
+        self.store = store
+        self.system = system
+        self._bulk = projector.applies_in_bulk()
+        self._told: set[str] = set()
+
+    def apply(self, items: Sequence[Item], db: Session, *, after: int) -> None:
+        """Apply the items past sequence ``after``; record what was passed over."""
+        projector = self.projector
+        handles = projector.handles
+        codec = self.store.codec
+        decode, foreign = codec.decode, codec.decode_foreign
+        stream = self.store.stream
+        system = self.system
+        bulk: list[tuple[int, Any]] | None = [] if self._bulk else None
+        skipped: dict[str, tuple[int, int]] = {}
+
+        def flush() -> None:
+            if not bulk:
+                return
+            try:
+                projector.apply_many([record for _, record in bulk], db)
+            except Exception as e:
+                if is_outage(e):
+                    raise
+                if len(bulk) == 1:
+                    raise BadEvent(bulk[0][0], e) from e
+                raise BadBulk from e
+            bulk.clear()
+
+        def passed(reason: str, sequence: int) -> None:
+            n, _ = skipped.get(reason, (0, 0))
+            skipped[reason] = (n + 1, sequence)
+            self._tell(reason, sequence)
+
+        for i, item in enumerate(items):
+            if item.sequence <= after:
+                continue
+            msg = item.msg
+            headers = msg.headers or {}
+            event_type = headers.get(p.EVENT_TYPE)
+            stored = StoredMessage(
+                msg.subject, item.sequence, time_from_ns(item.timestamp_ns), headers, msg.data
+            )
+            try:
+                if event_type is None:
+                    bound = projector.foreign_class(msg.subject)
+                    if is_marker(headers):  # the subject was forgotten (here or elsewhere)
+                        flush()
+                        projector.forget(msg.subject, db)
+                        continue
+                    if system is not None and system.handles(msg.subject):
+                        flush()
+                        system.apply(projector, stored, db)
+                        continue
+                    if bound is None:
+                        if not eventkits_own(msg.subject, headers, stream):
+                            passed(pov.FOREIGN, item.sequence)
+                        continue
+                    record = foreign(stored, bound, stream)
+                elif not handles(event_type):
+                    passed(pov.UNHANDLED, item.sequence)
+                    continue
+                else:
+                    record = decode(stored)
+            except ForgottenError:
+                passed(pov.FORGOTTEN, item.sequence)
+                continue
+            except Exception as e:
+                if is_outage(e):
+                    raise  # the database is out of reach: not this event's fault
+                raise BadEvent(i, e) from e
+            if bulk is not None:
+                bulk.append((i, record))
+                continue
+            try:
+                projector.apply(record, db)
+            except Exception as e:
+                if is_outage(e):
+                    raise  # the database is out of reach: not this event's fault
+                raise BadEvent(i, e) from e
+        flush()
+        if skipped:
+            pov.record(db, projector.name, skipped)
+
+    def _tell(self, reason: str, sequence: int) -> None:
+        if reason in self._told:
+            return
+        self._told.add(reason)
+        log.warning(
+            "%s: passing over %s messages (first at seq %d; counted in eventkit status)%s",
+            self.projector.name,
+            reason,
+            sequence,
+            _HINTS.get(reason, ""),
+        )
+
+
+__all__ = ["BadBulk", "BadEvent", "BatchApplier", "Item", "eventkits_own"]

@@ -1,0 +1,110 @@
+"""The SQL lease that lets one runner per projector apply at a time (``eventkit_leases``).
+
+::
+
+    lease = RunnerLease(engine, "balances", owner, ttl=5.0)
+    start = lease.try_acquire()          # None while another runner holds it
+    with lease.fenced() as db:           # commits only while the lease is still ours
+        ...
+    lease.release()
+
+A runner renews its lease every ``ttl / 3`` (:meth:`keep`) and verifies it inside every batch
+transaction (:meth:`fenced`), so a runner frozen past its lease commits nothing once a standby
+has taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.sql import bound_waits, read_transaction, transaction
+
+log = logging.getLogger("eventkit.projection")
+
+
+class LeaseLost(Exception):
+    """Another runner holds the lease now: nothing of the transaction was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a runner that took the lease starts: the checkpoint, and whether an error was on it."""
+
+    checkpoint: int
+    had_error: bool
+
+
+class RunnerLease:
+    """The lease of one projector, held by ``owner``."""
+
+    def __init__(self, engine: Engine, name: str, owner: str, ttl: float) -> None:
+        self.engine = engine
+        self.name = name
+        self.owner = owner
+        self.ttl = ttl
+        self.lost = False
+
+    def try_acquire(self) -> Start | None:
+        """Take the lease if it is free or expired (and mark a halted projector running)."""
+        with transaction(self.engine) as db:
+            bound_waits(db, self.ttl)
+            if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
+                return None
+            cp = cps.get_checkpoint(db, self.name)
+            if cp.updated_at is None:
+                cps.save_checkpoint(db, self.name, last_sequence=0, state="running")
+            elif cp.state == "halted":
+                log.warning("%s: was halted (%s); retrying", self.name, cp.last_error)
+                cps.save_checkpoint(db, self.name, last_sequence=cp.last_sequence, state="running")
+        self.lost = False
+        return Start(cp.last_sequence, cp.last_error is not None)
+
+    def holder(self) -> str:
+        """Who holds the lease now (for messages)."""
+        with read_transaction(self.engine) as db:
+            lease = cps.get_lease(db, self.name)
+        return lease.owner if lease and lease.owner else "another runner"
+
+    def renew(self) -> bool:
+        with transaction(self.engine) as db:
+            return cps.renew_lease(db, self.name, self.owner, self.ttl)
+
+    def release(self) -> None:
+        with transaction(self.engine) as db:
+            cps.release_lease(db, self.name, self.owner)
+
+    async def keep(self) -> None:
+        """Renew every ``ttl / 3`` until cancelled or lost (then :attr:`lost` is set)."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                held = await asyncio.to_thread(self.renew)
+            except DBAPIError as e:
+                log.warning("%s: cannot renew lease: %s", self.name, e)
+                continue
+            if not held:
+                self.lost = True
+                return
+
+    @contextlib.contextmanager
+    def fenced(self) -> Iterator[Session]:
+        """A transaction that commits only while this owner holds the lease (renewed inside
+        it); :class:`LeaseLost` otherwise, with nothing written."""
+        with transaction(self.engine) as db:
+            bound_waits(db, self.ttl)
+            if not cps.renew_lease(db, self.name, self.owner, self.ttl):
+                self.lost = True
+                raise LeaseLost
+            yield db
+
+
+__all__ = ["LeaseLost", "RunnerLease", "Start"]

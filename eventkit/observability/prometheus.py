@@ -47,10 +47,11 @@ class EventkitCollector:
                 fam.add_metric([f.kind, f.name], f.values()[info.name])
             yield fam
         process = m.PROCESS.values()
+        streams = sorted({s for values in process.values() for s in values})
         for info in m.PROCESS_METRICS:
             fam = CounterMetricFamily(info.name, info.help, labels=["stream"])
-            for stream, value in sorted(process[info.name].items()):
-                fam.add_metric([stream], value)
+            for stream in streams:  # 0 until the first conflict: rate() needs the series
+                fam.add_metric([stream], process[info.name].get(stream, 0))
             yield fam
 
     def describe(self) -> list[Any]:

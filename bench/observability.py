@@ -198,7 +198,7 @@ async def main() -> None:
                     for j in range(i, min(i + 100, args.events))
                 ]
             )
-        await provider.force_flush()
+        provider.force_flush()
         engine = make_engine(f"sqlite:///{tmp / 'replay.db'}")
         upgrade(engine)
         md.create_all(engine)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
@@ -65,12 +66,28 @@ def set_tracer_provider(provider: Any) -> None:
     _provider = provider
 
 
+_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _global_provider() -> Any:
+    """OpenTelemetry's global tracer provider, None while none is set. Reads the API's module
+    global (``get_tracer_provider`` looks up the environment on every call: ~1 µs per append)."""
+    provider = getattr(_trace, "_TRACER_PROVIDER", _trace)
+    if provider is None and not _FROM_ENV:
+        return None
+    if provider is _trace or provider is None:
+        return _trace.get_tracer_provider()  # an API without that global, or set by env var
+    return provider
+
+
 def tracer() -> Any:
     """eventkit's tracer, or None when tracing is off (no extra, or no tracer provider set)."""
     global _cache
     if _trace is None:
         return None
-    provider = _provider or _trace.get_tracer_provider()
+    provider = _provider or _global_provider()
+    if provider is None:
+        return None
     if provider is _cache[0]:
         return _cache[1]
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):

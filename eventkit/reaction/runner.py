@@ -131,6 +131,8 @@ class ReactorRunner:
                 if msgs:
                     idle_since = None
                     continue
+                if not self._tasks:  # nothing came within the wait, nothing in hand: caught up
+                    self.obs.state("live", checkpoint=self.obs.figures.checkpoint)
                 if not once:
                     continue
                 if self._tasks:

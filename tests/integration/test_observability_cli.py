@@ -181,4 +181,6 @@ def run_and_scrape(env: dict[str, str], stream: str) -> None:
     assert ("ticks", "caught_up") in events
     assert ("ticks", "stopped") in events
     assert ("tocker", "running") in events
+    assert ("tocker", "caught_up") in events
+    assert events.count(("tocker", "caught_up")) == 1  # once, not per idle poll
     assert all({"time", "level", "logger", "message"} <= set(x) for x in lines)

@@ -20,12 +20,15 @@ from eventkit.cli.context import (
     EXIT_HALTED,
     connected,
     console,
+    fail_on,
     readable,
     run,
     state,
 )
 from eventkit.cli.main import app
 from eventkit.cli.reactors import reacted_json, reacted_table
+from eventkit.errors import ConfigError
+from eventkit.observability.setup import start_observing
 from eventkit.projection.runner import (
     DEFAULT_LEASE_TTL,
     ProjectionRunner,
@@ -69,6 +72,15 @@ def run_command(
     ),
     owner: str = typer.Option(None, "--owner", help="Lease owner id (default host:pid:random)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on this port."
+    ),
+    metrics_host: str = typer.Option(
+        "0.0.0.0", "--metrics-host", help="Address the metrics endpoint listens on."
+    ),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="Log lines (one per state change) as text or json."
+    ),
 ) -> None:
     """Run projector and reactor workers: catch up, then go on live (Ctrl-C / SIGTERM stops
     cleanly; reactors finish their in-flight handlers first).
@@ -77,9 +89,16 @@ def run_command(
     reactor shares its consumer (competing consumers). --once returns when the projectors reached
     the stream's end and the reactors have nothing pending or unacknowledged.
 
+    --metrics-port serves /metrics in the Prometheus text format (extra 'metrics');
+    --log-format json writes one JSON object per log line.
+
     Example: eventkit --app samples.bank.app:app run balances --once
     """
     st = state(ctx)
+    try:  # before connecting: a bad option or a busy port starts nothing
+        observing = start_observing(log_format, metrics_port, metrics_host)
+    except ConfigError as e:
+        fail_on(e)
 
     async def go() -> list[RunResult]:
         the_app = st.app()
@@ -131,7 +150,10 @@ def run_command(
             return done
 
     reactor_results: list[tuple[Any, Any]] = []
-    results = run(go())
+    try:
+        results = run(go())
+    finally:
+        observing.close()
     if as_json:
         typer.echo(
             json.dumps(

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ForgottenError
+from eventkit.observability.worker import WorkerObserver
 from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
@@ -73,7 +74,14 @@ def eventkits_own(subject: str, headers: dict[str, str], stream: str) -> bool:
 class BatchApplier:
     """Folds a batch of items into one projector within a transaction the caller holds."""
 
-    def __init__(self, projector: Projector, store: Any, system: SystemEvents | None) -> None:
+    def __init__(
+        self,
+        projector: Projector,
+        store: Any,
+        system: SystemEvents | None,
+        obs: WorkerObserver | None = None,
+    ) -> None:
+        self.obs = obs or WorkerObserver("projector", projector.name, log)
         self.projector = projector
         self.store = store
         self.system = system
@@ -89,13 +97,17 @@ class BatchApplier:
         stream = self.store.stream
         system = self.system
         bulk: list[tuple[int, Any]] | None = [] if self._bulk else None
+        apply, apply_many = (
+            self.obs.apply(projector.apply),
+            self.obs.apply_many(projector.apply_many),
+        )
         skipped: dict[str, tuple[int, int]] = {}
 
         def flush() -> None:
             if not bulk:
                 return
             try:
-                projector.apply_many([record for _, record in bulk], db)
+                apply_many([record for _, record in bulk], db)
             except Exception as e:
                 if is_outage(e):
                     raise
@@ -160,7 +172,7 @@ class BatchApplier:
                 bulk.append((i, record))
                 continue
             try:
-                projector.apply(record, db)
+                apply(record, db)
             except Exception as e:
                 if is_outage(e):
                     raise  # the database is out of reach: not this event's fault

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from eventkit.observability.worker import WorkerObserver
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BadBulk, BadEvent, Item
 from eventkit.projection.lease import LeaseLost, RunnerLease
@@ -42,6 +43,7 @@ class BadEvents:
     state: Any
     halted_error: str | None
     _lease: RunnerLease
+    obs: WorkerObserver
     _idle_at: int = -1
     _idle_ends: int = 0
 
@@ -64,6 +66,7 @@ class BadEvents:
                         return True
                 return False
             except BadEvent as bad:
+                self.obs.failed()
                 if bad.index > 0:
                     await asyncio.to_thread(self._apply, items[: bad.index])
                 item = items[bad.index]
@@ -96,7 +99,7 @@ class BadEvents:
 
     def _park(self, item: Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)
-        log.error("%s: parked seq %d (%s): %s", self.name, item.sequence, event_type, text)
+        self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
         with self._lease.fenced() as db:
             cps.park(
                 db,
@@ -121,7 +124,7 @@ class BadEvents:
         self._halt_with(halt_message(item.sequence, event_type, item.msg.subject, text))
 
     def _halt_with(self, message: str) -> None:
-        log.error("%s: halted at %s", self.name, message)
+        self.obs.state("halted", error=message)
         with self._lease.fenced() as db:
             cps.set_state(db, self.name, "halted", message)
         self.state = "halted"

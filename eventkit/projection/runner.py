@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
+from eventkit.observability.worker import WorkerObserver
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BatchApplier, Item
 from eventkit.projection.bluegreen import deployed
@@ -139,7 +140,8 @@ class ProjectionRunner(BadEvents):
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
-        self._applier = BatchApplier(projector, store, system)
+        self.obs = WorkerObserver("projector", projector.name, log)
+        self._applier = BatchApplier(projector, store, system, self.obs)
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
@@ -167,6 +169,7 @@ class ProjectionRunner(BadEvents):
         if once:
             end = await self.store.last_sequence()
         wait = self.lease_wait
+        self.obs.state("starting")
         if wait is None and once:
             wait = self.lease_ttl * 3
         try:
@@ -174,10 +177,11 @@ class ProjectionRunner(BadEvents):
                 if not await self._acquire(wait):
                     break
                 keeper = asyncio.create_task(self._lease.keep())
+                self.obs.lease_taken(self.owner, self.checkpoint)
                 try:
                     finished = await self._consume(end)
                 except LeaseLost:
-                    log.warning("%s: lease lost to another runner; standing by", self.name)
+                    self.obs.lease_lost(self.owner)
                     if once:
                         raise ProjectionError(
                             f"projector {self.name!r}: another runner took the lease while "
@@ -206,6 +210,7 @@ class ProjectionRunner(BadEvents):
         finally:
             if self.state != "halted":
                 self.state = "stopped"
+            self.obs.state(self.state, checkpoint=self.checkpoint)
         return RunResult(
             self.name,
             self.checkpoint,
@@ -236,8 +241,7 @@ class ProjectionRunner(BadEvents):
             if acquired:
                 self._outage_delay = 0.0
                 return True
-            if self.state != "standby":
-                log.info("%s: standing by (another runner holds the lease)", self.name)
+            self.obs.state("standby")
             self.state = "standby"
             if deadline is not None and time.monotonic() >= deadline:
                 holder = await asyncio.to_thread(self._lease.holder)
@@ -278,6 +282,7 @@ class ProjectionRunner(BadEvents):
             if end is not None and self._puller.pending_at_start == 0:
                 return True
             self.state = "catching-up"
+            self.obs.state("catching-up", checkpoint=self.checkpoint)
             try:
                 return await self._batches(end)
             except _Restart:
@@ -294,16 +299,19 @@ class ProjectionRunner(BadEvents):
                 if end is None:
                     self.state = "live"
                     self.lag = 0
+                    self.obs.state("live", checkpoint=self.checkpoint)
                 continue
             if cipher is not None:
                 await self._prepare_keys(cipher, msgs)
             items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
             if items:
+                started = time.perf_counter()
                 halted = await self._commit(items)
                 if halted:
                     return True
                 last = items[-1]
                 self.lag = last.pending
+                self.obs.batch(len(items), last.sequence, last.timestamp_ns, last.pending, started)
                 await self._puller.ack_all(last.msg)
                 if self.on_batch is not None:
                     self.on_batch(self, len(items))

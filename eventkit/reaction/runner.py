@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventkit.errors import EventkitError
+from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.context import ReactorContext
 from eventkit.reaction.reactor import Reactor, consumer_name
@@ -69,6 +70,7 @@ class ReactorRunner:
         self.stats = ReactorStats()
         self._end = 0
         self.state = "starting"
+        self.obs = WorkerObserver("reactor", self.name, log)
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tails: dict[str, asyncio.Task[None]] = {}
@@ -111,6 +113,7 @@ class ReactorRunner:
             self._end = max(ends, default=0)
         await self._puller.start()
         self.state = "running"
+        self.obs.state("running")
         idle_since: float | None = None
         waiting = asyncio.ensure_future(self._keep_buffered())
         presence = Presence(self.store, self.name)
@@ -127,6 +130,8 @@ class ReactorRunner:
                 if msgs:
                     idle_since = None
                     continue
+                if not self._tasks:  # nothing came within the wait, nothing in hand: caught up
+                    self.obs.state("live", checkpoint=self.obs.figures.checkpoint)
                 if not once:
                     continue
                 if self._tasks:
@@ -146,6 +151,7 @@ class ReactorRunner:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await presence.leave()
             self.state = "stopped"
+            self.obs.state("stopped", checkpoint=self.obs.figures.checkpoint)
         return self.stats
 
     def _figures(self) -> dict[str, int]:
@@ -230,8 +236,9 @@ class ReactorRunner:
         if prior is not None:
             with contextlib.suppress(BaseException):
                 await prior
-        sseq, _, ts, _ = parse_reply(msg.reply)
+        sseq, _, ts, pending = parse_reply(msg.reply)
         deliveries = delivered_count(msg.reply)
+        self.obs.delivered(sseq, ts, pending, deliveries)
         reactor = self.reactor
         key_seq = sseq
         if msg.subject == self._retry:
@@ -256,8 +263,10 @@ class ReactorRunner:
         try:
             while True:
                 try:
-                    await reactor.handle(
-                        record, ReactorContext(self.name, record, self.store, self.scheduler)
+                    await self.obs.handle(
+                        reactor.handle,
+                        record,
+                        ReactorContext(self.name, record, self.store, self.scheduler),
                     )
                     self.stats.handled += 1
                     if key_seq != sseq:
@@ -327,14 +336,7 @@ class ReactorRunner:
         letter = ParkedLetter(self.name, sequence, subject, event_type, text, attempts, now())
         await self.letters.park(letter)
         self.stats.parked += 1
-        log.error(
-            "%s: parked seq %d (%s) after %d attempts: %s",
-            self.name,
-            sequence,
-            event_type,
-            attempts,
-            text,
-        )
+        self.obs.parked(sequence, event_type, attempts, text)
         await self._puller.acknowledge(msg, b"+TERM")
 
 

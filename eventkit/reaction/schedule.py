@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventkit.domain.events import new_event_id as new_id
+from eventkit.observability.tracing import trace_headers
 from eventkit.reaction.context import Deadline
 from eventkit.store import protocol as p
 from eventkit.store import schedules
@@ -48,6 +49,7 @@ class JetStreamScheduler:
         headers[DUE_TYPE] = headers.pop(p.EVENT_TYPE)
         headers[DUE_ID] = deadline.event_id
         headers.update(deadline.headers)
+        headers.update(trace_headers() or {})  # the deadline continues the handler's trace
         headers[schedules.SCHEDULE] = schedules.schedule_at(deadline.due)
         headers[schedules.SCHEDULE_TARGET] = due_subject(store.stream, deadline.reactor)
         await schedules.publish(store, subject, payload, headers)

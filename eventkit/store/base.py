@@ -11,6 +11,7 @@ from typing import Any, Protocol, Self
 
 from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
+from eventkit.observability.tracing import trace_headers
 from eventkit.store.codec import Codec
 from eventkit.store.protocol import (
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -140,12 +141,15 @@ async def encode_writes(
     limit = max_payload - (BATCH_HEADER_ALLOWANCE if total > 1 else 0)
     out: list[EncodedMessage] = []
     encode = codec.encode
+    traced = trace_headers()  # the append's span (None when tracing is off)
     for w in writes:
         subject = w.subject
         for i, (event, eid) in enumerate(zip(w.events, w.ids, strict=True)):
             headers, payload = encode(subject, event, eid)
             if w.headers:
                 headers.update(w.headers)
+            if traced:
+                headers.update(traced)
             if i == 0 and w.expected_sequence is not None:
                 headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
                 if w.boundary is not None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
+from eventkit.observability.tracing import traced_append
 from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
@@ -50,6 +51,7 @@ class InMemoryEventStore(EventStore):
         self._last_seq = 0
         self.snapshots = InMemorySnapshotStore()
 
+    @traced_append
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
         encoded = await encode_writes(self, writes, self.max_payload)
         # a retried append whose events are all stored already is reported as done

@@ -20,6 +20,8 @@ from eventkit.errors import (
     ServerVersionError,
     StoreUnavailableError,
 )
+from eventkit.observability.metrics import PROCESS
+from eventkit.observability.tracing import traced_append
 from eventkit.store import protocol as p
 from eventkit.store.base import EncodedMessage, Write, encode_writes
 from eventkit.store.erasure import BODY, is_marker, marker_headers
@@ -47,6 +49,7 @@ class Appending(Reading):
         """The server's max message size (headers + payload), in bytes."""
         return int(self.nc.max_payload)
 
+    @traced_append
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
         """Append to several subjects in one atomic batch; return each write's last sequence.
 
@@ -72,6 +75,7 @@ class Appending(Reading):
             except ConcurrencyError as e:
                 if e.subject not in derived:
                     raise
+                PROCESS.retried(self.stream)
         raise StoreUnavailableError(
             f"append to {writes[0].subject!r}: other writers kept appending to its subject "
             f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
@@ -121,6 +125,7 @@ class Appending(Reading):
             # no answer: the message may or may not have been stored; retrying is safe
             # because every event keeps its Nats-Msg-Id, and conflicts are resolved below
             backoff = backoff or Backoff(self.retry_for, first_delay=0.02)
+            PROCESS.retried(self.stream)
             if not await backoff.wait():
                 raise StoreUnavailableError(
                     f"{describe}: no answer from JetStream within {self.retry_for}s ({error!r}); "

@@ -60,3 +60,20 @@ values = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_ch
 def test_any_header_block_parses_as_nats_py_does(pairs: list[tuple[str, str]]) -> None:
     block = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in pairs) + b"\r\n"
     assert parse_headers(block) == nats_py(block)
+
+
+def test_the_dispatch_hook_is_taken_only_on_the_client_it_was_written_for() -> None:
+    from nats.aio.client import Client
+
+    from eventkit.store.nats.delivery import _hookable
+
+    class Changed:
+        async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes) -> None:
+            pass
+
+    class Without:
+        pass
+
+    assert _hookable(Client)  # the nats-py this release is tested with
+    assert not _hookable(Changed)  # another shape: ordinary subscriptions, not a broken hook
+    assert not _hookable(Without)

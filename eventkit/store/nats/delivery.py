@@ -14,6 +14,7 @@ the one connection only; a client without it gets ordinary subscriptions, and th
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -120,9 +121,25 @@ class _Router:
             await self._nc._error_cb(e)
 
 
+_DISPATCH_PARAMETERS = ("self", "sid", "subject", "reply", "data", "headers")
+
+
+def _hookable(cls: type) -> bool:
+    """Whether the client's dispatch is the one this module was written against (nats-py 2.x):
+    another shape (a future release) gets ordinary subscriptions instead of a broken hook."""
+    dispatch = getattr(cls, "_process_msg", None)
+    if not callable(dispatch):
+        return False
+    try:
+        names = tuple(inspect.signature(dispatch).parameters)
+    except (TypeError, ValueError):
+        return False
+    return names == _DISPATCH_PARAMETERS
+
+
 def _router(nc: NATS) -> _Router | None:
     router: _Router | None = getattr(nc, "_eventkit_router", None)
-    if router is None and callable(getattr(type(nc), "_process_msg", None)):
+    if router is None and _hookable(type(nc)):
         router = _Router(nc)
         nc._process_msg = router.process  # type: ignore[method-assign]
         nc._eventkit_router = router  # type: ignore[attr-defined]

@@ -27,9 +27,7 @@ from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection.bluegreen import deployed
 from eventkit.projection.replay import check_replay_args, parse_when, plan_replay, replay
-from eventkit.projection.runner import (
-    RunResult,
-)
+from eventkit.projection.runner import RunResult
 
 
 @app.command("replay")

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from eventkit.config.values import MASTER_KEY_BYTES
 from eventkit.errors import ConfigError, EventDecodeError
 from eventkit.gdpr.keycache import DataKey, Entry, Forgotten
 
-MASTER_KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 TOMBSTONE: Final = b'{"v":1,"forgotten":true}'
 """The value a shredded key's bucket entry holds."""

@@ -17,7 +17,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from eventkit.errors import StoreUnavailableError
+from eventkit.store.nats.buckets import open_bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +58,14 @@ class ParkedLetters:
         self._kv: KeyValue | None = None
 
     async def _open(self, create: bool) -> KeyValue | None:
-        if self._kv is not None:
-            return self._kv
-        js = self.store.js
-        try:
-            try:
-                self._kv = await js.key_value(self.bucket)
-            except nats.js.errors.BucketNotFoundError:
-                if not create:
-                    return None
-                self._kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=self.bucket,
-                        history=1,
-                        storage=StorageType.FILE,
-                        replicas=getattr(self.store, "replicas", 1),
-                    )
-                )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-            raise StoreUnavailableError(f"parked-event bucket {self.bucket!r}: {e!r}") from e
+        if self._kv is None:
+            config = KeyValueConfig(
+                bucket=self.bucket,
+                history=1,
+                storage=StorageType.FILE,
+                replicas=getattr(self.store, "replicas", 1),
+            )
+            self._kv = await open_bucket(self.store.js, config, create=create)
         return self._kv
 
     async def park(self, letter: ParkedLetter) -> None:

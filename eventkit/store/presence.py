@@ -32,6 +32,9 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from eventkit.errors import StoreUnavailableError
+from eventkit.store.nats.buckets import open_bucket
+
 log = logging.getLogger("eventkit.store")
 
 HEARTBEAT: Final = 5.0
@@ -47,23 +50,14 @@ def bucket_name(stream: str) -> str:
 
 
 async def _bucket(store: Any, *, create: bool) -> KeyValue | None:
-    js = store.js
-    try:
-        found: KeyValue = await js.key_value(bucket_name(store.stream))
-        return found
-    except nats.js.errors.BucketNotFoundError:
-        if not create:
-            return None
-    made: KeyValue = await js.create_key_value(
-        KeyValueConfig(
-            bucket=bucket_name(store.stream),
-            history=1,
-            ttl=EXPIRES,
-            storage=StorageType.MEMORY,  # presence is not worth a disk write
-            replicas=getattr(store, "replicas", 1),
-        )
+    config = KeyValueConfig(
+        bucket=bucket_name(store.stream),
+        history=1,
+        ttl=EXPIRES,
+        storage=StorageType.MEMORY,  # presence is not worth a disk write
+        replicas=getattr(store, "replicas", 1),
     )
-    return made
+    return await open_bucket(store.js, config, create=create)
 
 
 class Presence:
@@ -101,7 +95,7 @@ class Presence:
         while True:
             try:
                 await self.beat(figures())
-            except (nats.errors.Error, nats.js.errors.Error, OSError) as e:
+            except (nats.errors.Error, StoreUnavailableError, OSError) as e:
                 log.debug("%s: heartbeat not written: %r", self.reactor, e)
             await asyncio.sleep(HEARTBEAT)
 

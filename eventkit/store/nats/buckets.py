@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.kv import KeyValue
 
 from eventkit.errors import ConfigError, EventkitError, StoreUnavailableError
 from eventkit.store import protocol as p
@@ -36,6 +37,24 @@ def erasable_kv_config(bucket: str, replicas: int = 1) -> StreamConfig:
         storage=StorageType.FILE,
         num_replicas=replicas,
     )
+
+
+async def open_bucket(
+    js: JetStreamContext, config: KeyValueConfig, *, create: bool
+) -> KeyValue | None:
+    """The KV bucket ``config.bucket``; made from ``config`` when it is missing and ``create``
+    (None when it is missing otherwise). An unanswered request is a StoreUnavailableError."""
+    try:
+        try:
+            found: KeyValue = await js.key_value(config.bucket)
+            return found
+        except nats.js.errors.BucketNotFoundError:
+            if not create:
+                return None
+        made: KeyValue = await js.create_key_value(config)
+        return made
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+        raise StoreUnavailableError(f"bucket {config.bucket!r}: {e!r}") from e
 
 
 async def ensure_erasable_bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:

@@ -16,7 +16,7 @@ per reason and runner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
@@ -87,6 +87,9 @@ class BatchApplier:
         self.system = system
         self._bulk = projector.applies_in_bulk()
         self._told: set[str] = set()
+        self.only: Callable[[str], bool] | None = None
+        """The subjects to apply when the consumer delivers more (the whole stream); the rest
+        is not this projector's and passed over uncounted."""
 
     def apply(self, items: Sequence[Item], db: Session, *, after: int) -> None:
         """Apply the items past sequence ``after``; record what was passed over."""
@@ -102,6 +105,7 @@ class BatchApplier:
             self.obs.apply_many(projector.apply_many),
         )
         skipped: dict[str, tuple[int, int]] = {}
+        only = self.only
 
         def flush() -> None:
             if not bulk:
@@ -125,6 +129,8 @@ class BatchApplier:
             if item.sequence <= after:
                 continue
             msg = item.msg
+            if only is not None and not only(msg.subject):
+                continue
             headers = msg.headers or {}
             event_type = headers.get(p.EVENT_TYPE)
             try:

@@ -46,7 +46,7 @@ from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import time_from_ns
-from eventkit.store.subjects import subject_matches
+from eventkit.store.subjects import subject_filter, subject_matches
 
 log = logging.getLogger("eventkit.projection")
 
@@ -145,7 +145,10 @@ class ProjectionRunner(BadEvents):
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
-        self._puller = Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack)
+        self._puller = Puller(
+            store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
+        )
+        self._wanted = subject_filter(self.filters)
 
     def stop(self) -> None:
         """Ask the runner to stop after the batch in hand (thread-safe from a signal handler)."""
@@ -278,6 +281,7 @@ class ProjectionRunner(BadEvents):
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)
+            self._applier.only = self._wanted if self._puller.whole else None
             self._next_cseq = 1
             if end is not None and self._puller.pending_at_start == 0:
                 return True
@@ -328,6 +332,7 @@ class ProjectionRunner(BadEvents):
             if m.headers
             and p.ENCRYPTION in m.headers
             and self.projector.handles(m.headers.get(p.EVENT_TYPE, ""))
+            and (self._applier.only is None or self._applier.only(m.subject))
         }
         if subjects:
             with contextlib.suppress(ForgottenError):

@@ -15,7 +15,7 @@ from pydantic_core import PydanticSerializationError
 from eventkit.domain.events import Event, EventRegistry, registry
 from eventkit.errors import EventDecodeError, EventEncodeError, UnknownEventTypeError
 from eventkit.store import protocol as p
-from eventkit.store.records import RecordedEvent, StoredMessage
+from eventkit.store.records import RecordedEvent, StoredMessage, recorded
 from eventkit.store.subjects import entity_id_of
 
 
@@ -136,7 +136,7 @@ class Codec:
                 subject=subject,
                 sequence=sequence,
             ) from e
-        return RecordedEvent(
+        return recorded(
             event,
             subject,
             subject[subject.rfind(".") + 1 :],  # entity_id_of, inline: once per event

@@ -8,9 +8,15 @@ nats-py ``Msg``, and the headers parsed in one pass. Idle heartbeats are passed 
 ends (408/409) are counted back, and lost requests (a reconnect) are asked for again.
 
 Projectors (``eventkit_<projector>``): the consumer is only transport, the SQL checkpoint is the
-truth; every start resets it to ``checkpoint + 1``. Reactors pass their own consumer config and
-positioning (``setup``) and acknowledge each message explicitly (:meth:`Puller.ack`); with a
-priority ``group`` (pinned client) one worker at a time receives, the others stand by.
+truth; every start resets it to ``checkpoint + 1``. A projector's consumer takes the whole stream
+(no filter) when its subjects hold a good share of the messages ahead (:data:`DENSE_SHARE`): the
+server delivers a filtered consumer's messages at a much higher cost per message on a stream of
+many subjects (its wildcard filters are matched against each block's subjects, several filters
+more so), and the runner passes over the rest by subject.
+
+Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
+explicitly (:meth:`Puller.ack`); with a priority ``group`` (pinned client) one worker at a time
+receives, the others stand by.
 """
 
 from __future__ import annotations
@@ -40,6 +46,14 @@ SETUP_ATTEMPTS = 4
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 PIN_ID = "Nats-Pin-Id"
+
+DENSE_SHARE = 4
+"""A projector's consumer takes the whole stream when at least one in ``DENSE_SHARE`` of the
+messages ahead are on its subjects (measured: a filtered consumer cost nats-server 2.15 about
+45 µs per message on a stream of 5,000 subjects, and 170 µs with a second filter, against 3 µs
+for the whole stream)."""
+DENSE_MIN = 2048
+"""Messages ahead below which the consumer keeps the mode it has (a live restart)."""
 
 
 def consumer_name(projector: str) -> str:
@@ -74,6 +88,7 @@ class Puller:
         name: str | None = None,
         setup: Callable[[], Awaitable[int]] | None = None,
         group: str | None = None,
+        cover: bool = False,
     ) -> None:
         self.nc = store.nc
         self.js = store.js
@@ -83,6 +98,10 @@ class Puller:
         self.group = group
         self._pin = ""
         self.filters = filters
+        self.cover = cover
+        self.whole = False
+        """The consumer takes the whole stream (``cover``: chosen at each start); the runner
+        passes over what is not on ``filters``."""
         self.batch = batch
         self.ack = ack
         self.expires = expires
@@ -101,7 +120,7 @@ class Puller:
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.name,
-            filter_subjects=self.filters,
+            filter_subjects=None if self.whole else self.filters,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.NONE if self.ack == "none" else AckPolicy.ALL,
             max_ack_pending=-1 if self.ack == "none" else 100_000,
@@ -139,6 +158,8 @@ class Puller:
         await self._pull()
 
     async def _position(self, from_sequence: int) -> None:
+        if self.cover:
+            self.whole = await self._dense(from_sequence)
         cfg = self._config()
         try:
             info = await self.js.consumer_info(self.stream, self.name)
@@ -147,7 +168,7 @@ class Puller:
         if info is not None and (
             info.config.ack_policy != cfg.ack_policy
             or sorted(info.config.filter_subjects or [info.config.filter_subject or ""])
-            != sorted(self.filters)
+            != sorted(cfg.filter_subjects or [""])
             or info.config.deliver_policy != DeliverPolicy.ALL
         ):
             log.info("consumer %s changed its configuration: recreating it", self.name)
@@ -171,6 +192,47 @@ class Puller:
             cfg.opt_start_seq = max(1, from_sequence)
             created = await self.js.add_consumer(self.stream, cfg)
             self.pending_at_start = int(created.num_pending or 0)
+
+    async def _dense(self, from_sequence: int) -> bool:
+        """Whether the consumer should take the whole stream from ``from_sequence``: its
+        subjects hold at least one in :data:`DENSE_SHARE` of the messages ahead (counted by a
+        short-lived probe consumer)."""
+        if any(f in (">", f"{self.stream}.>") for f in self.filters):
+            return False  # the filter is the whole stream already
+        try:
+            info = await self.js.stream_info(self.stream)
+            ahead = int(info.state.last_seq) - from_sequence + 1
+            if ahead < DENSE_MIN:
+                return self.whole
+            probe = await self.js.add_consumer(
+                self.stream,
+                ConsumerConfig(
+                    filter_subjects=self.filters,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=max(1, from_sequence),
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=30.0,
+                    mem_storage=True,
+                ),
+            )
+            try:
+                matching = int(probe.num_pending or 0)
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await self.js.delete_consumer(self.stream, probe.name)
+        except (nats.errors.Error, nats.js.errors.Error) as e:
+            log.info("consumer %s keeps its filters (counting ahead failed: %s)", self.name, e)
+            return False
+        whole = matching * DENSE_SHARE >= ahead
+        if whole != self.whole:
+            log.info(
+                "consumer %s takes %s: %d of the %d messages ahead are on its subjects",
+                self.name,
+                "the whole stream" if whole else "its subjects only",
+                matching,
+                ahead,
+            )
+        return whole
 
     async def _pull(self) -> None:
         want = self.batch * 2 - self._outstanding - len(self._buffer)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +31,46 @@ class RecordedEvent(Generic[E]):
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields of the stored payload that the event class does not know (a newer producer added
     them); reading ignores them, and they are kept here for those who want them."""
+
+
+def _recorder() -> Callable[..., RecordedEvent[Any]]:
+    """``RecordedEvent(...)`` with every field given, through the slots' setters: a frozen
+    dataclass sets each field with ``object.__setattr__``, twice as slow, once per event read."""
+    (e, s, i, q, t, d, y, v, h, x) = (
+        getattr(RecordedEvent, f.name).__set__ for f in fields(RecordedEvent)
+    )
+    new = object.__new__
+
+    def recorded(
+        event: Any,
+        subject: str,
+        entity_id: str,
+        sequence: int,
+        time: datetime,
+        event_id: str,
+        event_type: str,
+        schema_version: int,
+        headers: dict[str, str],
+        extra: dict[str, Any],
+    ) -> RecordedEvent[Any]:
+        r: RecordedEvent[Any] = new(RecordedEvent)
+        e(r, event)
+        s(r, subject)
+        i(r, entity_id)
+        q(r, sequence)
+        t(r, time)
+        d(r, event_id)
+        y(r, event_type)
+        v(r, schema_version)
+        h(r, headers)
+        x(r, extra)
+        return r
+
+    return recorded
+
+
+recorded = _recorder()
+"""Makes a :class:`RecordedEvent` from all its fields, in their order (the codec's fast path)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from eventkit.errors import InvalidSubjectError
 
@@ -129,6 +130,33 @@ def subject_matches(pattern: str, subject: str) -> bool:
         if token != "*" and token != s[i]:
             return False
     return len(p) == len(s)
+
+
+def subject_filter(patterns: list[str]) -> Callable[[str], bool]:
+    """A fast ``subject -> matches any of patterns`` for a consumer that receives more than
+    it needs (subjects ending in ``.>`` are a prefix test, concrete ones a set lookup, the rest
+    token matching)."""
+    prefixes: list[str] = []
+    exact: set[str] = set()
+    others: list[str] = []
+    for pattern in patterns:
+        if pattern == ">":
+            return lambda subject: True
+        head, _, last = pattern.rpartition(".")
+        if last == ">" and not is_wildcard(head):
+            prefixes.append(head + ".")
+        elif not is_wildcard(pattern):
+            exact.add(pattern)
+        else:
+            others.append(pattern)
+    starts = tuple(prefixes)
+
+    def matches(subject: str) -> bool:
+        if subject.startswith(starts) or subject in exact:
+            return True
+        return any(subject_matches(o, subject) for o in others)
+
+    return matches
 
 
 def entity_id_of(subject: str) -> str:

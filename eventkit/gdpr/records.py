@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
 from eventkit.gdpr import tables as t
-from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.bluegreen import slots
+from eventkit.projection.checkpoints import checkpoints, dead_letters, touch_rows
 from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
 
@@ -75,6 +76,9 @@ def forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, d
     with transaction(engine) as db:
         if sqlite:
             db.execute(text("PRAGMA secure_delete = ON"))
+        for p in readers:  # each runner's batch in flight ends first; it reads its rows again
+            for slot in slots(p, db):
+                touch_rows(db, slot.slot)
         for p in readers:
             p.forget(subject, db)
         dead = db.execute(  # type: ignore[attr-defined]

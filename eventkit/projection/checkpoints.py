@@ -51,6 +51,8 @@ checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("state", String(20), nullable=False),
     Column("last_error", Text),
+    # bumped by writers of the projector's rows outside its runner (migration 0005)
+    Column("revision", BigInteger, nullable=False, server_default="0"),
 )
 
 dead_letters = Table(
@@ -97,6 +99,8 @@ class Checkpoint:
     updated_at: datetime | None
     state: State
     last_error: str | None
+    revision: int = 0
+    """Bumped by every writer of the projector's rows outside its runner (:func:`touch_rows`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +126,14 @@ def _eventkit_tables() -> Iterator[None]:
         yield
     except DBAPIError as e:
         text = str(e.orig).lower()
-        if "no such table" in text or ("relation" in text and "does not exist" in text):
+        if (
+            "no such table" in text
+            or "no such column" in text
+            or (("relation" in text or "column" in text) and "does not exist" in text)
+        ):
             raise ConfigError(
-                f"eventkit's tables are missing in this database ({type(e).__name__}); run "
+                f"eventkit's tables are missing or older than this eventkit in this database "
+                f"({type(e).__name__}); run "
                 f"`eventkit db upgrade` (or eventkit.projection.sql.upgrade(engine)) first"
             ) from e
         raise
@@ -147,6 +156,27 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
         updated_at=aware(row.updated_at),
         state=row.state,
         last_error=row.last_error,
+        revision=int(row.revision or 0),
+    )
+
+
+def touch_rows(db: Session, projector: str) -> None:
+    """Say that ``projector``'s rows change outside its runner (a retried dead letter, a
+    forget), first thing in the writer's transaction.
+
+    On PostgreSQL the writer first waits for the runner's batch in flight, by locking the lease
+    row every batch locks first, so the two never interleave (SQLite runs one writer at a time).
+    The checkpoint's ``revision`` is bumped: a runner that keeps rows in memory between batches
+    (a ``RowProjector``'s row cache) reads them from SQL again from its next batch on."""
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(leases.c.projector).where(leases.c.projector == projector).with_for_update()
+        )
+    conn.execute(
+        update(checkpoints)
+        .where(checkpoints.c.projector == projector)
+        .values(revision=checkpoints.c.revision + 1)
     )
 
 
@@ -385,5 +415,6 @@ __all__ = [
     "resolve_dead_letter",
     "save_checkpoint",
     "set_state",
+    "touch_rows",
     "try_acquire_lease",
 ]

@@ -139,6 +139,8 @@ async def _retry_one(
 
         def apply() -> None:
             with transaction(engine) as db:
+                # first: wait for the runner's batch in flight, tell it its rows change
+                cps.touch_rows(db, projector.name)
                 # claimed before applying: a concurrent retry of the same letter finds it
                 # resolved and applies nothing
                 if cps.resolve_dead_letter(db, letter.id):

@@ -228,6 +228,7 @@ async def replay(
                     f"before replaying (nothing was changed)"
                 )
             to = plan.start_sequence - 1
+            cps.touch_rows(db, projector.name)
             if plan.method == "reset":
                 projector.reset(db)
                 pov.reset(db, projector.name)

@@ -21,14 +21,36 @@ changed rows back, in the batch's transaction with the checkpoint (the statement
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from copy import deepcopy
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Table, delete, insert, tuple_
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    PickleType,
+    String,
+    Table,
+    Time,
+    TypeDecorator,
+    Uuid,
+    delete,
+    insert,
+    tuple_,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
+from eventkit.projection.rowcache import MISS, ROW_CACHE, RowCache
 from eventkit.projection.rowsql import (
     array_upsert,
     compiled_upsert,
@@ -61,14 +83,23 @@ class RowProjector(Projector):
     - A replay from a sequence or a time applies events over the current rows: allowed when
       ``idempotent = True`` (handlers that only set values), refused otherwise (handlers that
       add, like a balance).
+    - The runner keeps up to ``row_cache`` rows it wrote in memory between batches and reads
+      from SQL only the others (:mod:`eventkit.projection.rowcache`: dropped whenever anything
+      else may have written them). Only tables whose columns read back exactly what was written
+      are cached (integers, strings, booleans, floats, dates and times); set ``row_cache = 0``
+      when something outside eventkit writes the table while a runner runs.
     """
 
     table: ClassVar[Table]
+    row_cache: ClassVar[int] = 50_000
+    """Rows the runner keeps in memory between batches (0: read every batch's rows from SQL)."""
 
     _pk: ClassVar[tuple[str, ...]] = ()
     _columns: ClassVar[frozenset[str]] = frozenset()
     _defaults: ClassVar[tuple[tuple[str, Any, bool], ...]] = ()
     _aware: ClassVar[tuple[str, ...]] = ()
+    _kept: ClassVar[tuple[tuple[str, tuple[type, ...], bool | None], ...] | None] = None
+    _mutable: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -105,6 +136,9 @@ class RowProjector(Projector):
             for c in table.columns
             if isinstance(c.type, DateTime) and getattr(c.type, "timezone", False)
         )
+        kept = [(c.name, *kept_as(c.type)) for c in table.columns]
+        cls._kept = None if any(not types for _, types, _ in kept) else tuple(kept)
+        cls._mutable = tuple(c.name for c in table.columns if not immutable(c.type))
 
     # -- the user's hooks -------------------------------------------------------------------
     def key(self, rec: RecordedEvent[Any]) -> Any:
@@ -144,8 +178,32 @@ class RowProjector(Projector):
         self._follow_switch(db)
         table = self.target()
         conn = db.connection()
-        stored = self._read(conn, table, {k for k, _, _ in keyed})
+        keys = {k for k, _, _ in keyed}
+        cache: RowCache | None = db.info.get(ROW_CACHE) if self._kept is not None else None
+        if cache is None:
+            stored = self._read(conn, table, keys)
+        else:
+            cache.bind(table.name)
+            stored, missing = {}, []
+            for k in keys:
+                hit = cache.lookup(k)
+                if hit is MISS:
+                    missing.append(k)
+                elif hit is not None:
+                    stored[k] = hit  # type: ignore[assignment]
+            cache.hits += len(keys) - len(missing)
+            cache.misses += len(missing)
+            if missing:
+                read = self._read(conn, table, missing)
+                for k in missing:
+                    cache.stage(k, read.get(k))
+                stored.update(read)
+        mutable = self._mutable
         rows: dict[Any, Row] = {k: dict(v) for k, v in stored.items()}
+        if mutable:  # a handler changing a JSON value in place must not change ``stored``
+            for copied in rows.values():
+                for c in mutable:
+                    copied[c] = deepcopy(copied[c])
         for k, r, h in keyed:
             row = rows.get(k)
             if row is None:
@@ -161,6 +219,26 @@ class RowProjector(Projector):
             self._delete(conn, table, gone)
         if changed:
             self._upsert(conn, table, changed)
+        if cache is not None:
+            for k in gone:
+                cache.stage(k, None)
+            for row in changed:
+                k = self._key_of_row(row)
+                cache.stage(k, row if self._keeps(row) else MISS)
+
+    def _keeps(self, row: Row) -> bool:
+        """Whether ``row`` reads back from SQL exactly as it is (then it may be cached)."""
+        for name, types, aware in self._kept or ():
+            v = row[name]
+            if v is None:
+                continue
+            if type(v) not in types:
+                return False
+            if aware is not None and (v.tzinfo is None) == aware:
+                return False
+            if aware and v.utcoffset() != ZERO:
+                return False
+        return True
 
     def _bound(self) -> dict[type, Callable[..., Any]]:
         bound: dict[type, Callable[..., Any]] | None = self.__dict__.get("_bound_handlers")
@@ -264,12 +342,14 @@ class RowProjector(Projector):
     def reset(self, db: Session) -> None:
         """Delete every row (before a replay from the start)."""
         self._follow_switch(db)
+        _cleared(db)
         db.execute(delete(self.target()))
 
     def forget(self, subject: str, db: Session) -> None:
         """Delete the row keyed by the subject's entity id (default ``key`` only)."""
         if type(self).key is not RowProjector.key:
             return
+        _cleared(db)
         for table in self._tables_in_use(db):
             db.execute(delete(table).where(table.c[self._pk[0]] == entity_id_of(subject)))
 
@@ -287,6 +367,42 @@ class RowProjector(Projector):
     @classmethod
     def declares_forget(cls) -> bool:
         return cls.key is RowProjector.key or cls.forget is not RowProjector.forget
+
+
+def _cleared(db: Session) -> None:
+    cache: RowCache | None = db.info.get(ROW_CACHE)
+    if cache is not None:
+        cache.clear()
+
+
+ZERO = timedelta(0)
+_IMMUTABLE = (Integer, String, Boolean, Numeric, DateTime, Date, Time, Interval, LargeBinary, Uuid)
+
+
+def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
+    """The exact Python types a column of type ``t`` reads back as what was written, and
+    whether its datetimes are aware (``None``: not datetimes); no types when the column
+    converts what it is given (decimals are rounded to the scale, enums, JSON, custom types)."""
+    if isinstance(t, TypeDecorator | Enum | PickleType):
+        return (), None
+    if isinstance(t, Boolean):
+        return (bool,), None
+    if isinstance(t, Integer):
+        return (int,), None
+    if isinstance(t, String):
+        return (str,), None
+    if isinstance(t, Float) and not t.asdecimal and t.precision is None:
+        return (float,), None
+    if isinstance(t, DateTime):
+        return (datetime,), bool(t.timezone)
+    if isinstance(t, Date):
+        return (date,), None
+    return (), None
+
+
+def immutable(t: TypeEngine[Any]) -> bool:
+    """Whether a column's values cannot be changed in place (JSON and arrays can)."""
+    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator | PickleType)
 
 
 __all__ = ["RowProjector"]

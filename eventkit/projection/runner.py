@@ -41,6 +41,7 @@ from eventkit.projection.bluegreen import deployed
 from eventkit.projection.failures import BadEvents
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
@@ -149,6 +150,9 @@ class ProjectionRunner(BadEvents):
             store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
         )
         self._wanted = subject_filter(self.filters)
+        size = int(getattr(projector, "row_cache", 0) or 0)
+        self._rows = RowCache(size) if size > 0 else None
+        self._revision = -1
 
     def stop(self) -> None:
         """Ask the runner to stop after the batch in hand (thread-safe from a signal handler)."""
@@ -227,6 +231,8 @@ class ProjectionRunner(BadEvents):
         taken = self._lease.try_acquire()
         if taken is None:
             return False
+        if self._rows is not None:
+            self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
         self._clear_error = taken.had_error
         return True
@@ -356,12 +362,29 @@ class ProjectionRunner(BadEvents):
 
     def _apply(self, items: Sequence[Item]) -> None:
         """One transaction: verify the lease, apply the items, move the checkpoint."""
+        rows = self._rows
+        try:
+            self._apply_in(items, rows)
+        except BaseException:
+            if rows is not None:
+                rows.rollback()
+            raise
+        if rows is not None:
+            rows.commit()
+
+    def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
         name = self.name
         with self._lease.fenced() as db:
-            current = cps.get_checkpoint(db, name).last_sequence
+            cp = cps.get_checkpoint(db, name)
+            current = cp.last_sequence
             if current != self.checkpoint:
                 self.checkpoint = current
                 raise _Restart
+            if rows is not None:
+                if cp.revision != self._revision:  # rows written outside this runner
+                    rows.invalidate()
+                    self._revision = cp.revision
+                db.info[ROW_CACHE] = rows
             self._applier.apply(items, db, after=current)
             last = items[-1]
             if last.sequence > current:

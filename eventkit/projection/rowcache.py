@@ -1,0 +1,105 @@
+"""The rows a runner's ``RowProjector`` wrote, kept between batches so that a batch reads from
+SQL only the rows it has not seen.
+
+::
+
+    cache = RowCache(limit=50_000)
+    with lease.fenced() as db:
+        db.info[ROW_CACHE] = cache     # the runner's batch transaction only
+        ...                            # RowProjector.apply_many: lookup, stage
+    cache.commit()                     # after the commit; cache.rollback() on any error
+
+The cache is right only while nothing else writes the rows, so it is dropped whenever that may
+have happened: when the runner takes the lease (another runner may have written), when a batch
+fails or is rolled back, when the projector forgets or resets rows, when the checkpoint's
+``revision`` moved (a dead letter retried or a forget, see ``touch_rows``), and when the table
+the projector writes changes (a blue/green switch). Rows whose values would not read back from
+SQL as they are (a type the column converts) are not kept: a handler sees the same values
+cached or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Row = dict[str, Any]
+
+ROW_CACHE: Final = "eventkit_row_cache"
+"""The key of the runner's cache in the batch session's ``info``."""
+
+
+class _Miss:
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS: Final = _Miss()
+"""What :meth:`RowCache.lookup` gives for a key it does not know (read it from SQL)."""
+
+
+class RowCache:
+    """``key -> row as stored`` (``None``: known to have no row) for one table, at most
+    ``limit`` keys (the oldest written first out)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._table: str | None = None
+        self._rows: dict[Any, Row | None] = {}
+        self._staged: dict[Any, Row | _Miss | None] = {}
+        self._cleared = False
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def bind(self, table: str) -> None:
+        """The table the rows belong to; another table drops what is kept."""
+        if table != self._table:
+            self.invalidate()
+            self._table = table
+
+    def lookup(self, key: Any) -> Row | _Miss | None:
+        """The row of ``key`` as stored (not to be changed), ``None`` when it has none, or
+        :data:`MISS`."""
+        if key in self._staged:
+            return self._staged[key]
+        if self._cleared:
+            return MISS
+        return self._rows.get(key, MISS)
+
+    def stage(self, key: Any, row: Row | _Miss | None) -> None:
+        """``key`` is stored as ``row`` in the transaction (``None``: deleted; :data:`MISS`:
+        changed in a way not to keep)."""
+        self._staged[key] = row
+
+    def clear(self) -> None:
+        """Rows changed in the transaction in ways not tracked (a forget, a reset)."""
+        self._staged.clear()
+        self._cleared = True
+
+    def commit(self) -> None:
+        """The transaction committed: keep what it staged."""
+        rows = self._rows
+        if self._cleared:
+            rows.clear()
+        for key, row in self._staged.items():
+            rows.pop(key, None)
+            if row is not MISS:
+                rows[key] = row  # type: ignore[assignment]
+        self._staged.clear()
+        self._cleared = False
+        while len(rows) > self.limit:
+            del rows[next(iter(rows))]
+
+    def rollback(self) -> None:
+        """The transaction failed or was rolled back: keep nothing (the rows are unknown)."""
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._rows.clear()
+        self._staged.clear()
+        self._cleared = False
+
+
+__all__ = ["MISS", "ROW_CACHE", "RowCache"]

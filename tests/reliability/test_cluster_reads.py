@@ -101,9 +101,7 @@ async def test_r3_reads_see_own_writes_and_conflicts_are_concurrency_errors(
     loaded = await last_writer.load(counter.id)
     assert loaded.version == max(versions)
     assert loaded.total == 10 * len(repo_stores)
-    assert sorted(loaded.commands) == sorted(
-        f"{id(r)}-{i}" for r in repo_stores for i in range(10)
-    )
+    assert sorted(loaded.commands) == sorted(f"{id(r)}-{i}" for r in repo_stores for i in range(10))
     record_result(
         "R3 reads and conflicts",
         seconds=seconds,

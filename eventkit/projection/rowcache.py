@@ -20,7 +20,26 @@ cached or not.
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any, Final
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    PickleType,
+    String,
+    Time,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.types import TypeEngine
 
 Row = dict[str, Any]
 
@@ -102,4 +121,34 @@ class RowCache:
         self._cleared = False
 
 
-__all__ = ["MISS", "ROW_CACHE", "RowCache"]
+ZERO = timedelta(0)
+_IMMUTABLE = (Integer, String, Boolean, Numeric, DateTime, Date, Time, Interval, LargeBinary, Uuid)
+
+
+def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
+    """The exact Python types a column of type ``t`` reads back as what was written, and
+    whether its datetimes are aware (``None``: not datetimes); no types when the column
+    converts what it is given (decimals are rounded to the scale, enums, JSON, custom types)."""
+    if isinstance(t, TypeDecorator | Enum | PickleType):
+        return (), None
+    if isinstance(t, Boolean):
+        return (bool,), None
+    if isinstance(t, Integer):
+        return (int,), None
+    if isinstance(t, String):
+        return (str,), None
+    if isinstance(t, Float) and not t.asdecimal and t.precision is None:
+        return (float,), None
+    if isinstance(t, DateTime):
+        return (datetime,), bool(t.timezone)
+    if isinstance(t, Date):
+        return (date,), None
+    return (), None
+
+
+def immutable(t: TypeEngine[Any]) -> bool:
+    """Whether a column's values cannot be changed in place (JSON and arrays can)."""
+    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator | PickleType)
+
+
+__all__ = ["MISS", "ROW_CACHE", "ZERO", "RowCache", "immutable", "kept_as"]

@@ -22,35 +22,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
-    Boolean,
-    Date,
     DateTime,
-    Enum,
-    Float,
-    Integer,
-    Interval,
-    LargeBinary,
-    Numeric,
-    PickleType,
-    String,
     Table,
-    Time,
-    TypeDecorator,
-    Uuid,
     delete,
     insert,
     tuple_,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeEngine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
-from eventkit.projection.rowcache import MISS, ROW_CACHE, RowCache
+from eventkit.projection.rowcache import MISS, ROW_CACHE, ZERO, RowCache, immutable, kept_as
 from eventkit.projection.rowsql import (
     array_upsert,
     compiled_upsert,
@@ -373,36 +359,6 @@ def _cleared(db: Session) -> None:
     cache: RowCache | None = db.info.get(ROW_CACHE)
     if cache is not None:
         cache.clear()
-
-
-ZERO = timedelta(0)
-_IMMUTABLE = (Integer, String, Boolean, Numeric, DateTime, Date, Time, Interval, LargeBinary, Uuid)
-
-
-def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
-    """The exact Python types a column of type ``t`` reads back as what was written, and
-    whether its datetimes are aware (``None``: not datetimes); no types when the column
-    converts what it is given (decimals are rounded to the scale, enums, JSON, custom types)."""
-    if isinstance(t, TypeDecorator | Enum | PickleType):
-        return (), None
-    if isinstance(t, Boolean):
-        return (bool,), None
-    if isinstance(t, Integer):
-        return (int,), None
-    if isinstance(t, String):
-        return (str,), None
-    if isinstance(t, Float) and not t.asdecimal and t.precision is None:
-        return (float,), None
-    if isinstance(t, DateTime):
-        return (datetime,), bool(t.timezone)
-    if isinstance(t, Date):
-        return (date,), None
-    return (), None
-
-
-def immutable(t: TypeEngine[Any]) -> bool:
-    """Whether a column's values cannot be changed in place (JSON and arrays can)."""
-    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator | PickleType)
 
 
 __all__ = ["RowProjector"]

@@ -35,18 +35,16 @@ from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
-from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BatchApplier, Item
 from eventkit.projection.bluegreen import deployed
-from eventkit.projection.failures import BadEvents
+from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
-from eventkit.projection.rowcache import ROW_CACHE, RowCache
+from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
-from eventkit.store.records import time_from_ns
 from eventkit.store.subjects import subject_filter, subject_matches
 
 log = logging.getLogger("eventkit.projection")
@@ -78,11 +76,7 @@ class RunResult:
     error: str | None = None
 
 
-class _Restart(Exception):
-    """The consumer's delivery and the SQL checkpoint disagree: reposition the consumer."""
-
-
-class ProjectionRunner(BadEvents):
+class ProjectionRunner(Committing):
     """Runs one projector from its SQL checkpoint.
 
     ``catch_up()`` applies everything up to the stream's end as it was when called, then
@@ -295,7 +289,7 @@ class ProjectionRunner(BadEvents):
             self.obs.state("catching-up", checkpoint=self.checkpoint)
             try:
                 return await self._batches(end)
-            except _Restart:
+            except Restart:
                 log.warning("%s: repositioning the consumer at %d", self.name, self.checkpoint + 1)
                 continue
 
@@ -351,7 +345,7 @@ class ProjectionRunner(BadEvents):
             sseq, cseq, ts, pending = parse_reply(m.reply)
             if cseq != expected:
                 # someone else took deliveries (a stale runner, a lost pull): start over from SQL
-                raise _Restart
+                raise Restart
             expected += 1
             if end is not None and sseq > end:
                 self._next_cseq = expected
@@ -359,49 +353,6 @@ class ProjectionRunner(BadEvents):
             items.append(Item(sseq, ts, pending, m))
         self._next_cseq = expected
         return items, False
-
-    def _apply(self, items: Sequence[Item]) -> None:
-        """One transaction: verify the lease, apply the items, move the checkpoint."""
-        rows = self._rows
-        try:
-            self._apply_in(items, rows)
-        except BaseException:
-            if rows is not None:
-                rows.rollback()
-            raise
-        if rows is not None:
-            rows.commit()
-
-    def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
-        name = self.name
-        with self._lease.fenced() as db:
-            cp = cps.get_checkpoint(db, name)
-            current = cp.last_sequence
-            if current != self.checkpoint:
-                self.checkpoint = current
-                raise _Restart
-            if rows is not None:
-                if cp.revision != self._revision:  # rows written outside this runner
-                    rows.invalidate()
-                    self._revision = cp.revision
-                db.info[ROW_CACHE] = rows
-            self._applier.apply(items, db, after=current)
-            last = items[-1]
-            if last.sequence > current:
-                extra: dict[str, Any] = {}
-                if self._clear_error:
-                    extra["last_error"] = None
-                cps.save_checkpoint(
-                    db,
-                    name,
-                    last_sequence=last.sequence,
-                    last_event_time=time_from_ns(last.timestamp_ns),
-                    **extra,
-                )
-        if items[-1].sequence > self.checkpoint:
-            self.checkpoint = items[-1].sequence
-            self._clear_error = False
-        self.processed += len(items)
 
 
 async def run_projectors(

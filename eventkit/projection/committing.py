@@ -1,0 +1,77 @@
+"""One batch, one transaction: the lease renewed and checked, the checkpoint compared with what
+the runner holds, the row cache made valid, the items applied and the checkpoint moved, all
+committed together (a crash at any instant leaves the read model exactly at its checkpoint).
+
+The row cache (:mod:`eventkit.projection.rowcache`) is handed to the projector through the
+session's ``info`` in this transaction only, kept after the commit, and dropped on any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventkit.projection import checkpoints as cps
+from eventkit.projection.applying import BatchApplier, Item
+from eventkit.projection.failures import BadEvents
+from eventkit.projection.rowcache import ROW_CACHE, RowCache
+from eventkit.store.records import time_from_ns
+
+
+class Restart(Exception):
+    """The consumer's delivery and the SQL checkpoint disagree: reposition the consumer."""
+
+
+class Committing(BadEvents):
+    """The batch-transaction half of :class:`~eventkit.projection.runner.ProjectionRunner`."""
+
+    _applier: BatchApplier
+    _rows: RowCache | None
+    _revision: int
+    _clear_error: bool
+
+    def _apply(self, items: Sequence[Item]) -> None:
+        """One transaction: verify the lease, apply the items, move the checkpoint."""
+        rows = self._rows
+        try:
+            self._apply_in(items, rows)
+        except BaseException:
+            if rows is not None:
+                rows.rollback()
+            raise
+        if rows is not None:
+            rows.commit()
+
+    def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
+        name = self.name
+        with self._lease.fenced() as db:
+            cp = cps.get_checkpoint(db, name)
+            current = cp.last_sequence
+            if current != self.checkpoint:
+                self.checkpoint = current
+                raise Restart
+            if rows is not None:
+                if cp.revision != self._revision:  # rows written outside this runner
+                    rows.invalidate()
+                    self._revision = cp.revision
+                db.info[ROW_CACHE] = rows
+            self._applier.apply(items, db, after=current)
+            last = items[-1]
+            if last.sequence > current:
+                extra: dict[str, Any] = {}
+                if self._clear_error:
+                    extra["last_error"] = None
+                cps.save_checkpoint(
+                    db,
+                    name,
+                    last_sequence=last.sequence,
+                    last_event_time=time_from_ns(last.timestamp_ns),
+                    **extra,
+                )
+        if items[-1].sequence > self.checkpoint:
+            self.checkpoint = items[-1].sequence
+            self._clear_error = False
+        self.processed += len(items)
+
+
+__all__ = ["Committing", "Restart"]

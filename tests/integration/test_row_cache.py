@@ -193,7 +193,7 @@ async def test_a_failed_batch_keeps_nothing_of_what_it_staged(
             raise OperationalError("UPDATE eventkit_checkpoints", {}, Exception("gone"))
         real(*args, **kwargs)
 
-    monkeypatch.setattr("eventkit.projection.runner.cps.save_checkpoint", flaky)
+    monkeypatch.setattr("eventkit.projection.committing.cps.save_checkpoint", flaky)
     runner = ProjectionRunner(projector, store, engine, lease_ttl=2)
     task = asyncio.create_task(runner.run())
     try:

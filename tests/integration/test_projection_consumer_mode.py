@@ -16,7 +16,7 @@ from eventkit import Event, RecordedEvent, RowProjector, on
 from eventkit.gdpr.notice import ForgetNotices
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import transaction
-from eventkit.store.consumer import DENSE_MIN, DENSE_SHARE, consumer_name
+from eventkit.store.consumer import DENSE_MIN, DENSE_SHARE, DENSE_SHARE_SEVERAL, consumer_name
 
 pytestmark = pytest.mark.nats
 
@@ -82,7 +82,7 @@ async def test_dense_subjects_take_the_whole_stream_and_apply_only_their_own(
     md.create_all(engine)
     await _append(store, "account", 300, 10, 2)  # 3,000 of the projector's
     await _append(store, "loan", 50, 10, 1000)  # 500 others, same event type
-    assert DENSE_MIN <= 3000 and 3000 * DENSE_SHARE >= 3500
+    assert DENSE_MIN <= 3000 and 3500 * DENSE_SHARE_SEVERAL <= 3000
     runner = ProjectionRunner(projector, store, engine, system=ForgetNotices(store.stream, None))
     result = await runner.catch_up()
     assert not result.halted and result.checkpoint == await store.last_sequence()
@@ -90,6 +90,7 @@ async def test_dense_subjects_take_the_whole_stream_and_apply_only_their_own(
     assert _model(engine, table) == (300, 6000, 3000)
 
     # a later backlog mostly of others' subjects: back to the filters, still exact
+    assert 4050 * DENSE_SHARE_SEVERAL > 50
     await _append(store, "loan", 400, 10, 1000)
     await _append(store, "account", 10, 5, 3)
     result = await ProjectionRunner(
@@ -106,8 +107,16 @@ async def test_sparse_subjects_keep_their_filters(store: Any, engine: Engine) ->
     projector, table, md = _projector(px, store.stream)
     md.create_all(engine)
     await _append(store, "loan", 300, 10, 1000)
-    await _append(store, "account", 20, 10, 2)  # 200 of 3,200: under one in DENSE_SHARE
+    await _append(store, "account", 20, 10, 2)  # 200 of 3,200
+    assert 3200 * DENSE_SHARE > 200
     result = await ProjectionRunner(projector, store, engine).catch_up()
     assert not result.halted and result.checkpoint == await store.last_sequence()
     assert await _filters(store, projector.name) == [f"{store.stream}.account.>"]
     assert _model(engine, table) == (20, 400, 200)
+
+    # then a backlog all of its own, one filter: the whole stream
+    await _append(store, "account", 300, 10, 1)
+    result = await ProjectionRunner(projector, store, engine).catch_up()
+    assert not result.halted and result.checkpoint == await store.last_sequence()
+    assert await _filters(store, projector.name) == []
+    assert _model(engine, table) == (300, 3400, 3200)

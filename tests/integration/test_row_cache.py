@@ -6,7 +6,9 @@ column converts (SQLite) and JSON values changed in place."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -81,9 +83,21 @@ async def _add(store: Any, key: str, *amounts: int, poison: bool = False) -> Non
         await store.append(f"{store.stream}.acct.{key}", [RcAdded(amount=a, poison=poison)])
 
 
-async def _until(cond: Any, what: str) -> None:
+@contextlib.asynccontextmanager
+async def _live(runner: ProjectionRunner) -> AsyncIterator[None]:
+    """The runner live in the background for the block, stopped cleanly after it."""
+    task = asyncio.create_task(runner.run())
+    try:
+        yield
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def _caught_up(store: Any, runner: ProjectionRunner, what: str) -> None:
+    last = await store.last_sequence()
     for _ in range(200):
-        if cond():
+        if runner.checkpoint == last:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
@@ -120,10 +134,8 @@ async def test_a_dead_letter_retried_while_the_runner_runs_is_not_lost(
     await _add(store, "x", 100, poison=True)  # parked
     await _add(store, "x", 3)
     runner = ProjectionRunner(projector, store, engine, lease_ttl=2)
-    task = asyncio.create_task(runner.run())
-    try:
-        last = await store.last_sequence()
-        await _until(lambda: runner.checkpoint == last, "the first events")
+    async with _live(runner):
+        await _caught_up(store, runner, "the first events")
         assert _totals(engine, table) == {"x": (6, 3)}  # x is in the runner's cache now
         broken["on"] = False  # the fix is deployed: the retry (another process) applies it
         (letter,) = list_dead_letters(engine, projector.name)
@@ -133,11 +145,7 @@ async def test_a_dead_letter_retried_while_the_runner_runs_is_not_lost(
         assert outcome.ok, outcome
         assert _totals(engine, table) == {"x": (106, 4)}
         await _add(store, "x", 4)  # folded on the retried row, not on the cached one
-        last = await store.last_sequence()
-        await _until(lambda: runner.checkpoint == last, "the event after the retry")
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 10)
+        await _caught_up(store, runner, "the event after the retry")
     assert _totals(engine, table) == {"x": (110, 5)}
 
 
@@ -146,19 +154,13 @@ async def test_an_outside_writer_that_touches_the_rows_is_seen(store: Any, engin
     md.create_all(engine)
     await _add(store, "y", 5)
     runner = ProjectionRunner(projector, store, engine, lease_ttl=2)
-    task = asyncio.create_task(runner.run())
-    try:
-        last = await store.last_sequence()
-        await _until(lambda: runner.checkpoint == last, "the first event")
+    async with _live(runner):
+        await _caught_up(store, runner, "the first event")
         with transaction(engine) as db:  # e.g. an operator's fix, announced with touch_rows
             cps.touch_rows(db, projector.name)
             db.execute(update(table).where(table.c.id == "y").values(total=50))
         await _add(store, "y", 1)
-        last = await store.last_sequence()
-        await _until(lambda: runner.checkpoint == last, "the next event")
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 10)
+        await _caught_up(store, runner, "the next event")
     assert _totals(engine, table) == {"y": (51, 2)}
 
 
@@ -195,13 +197,8 @@ async def test_a_failed_batch_keeps_nothing_of_what_it_staged(
 
     monkeypatch.setattr("eventkit.projection.committing.cps.save_checkpoint", flaky)
     runner = ProjectionRunner(projector, store, engine, lease_ttl=2)
-    task = asyncio.create_task(runner.run())
-    try:
-        last = await store.last_sequence()
-        await _until(lambda: runner.checkpoint == last, "the batch applied after the outage")
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 10)
+    async with _live(runner):
+        await _caught_up(store, runner, "the batch applied after the outage")
     assert failures == [1]
     assert _totals(engine, table) == {"w": (3, 2)}
 

@@ -205,7 +205,8 @@ class Puller:
             return False  # the filter is the whole stream already
         try:
             info = await self.js.stream_info(self.stream)
-            ahead = int(info.state.last_seq) - from_sequence + 1
+            start = max(from_sequence, int(info.state.first_seq or 1))  # before: purged
+            ahead = int(info.state.last_seq) - start + 1
             if ahead < DENSE_MIN:
                 return self.whole
             probe = await self.js.add_consumer(
@@ -213,7 +214,7 @@ class Puller:
                 ConsumerConfig(
                     filter_subjects=self.filters,
                     deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=max(1, from_sequence),
+                    opt_start_seq=max(1, start),
                     ack_policy=AckPolicy.NONE,
                     inactive_threshold=30.0,
                     mem_storage=True,

@@ -206,3 +206,19 @@ async def test_concurrent_retries_of_one_dead_letter_apply_it_once(
     assert read_model(engine, px) == expected_model(items)
     assert list_dead_letters(engine, projector.name) == []
     assert letter.resolved_at is None
+
+
+async def test_a_worker_on_older_tables_says_to_upgrade(store: Any, tmp_path: Any) -> None:
+    from eventkit.projection.sql import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    upgrade(engine, revision="0004")  # before the checkpoints' revision column
+    px = prefix()
+    create_tables(engine, px)
+    await append_items(store, 3)
+    with pytest.raises(ConfigError, match="eventkit db upgrade"):
+        await ProjectionRunner(make_projector(px), store, engine).catch_up()
+    upgrade(engine)
+    result = await ProjectionRunner(make_projector(px), store, engine).catch_up()
+    assert result.checkpoint == await store.last_sequence()
+    engine.dispose()

@@ -75,11 +75,15 @@ class RunnerLease:
         return lease.owner if lease and lease.owner else "another runner"
 
     def renew(self) -> bool:
+        # bounded like a batch: a renewal frozen with its process (SIGSTOP) after its UPDATE
+        # would otherwise hold the lease row, and so the lease, until the process woke
         with transaction(self.engine) as db:
+            bound_waits(db, self.ttl)
             return cps.renew_lease(db, self.name, self.owner, self.ttl)
 
     def release(self) -> None:
         with transaction(self.engine) as db:
+            bound_waits(db, self.ttl)
             cps.release_lease(db, self.name, self.owner)
 
     async def keep(self) -> None:

@@ -141,6 +141,30 @@ def make_projector(
     return type("Totals", (Totals,), attrs)()  # type: ignore[no-any-return]
 
 
+def make_row_projector(prefix: str, *, slow: float = 0.0) -> Projector:
+    """The same totals as a ``RowProjector`` (``<prefix>_totals`` only: no log), keyed by the
+    item's key, its rows kept in the runner's row cache between batches."""
+    from eventkit import RowProjector
+
+    _, totals_table, _ = tables(prefix)
+
+    class RowTotals(RowProjector):
+        name = f"{prefix}_totals"
+        table = totals_table
+
+        def key(self, rec: RecordedEvent[Any]) -> Any:
+            return rec.event.key
+
+        @on(PwItemAdded)
+        def added(self, e: PwItemAdded, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+            if slow:
+                time.sleep(slow)
+            row["total"] = (row["total"] or 0) + e.n
+            row["count"] = (row["count"] or 0) + 1
+
+    return RowTotals()
+
+
 async def append_items(store: Any, count: int, start: int = 0) -> list[tuple[int, str, int]]:
     """Append ``count`` ItemAdded with a Noise event every 5th; return (seq, key, n) of items."""
     out = []
@@ -184,8 +208,10 @@ async def _main(args: argparse.Namespace) -> int:
 
     store = await JetStreamEventStore.connect(args.nats_url, stream=args.stream)
     engine = make_engine(args.db_url)
-    projector = make_projector(
-        args.prefix, activity=args.activity, owner=args.owner, slow=args.slow
+    projector = (
+        make_row_projector(args.prefix, slow=args.slow)
+        if args.rows
+        else make_projector(args.prefix, activity=args.activity, owner=args.owner, slow=args.slow)
     )
     runner = ProjectionRunner(
         projector,
@@ -218,6 +244,7 @@ def main() -> None:
     ap.add_argument("--slow", type=float, default=0.0)
     ap.add_argument("--lease-ttl", type=float, default=1.5)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--rows", action="store_true", help="the RowProjector of the same totals")
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")

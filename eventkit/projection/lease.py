@@ -53,10 +53,18 @@ class RunnerLease:
         self.ttl = ttl
         self.lost = False
 
-    def try_acquire(self) -> Start | None:
-        """Take the lease if it is free or expired (and mark a halted projector running)."""
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[Session]:
+        """Every transaction on the lease row: its lock waits bounded by the ttl and its idleness
+        by twice that (PostgreSQL), so a process frozen (SIGSTOP) inside one, a batch or a
+        renewal, loses its session and frees the row for a standby."""
         with transaction(self.engine) as db:
             bound_waits(db, self.ttl)
+            yield db
+
+    def try_acquire(self) -> Start | None:
+        """Take the lease if it is free or expired (and mark a halted projector running)."""
+        with self._bounded() as db:
             if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
                 return None
             cp = cps.get_checkpoint(db, self.name)
@@ -75,15 +83,11 @@ class RunnerLease:
         return lease.owner if lease and lease.owner else "another runner"
 
     def renew(self) -> bool:
-        # bounded like a batch: a renewal frozen with its process (SIGSTOP) after its UPDATE
-        # would otherwise hold the lease row, and so the lease, until the process woke
-        with transaction(self.engine) as db:
-            bound_waits(db, self.ttl)
+        with self._bounded() as db:
             return cps.renew_lease(db, self.name, self.owner, self.ttl)
 
     def release(self) -> None:
-        with transaction(self.engine) as db:
-            bound_waits(db, self.ttl)
+        with self._bounded() as db:
             cps.release_lease(db, self.name, self.owner)
 
     async def keep(self) -> None:
@@ -103,8 +107,7 @@ class RunnerLease:
     def fenced(self) -> Iterator[Session]:
         """A transaction that commits only while this owner holds the lease (renewed inside
         it); :class:`LeaseLost` otherwise, with nothing written."""
-        with transaction(self.engine) as db:
-            bound_waits(db, self.ttl)
+        with self._bounded() as db:
             if not cps.renew_lease(db, self.name, self.owner, self.ttl):
                 self.lost = True
                 raise LeaseLost

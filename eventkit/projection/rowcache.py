@@ -32,14 +32,12 @@ from sqlalchemy import (
     Integer,
     Interval,
     LargeBinary,
-    Numeric,
-    PickleType,
     String,
-    Time,
     TypeDecorator,
-    Uuid,
 )
 from sqlalchemy.types import TypeEngine
+
+from eventkit.projection.rowsql import PLAIN_TYPES
 
 Row = dict[str, Any]
 
@@ -122,14 +120,14 @@ class RowCache:
 
 
 ZERO = timedelta(0)
-_IMMUTABLE = (Integer, String, Boolean, Numeric, DateTime, Date, Time, Interval, LargeBinary, Uuid)
+_IMMUTABLE = (*PLAIN_TYPES, Interval, LargeBinary)
 
 
 def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
     """The exact Python types a column of type ``t`` reads back as what was written, and
     whether its datetimes are aware (``None``: not datetimes); no types when the column
     converts what it is given (decimals are rounded to the scale, enums, JSON, custom types)."""
-    if isinstance(t, TypeDecorator | Enum | PickleType):
+    if isinstance(t, TypeDecorator | Enum):  # PickleType is a TypeDecorator
         return (), None
     if isinstance(t, Boolean):
         return (bool,), None
@@ -148,7 +146,7 @@ def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
 
 def immutable(t: TypeEngine[Any]) -> bool:
     """Whether a column's values cannot be changed in place (JSON and arrays can)."""
-    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator | PickleType)
+    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator)
 
 
 __all__ = ["MISS", "ROW_CACHE", "ZERO", "RowCache", "immutable", "kept_as"]

@@ -25,13 +25,7 @@ from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import (
-    DateTime,
-    Table,
-    delete,
-    insert,
-    tuple_,
-)
+from sqlalchemy import DateTime, Table, delete, insert, tuple_
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError

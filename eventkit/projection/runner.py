@@ -143,7 +143,7 @@ class ProjectionRunner(Committing):
         self._puller = Puller(
             store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
         )
-        self._wanted = subject_filter(self.filters)
+        self._own_subjects = subject_filter(self.filters)
         size = int(getattr(projector, "row_cache", 0) or 0)
         self._rows = RowCache(size) if size > 0 else None
         self._revision = -1
@@ -281,7 +281,7 @@ class ProjectionRunner(Committing):
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)
-            self._applier.only = self._wanted if self._puller.whole else None
+            self._applier.only = self._own_subjects if self._puller.whole else None
             self._next_cseq = 1
             if end is not None and self._puller.pending_at_start == 0:
                 return True

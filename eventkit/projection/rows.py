@@ -88,6 +88,12 @@ class RowProjector(Projector):
             return  # an abstract base; a concrete projector names its table
         if not isinstance(table, Table):
             raise ConfigError(f"{cls.__qualname__}.table must be a SQLAlchemy Table, got {table!r}")
+        size = cls.row_cache
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(
+                f"{cls.__qualname__}.row_cache must be a whole number of rows >= 0 (0: no "
+                f"cache), got {size!r}"
+            )
         pk = tuple(c.name for c in table.primary_key.columns)
         if not pk:
             raise ConfigError(

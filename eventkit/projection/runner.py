@@ -144,7 +144,7 @@ class ProjectionRunner(Committing):
             store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
         )
         self._own_subjects = subject_filter(self.filters)
-        size = int(getattr(projector, "row_cache", 0) or 0)
+        size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
         self._rows = RowCache(size) if size > 0 else None
         self._revision = -1
 

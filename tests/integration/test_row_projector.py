@@ -286,3 +286,7 @@ def test_table_without_primary_key_or_with_composite_key_needs_key() -> None:
         type("Comp", (RowProjector,), {"table": composite})
     with pytest.raises(ConfigError, match="must be a SQLAlchemy Table"):
         type("NotTable", (RowProjector,), {"table": "accounts"})
+    table = Table("rp_cache", md, Column("id", String, primary_key=True))
+    for bad in (-1, "big", True, 1.5):
+        with pytest.raises(ConfigError, match="row_cache must be a whole number"):
+            type("BadCache", (RowProjector,), {"table": table, "row_cache": bad})

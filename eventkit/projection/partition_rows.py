@@ -132,7 +132,12 @@ def ensure(db: Session, projector: str, partitions: int) -> None:
             f"that runner (or wait for its lease to expire) before running it partitioned"
         )
     if not cps.try_acquire_lease(db, projector, owner, FOREVER):
-        raise ConfigError(f"projector {projector!r}: cannot take its lease to partition it")
+        taken = cps.get_lease(db, projector)  # by another worker of the same count, first?
+        if taken is None or taken.owner != owner:
+            raise ConfigError(
+                f"projector {projector!r} is being run by {taken.owner if taken else 'another'}"
+                f" runner: stop it before running the projector with partitions = {partitions}"
+            )
     start = cps.get_checkpoint(db, projector)
     if start.updated_at is None:
         cps.save_checkpoint(db, projector, last_sequence=0, state="running")

@@ -9,13 +9,15 @@ few lines (Node: ``h = 0x811c9dc5; for (b of bytes) h = Math.imul(h ^ b, 0x01000
     partition_of("accounta-1", 16)        # 0..15
     default_key("bank.account.a-1")       # "accounta-1"
 
-Which live worker owns a partition is rendezvous hashing (highest random weight) over the live
-workers' ids: every worker computes the same owner from the same member list, and a worker that
-joins or leaves moves only the partitions it gains or held (:func:`assign`).
+Which live worker owns a partition is rendezvous hashing (highest random weight, with bounded
+loads) over the live workers' ids: every worker computes the same owners from the same member
+list, the shares are even, and a worker that joins or leaves moves few partitions
+(:func:`assign`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -60,26 +62,29 @@ def check_partitions(owner: str, value: Any) -> int:
     return value
 
 
-def _weight(member: str, partition: int) -> int:
-    return fnv1a_32(f"{member}/{partition}".encode())
-
-
-def owner_of(partition: int, members: Iterable[str]) -> str | None:
-    """The member that owns ``partition`` (the highest weight; ties by name), None without any."""
-    best: tuple[int, str] | None = None
-    for m in members:
-        w = (_weight(m, partition), m)
-        if best is None or w > best:
-            best = w
-    return None if best is None else best[1]
+def _weight(member: str, partition: int) -> bytes:
+    return hashlib.blake2b(f"{member}/{partition}".encode(), digest_size=8).digest()
 
 
 def assign(partitions: int, members: Iterable[str]) -> dict[int, str]:
-    """Every partition's owner among ``members`` (empty when there are none)."""
+    """Every partition's owner among ``members`` (empty when there are none).
+
+    Rendezvous hashing with bounded loads: each partition goes to the member it ranks highest
+    that holds fewer than ``ceil(partitions / members)`` so far, so the shares are even (the
+    slowest worker bounds a catch-up) and a member that joins or leaves moves few partitions.
+    """
     ms = sorted(set(members))
     if not ms:
         return {}
-    return {p: owner_of(p, ms) or ms[0] for p in range(partitions)}
+    cap = -(-partitions // len(ms))
+    load = dict.fromkeys(ms, 0)
+    out: dict[int, str] = {}
+    for p in range(partitions):
+        ranked = sorted(ms, key=lambda m: _weight(m, p), reverse=True)
+        owner = next(m for m in ranked if load[m] < cap)
+        load[owner] += 1
+        out[p] = owner
+    return out
 
 
 def owned_by(member: str, partitions: int, members: Iterable[str]) -> set[int]:
@@ -95,6 +100,5 @@ __all__ = [
     "default_key",
     "fnv1a_32",
     "owned_by",
-    "owner_of",
     "partition_of",
 ]

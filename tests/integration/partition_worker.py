@@ -75,7 +75,8 @@ def make_projector(prefix: str, partitions: int, *, worker: str = "", slow: floa
                 select(entities.c.last_seq).where(entities.c.subject == rec.subject)
             ).scalar()
             if last is None:
-                db.execute(entities.insert().values(subject=rec.subject, last_seq=rec.sequence, count=1))
+                row = {"subject": rec.subject, "last_seq": rec.sequence, "count": 1}
+                db.execute(entities.insert().values(**row))
             elif last >= rec.sequence:
                 raise WentBack(f"{rec.subject}: seq {rec.sequence} after {last}")
             else:
@@ -122,7 +123,8 @@ async def append_ticks(store: Any, events: int, subjects: int) -> dict[str, list
     out: dict[str, list[int]] = {}
     step = min(subjects, 200)
     for start in range(0, events, step):
-        batch = [(f"{store.stream}.ent.e{i % subjects}", i) for i in range(start, min(events, start + step))]
+        upto = min(events, start + step)
+        batch = [(f"{store.stream}.ent.e{i % subjects}", i) for i in range(start, upto)]
         seqs = await asyncio.gather(*(store.append(s, [PtTicked(n=i)]) for s, i in batch))
         for (s, _), seq in zip(batch, seqs, strict=True):
             out.setdefault(s, []).append(seq)

@@ -23,11 +23,11 @@ from partition_worker import (  # type: ignore[import-not-found]
 )
 from sqlalchemy import Engine, func, select
 
+from eventkit.errors import ConfigError
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
 from eventkit.projection.runner import runner_for
 from eventkit.projection.sql import read_transaction
-from eventkit.errors import ConfigError
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -73,9 +73,7 @@ class Workers:
 
 
 @pytest.fixture
-def workers_of(
-    nats_url: str, db_url: str
-) -> Iterator[Callable[[str, str], Workers]]:
+def workers_of(nats_url: str, db_url: str) -> Iterator[Callable[[str, str], Workers]]:
     made: list[Workers] = []
 
     def make(stream: str, prefix: str) -> Workers:
@@ -92,9 +90,7 @@ def partition_rows(engine: Engine, name: str) -> list[pr.PartitionRow]:
         return pr.rows(db, name)
 
 
-async def until(
-    check: Callable[[], bool], timeout: float, what: str, step: float = 0.05
-) -> float:
+async def until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> float:
     """Wait until ``check()``; the seconds it took (fails after ``timeout``)."""
     start = time.monotonic()
     while not check():
@@ -164,8 +160,10 @@ async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl
     w.signal("w1", signal.SIGKILL)
     w.signal("w2", signal.SIGSTOP if freeze else signal.SIGKILL)
     moved = await until(
-        lambda: not ({"w1", "w2"} & set(owners(engine, name).values()))
-        and len(owners(engine, name)) == 8,
+        lambda: (
+            not ({"w1", "w2"} & set(owners(engine, name).values()))
+            and len(owners(engine, name)) == 8
+        ),
         30,
         "the partitions of w1 and w2 taken over",
     )

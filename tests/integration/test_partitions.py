@@ -239,3 +239,39 @@ async def test_changing_the_number_of_partitions_is_refused_with_the_fix(
                        r"declares partitions = 8.*raise the projector's `version`"):  # fmt: skip
         await runner_for(make_projector(px, 8), store, engine).catch_up()
     assert {r.partitions for r in partition_rows(engine, f"{px}_ordered")} == {4}
+
+
+def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
+    engine: Engine,
+) -> None:
+    """The fence alone (no process frozen inside a transaction, which PostgreSQL ends anyway):
+    worker a's lease of partition 1 expired and b took it, so a's next batch writes nothing,
+    neither its rows nor any checkpoint, and a learns it lost."""
+    from sqlalchemy import update
+
+    from eventkit.projection.lease import LeaseLost
+    from eventkit.projection.partition_lease import PartitionLease
+    from eventkit.projection.sql import transaction
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    _, entities, _ = tables(px)
+    a = PartitionLease(engine, name, "a", 30.0, 2, "a")
+    a.members = ["a"]
+    assert a.try_acquire() is not None and sorted(a.held) == [0, 1]
+    with transaction(engine) as db:  # a froze: its lease of partition 1 ran out
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == name, pr.partitions_table.c.partition == 1)
+            .values(expires_at=0.0)
+        )
+    with transaction(engine) as db:
+        assert pr.claim(db, name, 1, "b", 30.0) == 0  # b takes it over
+        assert pr.claim(db, name, 0, "b", 30.0) is None  # a's live lease of 0 holds
+    with pytest.raises(LeaseLost), a.fenced(last_sequence=99) as db:
+        db.execute(entities.insert().values(subject="x", last_seq=99, count=1))
+    assert a.lost
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(entities)).scalar_one() == 0
+    assert {r.partition: r.last_sequence for r in partition_rows(engine, name)} == {0: 0, 1: 0}

@@ -21,13 +21,14 @@ from partition_worker import (  # type: ignore[import-not-found]
     make_projector,
     tables,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from eventkit.errors import ConfigError
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
 from eventkit.projection.runner import runner_for
-from eventkit.projection.sql import read_transaction
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.status import status
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -226,6 +227,34 @@ async def test_catch_up_returns_when_every_partition_is_at_the_end(
     assert not any(r.halted for r in results)
     assert caught_up(engine, f"{px}_ordered", end)
     check_model(engine, px, expected)
+    (st,) = await status([runners[0].projector], store, engine)
+    assert [p["partition"] for p in st.partitions] == [0, 1, 2, 3]
+    assert all(p["checkpoint"] == end and p["lag_events"] == 0 for p in st.partitions)
+    assert st.checkpoint == end and st.lag_events == 0 and st.owner is None
+
+
+async def test_status_shows_each_partition_and_the_slowest_is_the_projectors_lag(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 100, 10)
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    end = await store.last_sequence()
+    with transaction(engine) as db:  # partition 2 behind, held by a live worker
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == projector.name)
+            .where(pr.partitions_table.c.partition == 2)
+            .values(last_sequence=end - 30, owner="w9", expires_at=time.time() + 60)
+        )
+    (st,) = await status([projector], store, engine)
+    assert st.checkpoint == end - 30 and st.lag_events == 30
+    assert st.owner == "w9"
+    by = {p["partition"]: p for p in st.partitions}
+    assert by[2] == {"partition": 2, "owner": "w9", "checkpoint": end - 30, "lag_events": 30}
+    assert by[0] == {"partition": 0, "owner": None, "checkpoint": end, "lag_events": 0}
 
 
 async def test_changing_the_number_of_partitions_is_refused_with_the_fix(
@@ -247,11 +276,8 @@ def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
     """The fence alone (no process frozen inside a transaction, which PostgreSQL ends anyway):
     worker a's lease of partition 1 expired and b took it, so a's next batch writes nothing,
     neither its rows nor any checkpoint, and a learns it lost."""
-    from sqlalchemy import update
-
     from eventkit.projection.lease import LeaseLost
     from eventkit.projection.partition_lease import PartitionLease
-    from eventkit.projection.sql import transaction
 
     px = f"t_{uuid.uuid4().hex[:8]}"
     create_tables(engine, px)

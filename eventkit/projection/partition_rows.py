@@ -261,6 +261,30 @@ def release(db: Session, projector: str, partitions: list[int], owner: str) -> N
         )
 
 
+def hold_all(db: Session, projector: str, owner: str, ttl: float) -> str:
+    """Take every partition's lease for ``owner`` (a replay); the live owners that hold some
+    (nothing is taken then), or "" when all are ours now."""
+    now = time.time()
+    others = sorted({r.owner for r in rows(db, projector) if r.live and r.owner != owner})
+    if others:
+        return ", ".join(others)
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(owner=owner, expires_at=now + ttl)
+    )
+    return ""
+
+
+def rewind_all(db: Session, projector: str, to_sequence: int) -> None:
+    """Set every partition's checkpoint to ``to_sequence`` (a replay, holding them all)."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(last_sequence=to_sequence, updated_at=cps.utcnow())
+    )
+
+
 def low_watermark(db: Session, projector: str) -> int | None:
     """The slowest partition's checkpoint (every event up to it is applied in every one)."""
     value = (
@@ -289,11 +313,13 @@ __all__ = [
     "claim",
     "ensure",
     "fence",
+    "hold_all",
     "low_watermark",
     "partitions_table",
     "record_watermark",
     "release",
     "renew",
+    "rewind_all",
     "rows",
     "sentinel",
 ]

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import (
@@ -32,6 +33,7 @@ from eventkit.projection.runner import (
     ProjectionRunner,
     RunResult,
     default_owner,
+    runner_for,
 )
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store.positions import (
@@ -220,7 +222,14 @@ async def replay(
 
     def rewind_and_set() -> None:
         with transaction(engine) as db:
-            if not cps.try_acquire_lease(db, projector.name, owner, ttl):
+            if projector.partitions > 1 and pr.rows(db, projector.name):
+                held = pr.hold_all(db, projector.name, owner, ttl)
+                if held:
+                    raise ProjectionError(
+                        f"projector {projector.name!r} is being run by {held}; stop its "
+                        f"workers before replaying (nothing was changed)"
+                    )
+            elif not cps.try_acquire_lease(db, projector.name, owner, ttl):
                 lease = cps.get_lease(db, projector.name)
                 holder = lease.owner if lease else "another runner"
                 raise ProjectionError(
@@ -238,6 +247,7 @@ async def replay(
                 db, projector.name, last_sequence=to, state="running", last_error=None
             )
             cps.settle_for_replay(db, projector.name, plan.start_sequence)
+            pr.rewind_all(db, projector.name, to)
 
     await asyncio.to_thread(rewind_and_set)
 
@@ -245,7 +255,7 @@ async def replay(
         if on_progress is not None:
             on_progress(runner.processed, plan.events)
 
-    runner = ProjectionRunner(
+    runner = runner_for(
         projector,
         store,
         engine,

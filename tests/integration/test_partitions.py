@@ -301,3 +301,75 @@ def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(entities)).scalar_one() == 0
     assert {r.partition: r.last_sequence for r in partition_rows(engine, name)} == {0: 0, 1: 0}
+
+
+async def test_replay_from_the_start_of_a_partitioned_projector_rebuilds_it_once(
+    store: Any, engine: Engine
+) -> None:
+    from eventkit.projection.replay import plan_replay, replay
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 300, 30)
+    end = await store.last_sequence()
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    plan = await plan_replay(projector, store, engine, from_start=True)
+    result = await replay(plan, projector, store, engine)
+    assert not result.halted
+    assert caught_up(engine, projector.name, end)
+    check_model(engine, px, expected)  # reset, then every event applied once more
+
+
+async def test_replay_and_skip_refuse_while_partitions_are_held_or_partitioned(
+    store: Any, engine: Engine
+) -> None:
+    from eventkit.projection.replay import plan_replay, replay
+    from eventkit.projection.skip import skip
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 50, 10)
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    with transaction(engine) as db:  # a live worker holds partition 3
+        assert pr.claim(db, projector.name, 3, "w7", 60.0) is not None
+    plan = await plan_replay(projector, store, engine, from_start=True)
+    with pytest.raises(Exception, match="being run by w7; stop its workers"):
+        await replay(plan, projector, store, engine)
+    with pytest.raises(ConfigError, match="is partitioned: skip does not move"):
+        await skip(projector, store, engine, 5)
+
+
+async def test_a_partitioned_row_projector_with_its_row_cache_applies_in_order_once(
+    store: Any, engine: Engine
+) -> None:
+    """Two runners share a RowProjector's partitions (rows cached between batches); a third
+    joins halfway, so partitions move between runners whose caches hold their rows."""
+    from partition_worker import make_row_projector  # type: ignore[import-not-found]
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 1500, 60)
+    projector = make_row_projector(px, 6)
+    runners = [
+        runner_for(make_row_projector(px, 6), store, engine, owner=f"w{i}", batch_size=32)
+        for i in range(2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    await until(lambda: sum(r.processed for r in runners) > 300, 60, "a part applied")
+    late = runner_for(make_row_projector(px, 6), store, engine, owner="w2", batch_size=32)
+    tasks.append(asyncio.create_task(late.run()))
+    more = await append_ticks(store, 1500, 60)
+    for s, seqs in more.items():
+        expected.setdefault(s, []).extend(seqs)
+    end = await store.last_sequence()
+    await until(lambda: caught_up(engine, projector.name, end), 120, "the end", 0.1)
+    for r in [*runners, late]:
+        r.stop()
+    results = await asyncio.gather(*tasks)
+    assert not any(r.halted for r in results)
+    _, entities, _ = tables(px)
+    with engine.connect() as conn:
+        rows = {r.subject: (r.last_seq, r.count) for r in conn.execute(select(entities))}
+    assert rows == {s: (max(q), len(q)) for s, q in expected.items()}

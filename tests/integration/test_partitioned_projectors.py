@@ -169,6 +169,7 @@ async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl
         "the partitions of w1 and w2 taken over",
     )
     # membership forgets them after a ttl, their leases expire a ttl after their last renewal
+    print(f"partitions of the killed and the frozen worker moved in {moved:.1f}s")
     assert moved < 4 * TTL + 3, f"took {moved:.1f}s"
     await until(lambda: caught_up(engine, name, end), 120, "all partitions at the end", 0.2)
     if freeze:

@@ -4,6 +4,7 @@ entity's events in stream order, partitions moving when workers die, freeze, joi
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 WORKER = Path(__file__).with_name("partition_worker.py")
 TTL = 1.5
+EVENTS = int(os.environ.get("EVENTKIT_PARTITION_EVENTS", "10000"))
+"""Events of the four-worker test, over EVENTS / 50 subjects (100000 was run once by hand)."""
 
 
 class Workers:
@@ -128,12 +131,14 @@ async def test_four_workers_apply_every_event_once_in_per_entity_order(
         w.start(f"w{i}", "--live", "--partitions", "8")
     # all four share the partitions before the events come
     await until(lambda: len(set(owners(engine, name).values())) == 4, 30, "four owners")
-    expected = await append_ticks(store, 10_000, 200)
+    expected = await append_ticks(store, EVENTS, EVENTS // 50)
     end = await store.last_sequence()
-    await until(lambda: caught_up(engine, name, end), 180, "all partitions at the end", 0.2)
+    await until(
+        lambda: caught_up(engine, name, end), 180 + EVENTS / 100, "all partitions at the end", 0.2
+    )
     by_worker = check_model(engine, px, expected)
     assert set(by_worker) == {"w0", "w1", "w2", "w3"}
-    assert sum(by_worker.values()) == 10_000
+    assert sum(by_worker.values()) == EVENTS
 
 
 async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl(

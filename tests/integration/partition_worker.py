@@ -200,3 +200,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def cli_app() -> Any:
+    """The App the CLI tests load (``--app partition_worker:cli_app``), from PT_* variables."""
+    from eventkit.app import App
+
+    return App(
+        stream=os.environ["PT_STREAM"],
+        projectors=[make_projector(os.environ["PT_PREFIX"], int(os.environ["PT_PARTITIONS"]))],
+    )

@@ -379,3 +379,57 @@ async def test_a_partitioned_row_projector_with_its_row_cache_applies_in_order_o
     with engine.connect() as conn:
         rows = {r.subject: (r.last_seq, r.count) for r in conn.execute(select(entities))}
     assert rows == {s: (max(q), len(q)) for s, q in expected.items()}
+
+
+async def test_the_cli_runs_once_to_the_end_and_shows_each_partition(
+    store: Any, nats_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from eventkit.projection.sql import make_engine, upgrade
+
+    db = tmp_path / "cli.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 200, 20)
+    end = await store.last_sequence()
+    env = {
+        **os.environ,
+        "EVENTKIT_NATS_URL": nats_url,
+        "EVENTKIT_DATABASE_URL": f"sqlite:///{db}",
+        "PT_STREAM": store.stream,
+        "PT_PREFIX": px,
+        "PT_PARTITIONS": "4",
+        "COLUMNS": "200",
+    }
+    script = Path(sys.executable).parent / "eventkit"
+
+    def ek(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), "--app", "partition_worker:cli_app", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=WORKER.parent,
+            timeout=120,
+        )
+
+    ran = ek("run", "--once")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    check_model(engine, px, expected)
+    (row,) = json.loads(ek("status", "--json").stdout)
+    assert row["checkpoint"] == end and row["lag_events"] == 0
+    assert [(p["partition"], p["checkpoint"]) for p in row["partitions"]] == [
+        (i, end) for i in range(4)
+    ]
+    text = ek("status").stdout
+    assert f"{px}_ordered: partitions" in text and "partition" in text
+    env["PT_PARTITIONS"] = "8"
+    changed = ek("run", "--once")
+    assert changed.returncode != 0
+    assert "has 4 partitions in the database but the class declares partitions = 8" in " ".join(
+        (changed.stdout + changed.stderr).split()
+    )
+    assert "Traceback" not in changed.stderr

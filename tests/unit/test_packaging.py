@@ -172,3 +172,29 @@ def test_the_installed_wheel_adds_no_top_level_migrations(installed: Path) -> No
         [str(python), "-c", probe], capture_output=True, text=True, cwd=installed, env=_env()
     ).stdout.strip()
     assert found == "None"
+
+
+def test_an_undeclared_marker_fails_the_run(tmp_path: Path) -> None:
+    test = tmp_path / "test_marked.py"
+    test.write_text("import pytest\n\n@pytest.mark.nonesuch\ndef test_x():\n    pass\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(tmp_path),
+            str(test),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "'nonesuch' not found in `markers`" in result.stdout + result.stderr

@@ -50,7 +50,7 @@ class Aggregate:
             not isinstance(cls.snapshot_every, int) or cls.snapshot_every < 1
         ):
             raise ConfigError(f"{cls.__qualname__}.snapshot_every must be None or an int >= 1")
-        cls._handlers = collect_handlers(cls)
+        cls._handlers = collect_handlers(cls, Aggregate)
 
     def __init__(self, id: str) -> None:
         self.id = id

@@ -38,7 +38,11 @@ def events_command(
     """
     st = state(ctx)
     validate_subject(subject)
-    when = parse_when(as_of) if as_of is not None else None
+    when = (
+        parse_when(as_of, everything="leave out --as-of to show every event")
+        if as_of is not None
+        else None
+    )
 
     async def go() -> list[dict[str, Any]]:
         the_app = st.app()
@@ -127,6 +131,7 @@ def info_command(
                 "allow_direct": bool(cfg.allow_direct),
                 "personal_subjects": list(the_app.personal_subjects),
                 "projectors": [pr.name for pr in the_app.projectors],
+                "reactors": [r.name for r in the_app.reactors],
             }
 
     info = run(go())

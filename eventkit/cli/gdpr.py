@@ -196,6 +196,13 @@ def _print_subject(r: ForgetReport, *, caveats: bool = True) -> None:
         )
     if r.dead_letters:
         console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False, markup=False)
+    if r.joined:
+        console.print(
+            "  audit:            joined a forget of this subject that ran at the same time; "
+            "its audit entry covers both (one entry per erasure)",
+            highlight=False,
+            markup=False,
+        )
     if r.notice_sequence is not None:
         console.print(
             f"  notice for other services: seq {r.notice_sequence}", highlight=False, markup=False

@@ -88,6 +88,14 @@ def make_engine(
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        # postgres:// (Heroku, libpq, docker images) and a bare postgresql:// mean PostgreSQL on
+        # psycopg 3, the driver of the extra (SQLAlchemy alone knows neither the first name nor
+        # that driver as the default)
+        driver = parsed.drivername.partition("+")[2] or "psycopg"
+        parsed = parsed.set(drivername=f"postgresql+{driver}")
+        url = parsed.render_as_string(hide_password=False)
+        backend = "postgresql"
     if backend != "postgresql":
         raise ConfigError(
             f"{backend}:// databases are not supported: eventkit's read models run on SQLite "

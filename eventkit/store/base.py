@@ -261,14 +261,17 @@ class EventStore(abc.ABC):
         """One stored message by stream sequence, None when absent or deleted."""
 
     async def record_erasure(self, erased: StoredMessage) -> None:
-        """Before erasing the chained message ``erased``, keep its links (never its data) on
+        """Keep the links (never the data) of the chained message ``erased`` on
         ``<stream>._eventkit.erased.<rest of its subject>``, so the rest of its subject still
-        verifies (``forget --seq``); an unchained message needs nothing."""
+        verifies once it is erased; :meth:`delete` does it first (unless the subject is
+        forgotten); an unchained message needs nothing."""
         raise NotImplementedError(f"{type(self).__name__} keeps no erasure records")
 
     @abc.abstractmethod
     async def delete(self, sequence: int) -> bool:
-        """Erase one message (secure erase on JetStream); False when it was already gone."""
+        """Erase one message (secure erase on JetStream); False when it was already gone. A
+        chained message's links are kept first (:meth:`record_erasure`), so its subject's chain
+        still verifies."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

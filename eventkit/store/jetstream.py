@@ -25,7 +25,7 @@ from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
 from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject
 from eventkit.store.codec import Codec, PayloadCipher
-from eventkit.store.erasure import BODY
+from eventkit.store.erasure import BODY, is_marker
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
 from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
@@ -247,6 +247,17 @@ class JetStreamEventStore(Appending, EventStore):
                 await self.js.update_stream(cfg)
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"updating stream {self.stream!r}") from e
+
+    async def delete(self, sequence: int) -> bool:
+        """Erase one message securely (payload overwritten); False when already gone. A chained
+        message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
+        (the erasure marker closed its chain)."""
+        msg = await self.get(sequence)
+        if msg is not None and p.CHAIN in msg.headers:
+            last = await self.last_message(msg.subject)
+            if last is None or not is_marker(last.headers):
+                await self.record_erasure(msg)
+        return await super().delete(sequence)
 
     async def record_erasure(self, erased: StoredMessage) -> None:
         headers = erased_link_headers(erased.subject, erased)

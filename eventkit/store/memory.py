@@ -205,9 +205,12 @@ class InMemoryEventStore(EventStore):
         self._by_subject.setdefault(subject, []).append(seq)
 
     async def delete(self, sequence: int) -> bool:
-        m = self._messages.pop(sequence, None)
+        m = self._messages.get(sequence)
         if m is None:
             return False
+        if not self._forgotten(m.subject):  # a forgotten subject's marker closed its chain
+            await self.record_erasure(m)
+        del self._messages[sequence]
         index = self._by_subject[m.subject]
         index.remove(sequence)
         if not index:

@@ -178,10 +178,15 @@ class ChainCheck:
     ``trust_first``: the messages start mid-subject (a read after a snapshot, a scan from a
     sequence): the first chained message of each subject is taken at its word for its link.
     ``erased``: the erased-message records per subject (``forget --seq``), which bridge a link.
+    ``links=False``: check each message's content against its own ``Eventkit-Chain-Prev`` only
+    (a reactor's worker sees part of a subject when others compete for its events). A message
+    given again (a redelivery) is not checked twice; one that failed fails again.
     """
 
     trust_first: bool = False
     erased: Mapping[str, Sequence[ErasedLink]] = field(default_factory=dict)
+    links: bool = True
+    failed: dict[int, Problem] = field(default_factory=dict)
     heads: dict[str, tuple[str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     chained: int = 0
@@ -199,14 +204,19 @@ class ChainCheck:
             else:
                 self.foreign += 1
             return None
-        self.chained += 1
         subject = m.subject
-        prev = headers.get(p.CHAIN_PREV, "")
         seen = self.heads.get(subject)
+        if m.sequence in self.failed:
+            return self.failed[m.sequence]
+        if seen is not None and m.sequence <= seen[1]:
+            return None  # checked already
+        self.chained += 1
+        prev = headers.get(p.CHAIN_PREV, "")
         running, after = seen if seen is not None else (GENESIS, 0)
         problem = None
         if prev != running and not (
-            is_marker(headers)  # a forget's marker closes the chain whatever was erased before
+            not self.links
+            or is_marker(headers)  # a forget's marker closes the chain whatever was erased before
             or (seen is None and self.trust_first)
             or self._bridge(subject, running, prev)
         ):
@@ -220,7 +230,9 @@ class ChainCheck:
                 m.sequence,
                 "link",
                 f"its link to the history before it differs: it follows {prev[:16]}, but "
-                f"{before}; a message before it is missing or was rewritten",
+                f"{before}; a message of the subject"
+                f"{f' between sequences {after} and {m.sequence}' if after else ''} "
+                f"is missing or was rewritten",
             )
         else:
             computed = link(prev, subject, headers, m.data)
@@ -236,6 +248,8 @@ class ChainCheck:
         self.heads[subject] = (value, m.sequence)
         if problem is not None:
             self.problems.append(problem)
+            if len(self.failed) < 10_000:
+                self.failed[m.sequence] = problem
         return problem
 
     def _bridge(self, subject: str, running: str, prev: str) -> bool:

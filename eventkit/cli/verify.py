@@ -10,9 +10,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from eventkit.cli.context import EXIT_USAGE, console, err_console, fail, readable, run, state
+from eventkit.cli.context import (
+    EXIT_USAGE,
+    console,
+    err_console,
+    fail,
+    fail_on,
+    readable,
+    run,
+    state,
+)
 from eventkit.cli.main import app
-from eventkit.errors import ConfigError
+from eventkit.errors import ConfigError, EventkitError
 from eventkit.store.subjects import validate_filter
 
 EXIT_BROKEN = 5
@@ -66,8 +75,12 @@ def verify_command(
     st = state(ctx)
     if (subject is None) == (not every):
         fail("give a SUBJECT (or filter) to check, or --all for the whole stream", EXIT_USAGE)
-    if subject is not None:
-        validate_filter(subject)
+    try:
+        if subject is not None:
+            validate_filter(subject)
+        dirs = parse_store_dirs(store_dirs)
+    except EventkitError as e:
+        fail_on(e)
     if store_dirs and not replicas:
         replicas = True
     if replicas and not store_dirs:
@@ -77,7 +90,6 @@ def verify_command(
             "check, run where their store directories are",
             EXIT_USAGE,
         )
-    dirs = parse_store_dirs(store_dirs)
     report = run(_verify(st, subject, dirs, progress and not as_json))
     if as_json:
         out = report.as_dict()

@@ -189,6 +189,11 @@ async def test_forget_and_forget_seq_then_verify_all_is_clean(
     code, out = await verify_cli(chain_app, server.url, "--all")
     assert code == 0 and out["ok"], out["problems"]
     assert out["erased"] == 1
+    argv = ["--app", chain_app, "--nats-url", server.url, "--database-url"]
+    argv += [f"sqlite:///{tmp_path / 'read.db'}", "status"]
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, argv)
+    assert shown.exit_code == 0, shown.output
+    assert f"history: verified at {out['started']}" in " ".join(shown.output.split())
 
 
 async def test_chains_hold_under_concurrent_writers(nats_url: str) -> None:

@@ -89,6 +89,7 @@ class JetStreamEventStore(Appending, EventStore):
         self.server_version = "0.0.0"
         self._fresh = Freshness()
         self._heads = ChainHeads()
+        self._closed: set[str] = set()
         self.verify_chains = verify_chains
         self._connection_listeners: list[Callable[[], None]] = []
 
@@ -253,10 +254,12 @@ class JetStreamEventStore(Appending, EventStore):
         message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
         (the erasure marker closed its chain)."""
         msg = await self.get(sequence)
-        if msg is not None and p.CHAIN in msg.headers:
+        if msg is not None and p.CHAIN in msg.headers and msg.subject not in self._closed:
             last = await self.last_message(msg.subject)
             if last is None or not is_marker(last.headers):
                 await self.record_erasure(msg)
+            elif len(self._closed) < 10_000:
+                self._closed.add(msg.subject)  # forgotten: its other messages need no record
         return await super().delete(sequence)
 
     async def record_erasure(self, erased: StoredMessage) -> None:

@@ -34,10 +34,12 @@ class Chaining(Reading):
             cached = self._heads.get(subject, n)
             if cached is not None:
                 return cached
-            m = await self.get(n)
-            if m is None or m.subject != subject:
-                return GENESIS  # not the subject's last: the server refuses the append anyway
-            last: StoredMessage | None = m
+            last: StoredMessage | None = await self.get(n)
+            if last is None or last.subject != subject:
+                # a replica that lags may not hold it yet: ask the leader for the subject's last
+                last = await self.last_message(subject, leader=True)
+                if last is None or last.sequence != n:
+                    return GENESIS  # not the subject's last: the server refuses the append
         else:  # a boundary's expectation is on the filter: chain after the subject's last
             last = await self.last_message(subject)
         head = head_after(last)

@@ -194,6 +194,9 @@ class RowProjector(Projector):
         return k
 
     def apply(self, record: RecordedEvent[Any], db: Session) -> None:
+        """One event outside a runner's batch (a retried dead letter): into this version's
+        table as the registry says now."""
+        self._follow_switch(db)
         self.apply_many([record], db)
 
     def apply_many(self, records: Sequence[RecordedEvent[Any]], db: Session) -> None:

@@ -137,7 +137,7 @@ class ProjectionRunner(Committing):
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
-        self.obs = WorkerObserver("projector", projector.name, log)
+        self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
         self._next_cseq = 1
         self._clear_error = False

@@ -60,12 +60,12 @@ class Kit:
         self.V1, self.V2 = V1, V2
 
     async def pay(self, entity: str, amount: int) -> None:
-        await self.store.append(
-            f"{self.store.stream}.{self.px}.{entity}", [VsPaid(amount=amount)]
-        )
+        await self.store.append(f"{self.store.stream}.{self.px}.{entity}", [VsPaid(amount=amount)])
 
     def totals(self, name: str | None = None) -> dict[str, int]:
-        t = Table(name or self.table.name, MetaData(), Column("id", String), Column("total", Integer))
+        t = Table(
+            name or self.table.name, MetaData(), Column("id", String), Column("total", Integer)
+        )
         with read_transaction(self.engine) as db:
             return {r.id: r.total for r in db.execute(select(t))}
 

@@ -63,7 +63,10 @@ async def test_old_and_new_workers_starting_together_write_one_table_each(
         for i in range(30):
             await kit.pay(f"k{i}", 1)
         last = await store.last_sequence()
-        await wait_for(lambda: all(r.checkpoint >= last for r in runners), "the runners")
+        await wait_for(
+            lambda rs=runners, end=last: all(r.checkpoint >= end for r in rs),  # type: ignore[misc]
+            "the runners",
+        )
         for r in runners:
             r.stop()
         await asyncio.gather(*tasks)

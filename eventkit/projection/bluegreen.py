@@ -48,7 +48,7 @@ from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
-from eventkit.projection.registry import Retired, slot_name
+from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.sql import transaction
 
@@ -115,13 +115,6 @@ def _lock_live(db: Session, name: str) -> int | None:
     with cps._eventkit_tables():
         v = db.execute(q).scalar()
     return None if v is None else int(v)
-
-
-def retired_message(name: str, version: int, live: int) -> str:
-    return (
-        f"version {version} of projector {name!r} was retired by a switch to version {live}: "
-        f"this worker stops; deploy the code of version {live} (or later) in its place"
-    )
 
 
 def _resolve_live(db: Session, name: str, version: int) -> int:
@@ -198,9 +191,20 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
     slot.__dict__["name"] = slot_name(name, version)
     slot.__dict__["_slot"] = name
     if table is not None and table is not projector.table:  # type: ignore[attr-defined]
-        slot.__dict__["_target"] = table
-        slot.__dict__["_copy"] = table
+        _writes(slot, table)
     return slot
+
+
+def _writes(projector: Projector, table: Table | None) -> None:
+    """Point a version's projector at the table it writes: its copy (``table``, also what
+    ``self.table`` is in its handlers and its ``forget``), or the live table (None)."""
+    if table is None:
+        projector.__dict__.pop("table", None)
+        projector.__dict__["_target"] = None
+        return
+    projector.__dict__["_copy"] = table
+    projector.__dict__["table"] = table
+    projector.__dict__["_target"] = table
 
 
 def fence(db: Session, projector: Projector) -> None:
@@ -220,13 +224,12 @@ def fence(db: Session, projector: Projector) -> None:
             )
         raise Retired(retired_message(name, version, live))
     if found.role == reg.LIVE:
-        projector.__dict__["_target"] = None
+        _writes(projector, None)
         return
     built: Table | None = projector.__dict__.get("_copy")
     if built is None:
-        built = copy_table(projector.table, version)  # type: ignore[attr-defined]
-        projector.__dict__["_copy"] = built
-    projector.__dict__["_target"] = built
+        built = copy_table(type(projector).table, version)  # type: ignore[attr-defined]
+    _writes(projector, built)
 
 
 def slots(projector: Projector, db: Session) -> list[Slot]:

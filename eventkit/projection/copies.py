@@ -32,11 +32,12 @@ def writing(projector: Projector, found: reg.Copy) -> Projector:
     """``projector`` as it writes ``found``'s table (its ``table`` is that copy)."""
     if not isinstance(projector, RowProjector) or not found.table_name:
         return projector
-    if found.table_name == projector.table.name and found.table_schema == projector.table.schema:
+    live = type(projector).table
+    if found.table_name == live.name and found.table_schema == live.schema:
         return projector
     view = copy.copy(projector)
     view.__dict__.pop("_bound_handlers", None)
-    table = copy_table(projector.table, found.version, name=found.table_name)
+    table = copy_table(live, found.version, name=found.table_name)
     view.__dict__["table"] = table
     view.__dict__["_target"] = table
     return view

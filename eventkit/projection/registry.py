@@ -16,6 +16,7 @@ to find every table eventkit made.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -141,16 +142,24 @@ def forget_copy(db: Session, projector: str, version: int) -> None:
     db.execute(t.delete().where(t.c.projector == projector, t.c.version == version))
 
 
+def retired_message(name: str, version: int, live: int | None) -> str:
+    now = f"version {live} is live" if live else "another version is live"
+    deploy = f"version {live}" if live else "the live version"
+    return (
+        f"version {version} of projector {name!r} is retired: {now} (a switch to it, or it "
+        f"started first on this database); this worker stops: deploy the code of {deploy} (or "
+        f"later) in its place"
+    )
+
+
 def retired_by_switch(db: Session, slot: str) -> None:
     """:class:`Retired` when ``slot``'s lease was retired by a switch (its owner says so)."""
     lease = cps.get_lease(db, slot)
     if lease is not None and lease.owner.startswith(RETIRED_OWNER):
         head, _, version = slot.rpartition("_v")
-        name = head if version.isdigit() else slot
-        raise Retired(
-            f"projector {name!r} ({slot}) was retired by a switch ({lease.owner}): this "
-            f"worker stops; deploy the code of the live version in its place"
-        )
+        name, old = (head, int(version)) if head and version.isdigit() else (slot, 1)
+        live = re.search(r"version (\d+)", lease.owner)
+        raise Retired(retired_message(name, old, int(live.group(1)) if live else None))
 
 
 def slots_named(db: Session, name: str) -> list[str]:
@@ -186,6 +195,7 @@ __all__ = [
     "projector_versions",
     "record",
     "retired_by_switch",
+    "retired_message",
     "retired_name",
     "slot_name",
     "slots_named",

@@ -24,7 +24,7 @@ import contextlib
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert, text, update
+from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
@@ -203,11 +203,19 @@ async def _reach(
 def _swap(projector: RowProjector, engine: Engine, live: int, at: int, pause: str) -> None:
     name, version = projector.name, projector.version
     new_slot, old_slot = slot_name(name, version), slot_name(name, live)
-    table = projector.table
+    table = type(projector).table
     build = copy_table(table, version)
     retired = reg.retired_name(table.name, live)
     with transaction(engine) as db:
-        # the new version's lease row first: waits for its batch in flight
+        # both lease rows, in name order like every writer that locks several (no deadlock):
+        # waits for a batch in flight of either version
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(
+                select(cps.leases.c.projector)
+                .where(cps.leases.c.projector.in_(sorted({new_slot, old_slot})))
+                .order_by(cps.leases.c.projector)
+                .with_for_update()
+            )
         db.execute(
             update(cps.leases)
             .where(cps.leases.c.projector == new_slot)

@@ -123,7 +123,7 @@ async def test_every_command_acts_on_the_live_version_by_its_name(
         assert conn.execute("select total from svc_loans").fetchall() == [(20,)]
 
     old = ek(1, "run", "--once")
-    assert old.returncode != 0 and "retired by a switch to version 2" in said(old), said(old)
+    assert old.returncode != 0 and "is retired: version 2 is live" in said(old), said(old)
     assert "deploy the code of version 2" in said(old)
 
     # a version 3 built (it halts at the bad event too), then abandoned: listed, and dropped

@@ -37,9 +37,10 @@ async def test_a_retired_worker_stops_and_says_what_to_deploy(
     await kit.pay("k", 1)  # what the old worker would apply, were it not fenced
     result = await asyncio.wait_for(task, 20)  # it stops: no standby for ever
     assert not result.halted
-    assert "retired by a switch" in (result.error or "") and "version 2" in (result.error or "")
+    assert "is retired: version 2 is live" in (result.error or "")
+    assert "deploy the code of version 2" in (result.error or "")
     assert "stop that runner" not in caplog.text
-    assert any("retired by a switch" in r.getMessage() for r in caplog.records)
+    assert any("is retired: version 2 is live" in r.getMessage() for r in caplog.records)
     await ProjectionRunner(kit.V2(), store, engine).catch_up()
     assert kit.totals() == {"k": 20}
 

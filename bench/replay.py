@@ -614,18 +614,17 @@ async def main() -> None:
     )
     ap.add_argument(
         "--rss-cache-bytes",
-        type=int,
         default=None,
-        help="the RSS replay's row_cache_bytes (default: the projector's; 1099511627776: bound "
-        "by rows only, as before the byte bound)",
+        help="the RSS replay's row_cache_bytes (default: the projector's); several, comma-"
+        "separated, replay the same stream once each (1099511627776: bound by rows only, as "
+        "before the byte bound)",
     )
     ap.add_argument("--rss-child", nargs=3, metavar=("URL", "STREAM", "DB"))
     args = ap.parse_args()
     if args.rss_child:
         url, stream, db = args.rss_child
-        await rss_child(
-            url, stream, db, args.rss_events, args.batch, args.rss_model, args.rss_cache_bytes
-        )
+        cache = None if args.rss_cache_bytes is None else int(args.rss_cache_bytes)
+        await rss_child(url, stream, db, args.rss_events, args.batch, args.rss_model, cache)
         return
     from eventkit.server import start_server_process
 
@@ -724,35 +723,38 @@ async def main() -> None:
             else:
                 await fill(server.url, "rss", args.rss_events)
             print(f"filled {args.rss_events} events in {time.perf_counter() - t0:.1f}s", flush=True)
-            child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "--rss-events",
-                str(args.rss_events),
-                "--batch",
-                str(args.batch),
-                "--rss-model",
-                args.rss_model,
-                *(
-                    ["--rss-cache-bytes", str(args.rss_cache_bytes)]
-                    if args.rss_cache_bytes is not None
-                    else []
-                ),
-                "--rss-child",
-                server.url,
-                "rss",
-                f"sqlite:///{tmp / 'rss.db'}",
-                stdout=asyncio.subprocess.PIPE,
+            budgets: list[str | None] = (
+                [None] if args.rss_cache_bytes is None else args.rss_cache_bytes.split(",")
             )
-            stdout, _ = await child.communicate()
-            out = stdout.decode().split()
-            table.append(
-                (
-                    f"peak RSS replaying {args.rss_events:,} events (SQLite, {args.rss_model})",
-                    f"{float(out[0]):.0f} MB",
-                    f"{float(out[1]):,.0f} ev/s",
+            for n, budget in enumerate(budgets):
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--rss-events",
+                    str(args.rss_events),
+                    "--batch",
+                    str(args.batch),
+                    "--rss-model",
+                    args.rss_model,
+                    *([] if budget is None else ["--rss-cache-bytes", budget]),
+                    "--rss-child",
+                    server.url,
+                    "rss",
+                    f"sqlite:///{tmp / f'rss{n}.db'}",
+                    stdout=asyncio.subprocess.PIPE,
                 )
-            )
+                stdout, _ = await child.communicate()
+                out = stdout.decode().split()
+                cache = "" if budget is None else f", row_cache_bytes {budget}"
+                table.append(
+                    (
+                        f"peak RSS replaying {args.rss_events:,} events (SQLite, "
+                        f"{args.rss_model}{cache})",
+                        f"{float(out[0]):.0f} MB",
+                        f"{float(out[1]):,.0f} ev/s",
+                    )
+                )
+                print(table[-1], flush=True)
     finally:
         server.stop()
     width = max(len(r[0]) for r in table)

@@ -26,25 +26,7 @@ grow with the width of its rows.
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta
 from typing import Any, Final
-
-from sqlalchemy import (
-    REAL,
-    Boolean,
-    Date,
-    DateTime,
-    Enum,
-    Float,
-    Integer,
-    Interval,
-    LargeBinary,
-    String,
-    TypeDecorator,
-)
-from sqlalchemy.types import TypeEngine
-
-from eventkit.projection.rowsql import PLAIN_TYPES
 
 Row = dict[str, Any]
 
@@ -155,37 +137,4 @@ class RowCache:
         self._cleared = False
 
 
-ZERO = timedelta(0)
-_IMMUTABLE = (*PLAIN_TYPES, Interval, LargeBinary)
-
-
-def kept_as(t: TypeEngine[Any], dialect: str = "") -> tuple[tuple[type, ...], bool | None]:
-    """The exact Python types a column of type ``t`` reads back on ``dialect`` as what was
-    written, and whether its datetimes are aware (``None``: not datetimes); no types when the
-    column converts what it is given (decimals are rounded to the scale, enums, JSON, custom
-    types, PostgreSQL's single-precision ``REAL``)."""
-    if isinstance(t, TypeDecorator | Enum):  # PickleType is a TypeDecorator
-        return (), None
-    if isinstance(t, Boolean):
-        return (bool,), None
-    if isinstance(t, Integer):
-        return (int,), None
-    if isinstance(t, String):
-        return (str,), None
-    if isinstance(t, Float) and not t.asdecimal and t.precision is None:
-        if isinstance(t, REAL) and dialect != "sqlite":  # float4: a double reads back rounded
-            return (), None
-        return (float,), None
-    if isinstance(t, DateTime):
-        return (datetime,), bool(t.timezone)
-    if isinstance(t, Date):
-        return (date,), None
-    return (), None
-
-
-def immutable(t: TypeEngine[Any]) -> bool:
-    """Whether a column's values cannot be changed in place (JSON and arrays can)."""
-    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator)
-
-
-__all__ = ["MISS", "ROW_CACHE", "ZERO", "RowCache", "immutable", "kept_as", "row_size"]
+__all__ = ["MISS", "ROW_CACHE", "RowCache", "row_size"]

@@ -20,7 +20,6 @@ changed rows back, in the batch's transaction with the checkpoint (the statement
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from copy import deepcopy
 from datetime import UTC, datetime
@@ -31,13 +30,14 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
-from eventkit.projection.rowcache import MISS, ROW_CACHE, ZERO, RowCache, immutable, kept_as
+from eventkit.projection.rowcache import MISS, ROW_CACHE, RowCache
 from eventkit.projection.rowsql import (
     array_upsert,
     compiled_upsert,
     read_statement,
     upsert_statement,
 )
+from eventkit.projection.rowtypes import immutable, keeps, kept_as, key_types
 from eventkit.store.records import RecordedEvent
 from eventkit.store.subjects import entity_id_of
 
@@ -123,7 +123,7 @@ class RowProjector(Projector):
                 f"{list(pk)}: define key(rec) returning a tuple in that order"
             )
         cls._pk = pk
-        cls._key_type, cls._key_from_id = _key_types(cls, table, pk)
+        cls._key_type, cls._key_from_id = key_types(cls, table, pk, cls.key is RowProjector.key)
         cls._columns = frozenset(c.name for c in table.columns)
         defaults = []
         for c in table.columns:
@@ -260,7 +260,7 @@ class RowProjector(Projector):
                 cache.stage(k, None)
             for row in changed:
                 k = self._key_of_row(row)
-                cache.stage(k, row if _keeps(row, kept) else MISS)
+                cache.stage(k, row if keeps(row, kept) else MISS)
 
     def _bound(self) -> dict[type, Callable[..., Any]]:
         bound: dict[type, Callable[..., Any]] | None = self.__dict__.get("_bound_handlers")
@@ -385,44 +385,6 @@ class RowProjector(Projector):
     @classmethod
     def declares_forget(cls) -> bool:
         return cls.key is RowProjector.key or cls.forget is not RowProjector.forget
-
-
-def _keeps(row: Row, kept: Any) -> bool:
-    """Whether ``row`` reads back from SQL exactly as it is (then it may be cached)."""
-    for name, types, aware in kept or ():
-        v = row[name]
-        if v is None:
-            continue
-        if type(v) not in types:
-            return False
-        if aware is not None and (v.tzinfo is None) == aware:
-            return False
-        if aware and v.utcoffset() != ZERO:
-            return False
-    return True
-
-
-def _key_types(cls: type, table: Table, pk: tuple[str, ...]) -> tuple[type | None, type | None]:
-    """The Python type of a one-column key (None when not checked) and how the default key, a
-    string, becomes one (None: no conversion). A key column the default key cannot fill is a
-    ``ConfigError`` naming the fix."""
-    if len(pk) != 1:
-        return None, None
-    try:
-        python = table.c[pk[0]].type.python_type
-    except NotImplementedError:
-        return None, None
-    if python not in (int, str, uuid.UUID):
-        if cls.key is RowProjector.key:  # type: ignore[attr-defined]
-            raise ConfigError(
-                f"{cls.__qualname__}.table {table.name!r}: key column {pk[0]!r} holds "
-                f"{python.__name__} values, the default key is the entity id (a string); define "
-                f"key(rec) returning a {python.__name__}"
-            )
-        return None, None
-    if python is str:
-        return str, None
-    return python, python
 
 
 def _cleared(db: Session) -> None:

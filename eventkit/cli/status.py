@@ -19,6 +19,7 @@ from eventkit.cli.context import (
 )
 from eventkit.cli.main import app
 from eventkit.cli.reactors import status_table
+from eventkit.cli.store import durability_line
 from eventkit.projection.status import ProjectorStatus, status
 from eventkit.reaction.status import reactor_status
 
@@ -37,15 +38,16 @@ def status_command(
     """
     st = state(ctx)
 
-    async def go() -> tuple[list[ProjectorStatus], list[Any]]:
+    async def go() -> tuple[list[ProjectorStatus], list[Any], str]:
         the_app = st.app()
         async with connected(st, the_app) as (store, engine):
             return (
                 await status(the_app.projectors, store, engine),
                 await reactor_status(the_app.reactors, store),
+                durability_line(store),
             )
 
-    rows, reactor_rows = run(go())
+    rows, reactor_rows, durable = run(go())
     if as_json:
         typer.echo(
             json.dumps([r.as_dict() for r in rows] + [r.as_dict() for r in reactor_rows], indent=2)
@@ -85,5 +87,6 @@ def status_command(
         console.print(readable(table))
     if reactor_rows:
         console.print(status_table(reactor_rows))
+    console.print(f"durability: {durable}", highlight=False, markup=False)
     if any(r.state == "halted" for r in rows):
         raise typer.Exit(EXIT_HALTED)

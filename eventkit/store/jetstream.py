@@ -24,6 +24,8 @@ from eventkit.errors import ConfigError, EventkitError, ServerVersionError, Stor
 from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
 from eventkit.store.codec import Codec, PayloadCipher
+from eventkit.store.durability import Durability
+from eventkit.store.durability import report as report_durability
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
 from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
@@ -85,6 +87,10 @@ class JetStreamEventStore(Appending, EventStore):
         self.server_version = "0.0.0"
         self._fresh = Freshness()
         self._connection_listeners: list[Callable[[], None]] = []
+        self.embedded: Any = None
+        """The embedded server's ``ServerInfo`` when :meth:`connect` started or reused it."""
+        self.durability: Durability | None = None
+        """What an acknowledged append survives here, as seen at :meth:`connect`."""
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
@@ -126,6 +132,7 @@ class JetStreamEventStore(Appending, EventStore):
         store._errors = conn.errors
         store._denials = conn.denials
         store._connection_listeners = conn.listeners
+        store.embedded = conn.embedded
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
@@ -134,6 +141,7 @@ class JetStreamEventStore(Appending, EventStore):
         except BaseException:
             await nc.close()
             raise
+        store.durability = await report_durability(store)
         return store
 
     def on_connection_change(self, listener: Callable[[], None]) -> None:

@@ -20,7 +20,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from eventkit.errors import ConfigError, EventkitError, ServerVersionError, StoreUnavailableError
+from eventkit.errors import (
+    ConfigError,
+    EventkitError,
+    ServerVersionError,
+    StoreUnavailableError,
+    StreamMissingError,
+)
 from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
 from eventkit.store.codec import Codec, PayloadCipher
@@ -33,6 +39,7 @@ from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import JetStreamError, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.provenance import missing_message, record_created, traces_of
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
 from eventkit.store.subjects import validate_stream_name
@@ -106,6 +113,7 @@ class JetStreamEventStore(Appending, EventStore):
         settings: Any = None,
         publish_timeout: float = 2.0,
         retry_for: float = 20.0,
+        create_stream: bool | None = None,
         **connect_options: Any,
     ) -> Self:
         """Connect, then create or update the stream with what eventkit needs.
@@ -114,6 +122,11 @@ class JetStreamEventStore(Appending, EventStore):
         (started on demand under ``./.eventkit``). ``duplicate_window`` (seconds) bounds how long a
         retried append is recognised by its event ids alone. Raises ``ServerVersionError`` when the
         server is older than 2.12 (atomic batches), ``StoreUnavailableError`` when unreachable.
+
+        ``create_stream``: None (default) creates a missing stream only when nothing shows that it
+        existed (eventkit's record of the streams it made, its KV buckets of the stream), and
+        raises ``StreamMissingError`` otherwise, saying what to restore; True creates it anyway
+        (starting over on purpose); False never creates it.
         """
         validate_stream_name(stream)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
@@ -136,7 +149,9 @@ class JetStreamEventStore(Appending, EventStore):
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
-                store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+                store.ensure_stream(
+                    replicas=replicas, duplicate_window=duplicate_window, create=create_stream
+                )
             )
         except BaseException:
             await nc.close()
@@ -161,7 +176,9 @@ class JetStreamEventStore(Appending, EventStore):
                 "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
             )
 
-    async def ensure_stream(self, *, replicas: int = 1, duplicate_window: float = 120.0) -> None:
+    async def ensure_stream(
+        self, *, replicas: int = 1, duplicate_window: float = 120.0, create: bool | None = None
+    ) -> None:
         """Create the stream (marked ``metadata: {eventkit: "1"}``), or check an existing one.
 
         A stream eventkit made is kept as asked (replicas, duplicate window, the flags it needs).
@@ -174,6 +191,15 @@ class JetStreamEventStore(Appending, EventStore):
         try:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
+            if create is not True:
+                traces = await traces_of(self)
+                if traces:
+                    raise StreamMissingError(missing_message(self.stream, traces)) from None
+                if create is False:
+                    raise StreamMissingError(
+                        f"stream {self.stream!r} does not exist and create_stream=False; create "
+                        f"it by connecting once without create_stream=False"
+                    ) from None
             want = StreamConfig(
                 name=self.stream,
                 subjects=[f"{self.stream}.>"],
@@ -188,6 +214,7 @@ class JetStreamEventStore(Appending, EventStore):
                 await self.js.add_stream(want)
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"creating stream {self.stream!r}") from e
+            await record_created(self, replicas)
             return
         except nats.js.errors.APIError as e:
             raise self._translate_api(e, f"looking up stream {self.stream!r}") from e

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
     insert,
     select,
@@ -53,6 +54,8 @@ checkpoints = Table(
     Column("last_error", Text),
     # bumped by writers of the projector's rows outside its runner (migration 0005)
     Column("revision", BigInteger, nullable=False, server_default="0"),
+    # the event id (Nats-Msg-Id) of the message at last_sequence (migration 0006)
+    Column("last_event_id", String(200)),
 )
 
 dead_letters = Table(
@@ -101,6 +104,8 @@ class Checkpoint:
     last_error: str | None
     revision: int = 0
     """Bumped by every writer of the projector's rows outside its runner (:func:`touch_rows`)."""
+    last_event_id: str | None = None
+    """The event id of the message applied at ``last_sequence`` (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,7 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
         state=row.state,
         last_error=row.last_error,
         revision=int(row.revision or 0),
+        last_event_id=row.last_event_id,
     )
 
 
@@ -188,9 +194,20 @@ def save_checkpoint(
     last_event_time: datetime | None = None,
     state: State | None = None,
     last_error: str | Literal[False] | None = False,
+    last_event_id: str | None = None,
 ) -> None:
-    """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is)."""
+    """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is).
+
+    ``last_event_id``: the id of the event at ``last_sequence``; without it a checkpoint that
+    moves forgets the id it had (one that stays keeps it)."""
     values: dict[str, Any] = {"last_sequence": last_sequence, "updated_at": utcnow()}
+    if last_event_id is not None:
+        values["last_event_id"] = last_event_id
+    else:
+        values["last_event_id"] = case(
+            (checkpoints.c.last_sequence == last_sequence, checkpoints.c.last_event_id),
+            else_=None,
+        )
     if last_event_time is not None:
         values["last_event_time"] = last_event_time
     if state is not None:
@@ -201,6 +218,7 @@ def save_checkpoint(
         update(checkpoints).where(checkpoints.c.projector == projector).values(**values)
     )
     if result.rowcount == 0:
+        values["last_event_id"] = last_event_id
         values.setdefault("state", "running")
         values.setdefault("last_error", None)
         db.execute(insert(checkpoints).values(projector=projector, **values))

@@ -15,6 +15,7 @@ from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BatchApplier, Item
 from eventkit.projection.failures import BadEvents
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
+from eventkit.store.protocol import MSG_ID
 from eventkit.store.records import time_from_ns
 
 
@@ -66,6 +67,7 @@ class Committing(BadEvents):
                     name,
                     last_sequence=last.sequence,
                     last_event_time=time_from_ns(last.timestamp_ns),
+                    last_event_id=(last.msg.headers or {}).get(MSG_ID),
                     **extra,
                 )
         if items[-1].sequence > self.checkpoint:

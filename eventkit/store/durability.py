@@ -146,14 +146,14 @@ async def durability(store: Any) -> Durability:
 
 
 async def report(store: Any) -> Durability | None:
-    """Log the stream's durability at start, and warn once per process and server when
+    """Log the stream's durability (debug), and warn once per process and server when
     acknowledged appends can be lost. Never raises (None when the server did not answer)."""
     try:
         found = await durability(store)
     except Exception as e:  # a report must not stop a connect
         log.debug("durability of stream %s not known: %r", store.stream, e)
         return None
-    log.info("stream %s: %s", store.stream, found.summary())
+    log.debug("stream %s: %s", store.stream, found.summary())
     warning = found.warning()
     server = str(getattr(store.nc, "connected_url", "") or "")
     key = (server, store.stream)

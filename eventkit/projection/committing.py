@@ -22,6 +22,7 @@ from eventkit.projection.failures import BadEvents
 from eventkit.projection.registry import Retired
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
+from eventkit.store.protocol import MSG_ID
 from eventkit.store.records import time_from_ns
 
 
@@ -88,6 +89,7 @@ class Committing(BadEvents):
                     name,
                     last_sequence=last.sequence,
                     last_event_time=time_from_ns(last.timestamp_ns),
+                    last_event_id=(last.msg.headers or {}).get(MSG_ID),
                     **extra,
                 )
         if items[-1].sequence > self.checkpoint:

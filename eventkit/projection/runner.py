@@ -41,6 +41,7 @@ from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
@@ -296,6 +297,8 @@ class ProjectionRunner(Committing):
     async def _consume(self, end: int | None) -> bool:
         """Apply batches until stopped or done; True when the runner should not go on."""
         while True:
+            if await halted_on_rewind(self):
+                return True
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)

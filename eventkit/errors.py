@@ -133,6 +133,21 @@ class ForgottenError(EventkitError):
         super().__init__(f"{subject!r} was forgotten: its data was erased")
 
 
+class IntegrityError(EventkitError):
+    """A subject's stored history is not the history that was written: a chained event's
+    content or its link to the event before it differs (a flipped bit on disk, a lost or
+    rewritten message). ``what`` says which. See docs/wire-format.md, "Hash chain"."""
+
+    def __init__(self, subject: str, sequence: int, what: str) -> None:
+        self.subject = subject
+        self.sequence = sequence
+        self.what = what
+        super().__init__(
+            f"integrity check failed on {subject!r} at sequence {sequence}: {what}; run "
+            f"`eventkit verify {subject} --replicas` to see which copy is damaged"
+        )
+
+
 class StoreUnavailableError(EventkitError):
     """The event store could not be reached or did not answer in time."""
 
@@ -156,6 +171,7 @@ __all__ = [
     "EventTooLargeError",
     "EventkitError",
     "ForgottenError",
+    "IntegrityError",
     "InvalidSubjectError",
     "PermissionDeniedError",
     "ProjectionError",

@@ -80,6 +80,7 @@ for _module in (
     "gdpr",
     "schema",
     "versions",
+    "verify",
 ):
     importlib.import_module(f"eventkit.cli.{_module}")
 

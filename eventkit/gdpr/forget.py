@@ -329,6 +329,8 @@ async def forget_message(
     if dry_run:
         return report
     rec.check_tables(engine)
+    # its links first (never its data): the rest of its subject's chain still verifies
+    await store.record_erasure(msg)
     report.erased = await store.delete(sequence)
     digest, scheme = subject_digest(msg.subject, stream, store.codec.cipher)
     row = {

@@ -27,6 +27,7 @@ from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage, time_from_ns
@@ -87,6 +88,7 @@ class BatchApplier:
         self.system = system
         self._bulk = projector.applies_in_bulk()
         self._told: set[str] = set()
+        self.chains = ChainCheck(trust_first=True) if projector.verify_chains else None
         self.only: Callable[[str], bool] | None = None
         """The subjects to apply when the consumer delivers more (the whole stream); the rest
         is not this projector's and passed over uncounted."""
@@ -135,6 +137,13 @@ class BatchApplier:
                 continue
             headers = msg.headers or {}
             event_type = headers.get(p.EVENT_TYPE)
+            if self.chains is not None:
+                at = time_from_ns(item.timestamp_ns)
+                problem = self.chains.check(
+                    StoredMessage(msg.subject, item.sequence, at, headers, msg.data)
+                )
+                if problem is not None:
+                    raise BadEvent(i, problem.error())
             try:
                 if event_type is None:
                     stored = StoredMessage(

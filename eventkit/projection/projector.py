@@ -47,6 +47,9 @@ class Projector:
     max_retries: ClassVar[int] = 3
     retry_backoff: ClassVar[float] = 0.2
     batch_size: ClassVar[int] = 256
+    verify_chains: ClassVar[bool] = False
+    """Check each event's hash chain as it is applied (a broken one fails it like a bad event:
+    ``IntegrityError``, then ``on_error``)."""
     metadata: ClassVar[MetaData | None] = None
     """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
     --autogenerate`` compares it with the database)."""

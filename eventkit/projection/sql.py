@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from eventkit.bundled import migrations_folder
 from eventkit.errors import ConfigError
 
 VERSION_TABLE = "eventkit_alembic_version"
@@ -187,7 +188,7 @@ def read_transaction(engine: Engine) -> Iterator[Session]:
 
 def migrations_location() -> str:
     """The folder of eventkit's Alembic environment, wherever the package is installed."""
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    return str(migrations_folder())
 
 
 def upgrade(engine: Engine, *, app_migrations: str | None = None, revision: str = "head") -> None:

@@ -68,6 +68,10 @@ class Reactor:
     name: ClassVar[str] = ""
     subjects: ClassVar[list[str]] = []
     foreign_events: ClassVar[dict[str, type[Event]]] = {}
+    verify_chains: ClassVar[bool] = False
+    """Check each event's own link (its content) before its handler runs: a changed event is
+    parked with ``IntegrityError``, like an undecodable one. Links between events are checked by
+    projectors and ``eventkit verify`` (competing workers each see part of a subject)."""
     """Subjects other services write, bound to the ``Event`` class their JSON bodies are read
     as (see :class:`eventkit.Projector`)."""
     deliver_policy: ClassVar[DeliverPolicy] = "all"

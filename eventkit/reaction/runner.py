@@ -37,6 +37,7 @@ from eventkit.reaction.schedule import (
     retry_subject,
 )
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.consumer import Puller, delivered_count, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.parked import ParkedLetter, ParkedLetters, now
@@ -215,6 +216,10 @@ class ReactorRunner:
         )
 
     async def _decode(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
+        if self.reactor.verify_chains:
+            problem = ChainCheck(links=False).check(stored)
+            if problem is not None:
+                raise problem.error()
         event_type = stored.headers.get(p.EVENT_TYPE)
         if event_type is None:
             bound = self.reactor.foreign_class(stored.subject)

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
 from eventkit.store import protocol as p
 from eventkit.store.base import check_read_position
+from eventkit.store.chain import ChainHeads
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
@@ -31,6 +32,7 @@ from eventkit.store.subjects import (
     validate_filter,
     validate_subject,
 )
+from eventkit.store.verifying import check_read
 
 READ_BATCH = 1000
 """Messages per batched direct get request."""
@@ -51,6 +53,8 @@ class Reading:
     _reader: DirectReader
     _denials: Denials
     _fresh: Freshness
+    _heads: ChainHeads
+    verify_chains: bool
 
     def _lagging(self, subject: str, last: int) -> bool:
         """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
@@ -114,6 +118,7 @@ class Reading:
             raw += [m async for m in self._scan(start, subject, None, None)]
         if raw:
             self._fresh.note(subject, raw[-1].sequence)
+        await check_read(self, subject, raw, after, verify=self.verify_chains, heads=self._heads)
         cipher = self.codec.cipher
         if any(is_marker(m.headers) for m in raw):
             forgotten = getattr(cipher, "forgotten", None)

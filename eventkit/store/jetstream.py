@@ -26,7 +26,11 @@ from eventkit.store.base import EventStore
 from eventkit.store.codec import Codec, PayloadCipher
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
-from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
+from eventkit.store.nats.connection import (
+    FIRST_CONNECT_ATTEMPTS,
+    open_connection,
+    until_answered,
+)
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import JetStreamError, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
@@ -129,7 +133,14 @@ class JetStreamEventStore(Appending, EventStore):
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
-                store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+                until_answered(
+                    lambda: store.ensure_stream(
+                        replicas=replicas, duplicate_window=duplicate_window
+                    ),
+                    nc,
+                    retry_for,
+                    f"stream {stream!r}",
+                )
             )
         except BaseException:
             await nc.close()

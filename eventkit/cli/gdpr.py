@@ -196,6 +196,8 @@ def _print_subject(r: ForgetReport, *, caveats: bool = True) -> None:
         )
     if r.dead_letters:
         console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False, markup=False)
+    if r.deadlines:
+        console.print(f"  deadlines {verb}:  {r.deadlines}", highlight=False, markup=False)
     if r.notice_sequence is not None:
         console.print(
             f"  notice for other services: seq {r.notice_sequence}", highlight=False, markup=False

@@ -80,7 +80,7 @@ async def test_a_deadline_on_another_services_stream_is_refused_and_changes_noth
         await store.js.update_stream(cfg)
         ctx = ReactorContext("reminder", record, store, JetStreamScheduler(store))
         await ctx.schedule(FsDue(n=1), after=timedelta(hours=1))
-        stored = [m async for m in store.read_raw(f"{stream_name}._eventkit.schedule.reminder.*")]
+        stored = [m async for m in store.read_raw(f"{stream_name}._eventkit.schedule.reminder.>")]
         assert len(stored) == 1
         assert stored[0].subject.startswith(schedule_subject(stream_name, "reminder", ""))
     finally:

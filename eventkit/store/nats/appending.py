@@ -80,23 +80,36 @@ class Appending(Reading):
         """:meth:`append_many` of writes some of which (``derived``) carry no expectation: each
         try reads their subjects' last messages and expects those."""
         overtaken: Overtaken | None = None
+        queues = self._subject_queues()
         while True:
-            tails = await self.tails(sorted(derived))
+            # what this process appended last, while its appends queued, needs no read
+            tails = {s: t for s in derived if (t := queues.tail(s)) is not None}
+            missing = [s for s in derived if s not in tails]
+            if missing:
+                tails.update(await self.tails(sorted(missing)))
             checked = [
                 following(w, tails.get(w.subject)) if w.subject in derived else w for w in writes
             ]
             try:
-                return await self._append_checked(checked)
+                last = await self._append_checked(checked)
             except ConcurrencyError as e:
                 if e.subject not in derived:
                     raise  # a write with the caller's own expectation: theirs to handle
-                # another writer appended in between (a forgotten subject raised above)
+                # another writer appended in between (a forgotten subject's marker is found
+                # by the next read)
+                for subject in derived:
+                    queues.stale(subject)
                 overtaken = overtaken or Overtaken(self.retry_for)
                 PROCESS.retried(self.stream)
                 if not await overtaken.wait():
                     raise OvertakenError(
                         e.subject, e.expected, e.actual, overtaken.tries, self.retry_for
                     ) from e
+                continue
+            for w, seq in zip(writes, last, strict=True):
+                if w.subject in derived:
+                    queues.appended(w.subject, seq)
+            return last
 
     async def tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
         """The last message of each of ``subjects`` (absent: no message yet), which an append

@@ -15,7 +15,10 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Final
+
+from eventkit.store.records import StoredMessage
 
 FIRST_PAUSE: Final = 0.002
 """The cap of the first pause between tries, in seconds (it doubles with every try)."""
@@ -23,11 +26,38 @@ MAX_PAUSE: Final = 0.1
 """The largest cap of a pause between tries."""
 
 
-class SubjectQueues:
-    """One lock per subject, kept only while an append holds it or waits for it."""
+class _Queue:
+    __slots__ = ("lock", "tail", "users")
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.tail: StoredMessage | None = None
+
+
+class SubjectQueues:
+    """One lock per subject, kept only while an append holds it or waits for it, with the
+    message this process appended there last (what the next append in the queue follows, unless
+    another process appended in between: then the server refuses it and it reads again)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, _Queue] = {}
+
+    def tail(self, subject: str) -> StoredMessage | None:
+        """The subject's last message as this process appended it while appends queued."""
+        queue = self._queues.get(subject)
+        return queue.tail if queue is not None else None
+
+    def appended(self, subject: str, sequence: int) -> None:
+        queue = self._queues.get(subject)
+        if queue is not None:
+            queue.tail = StoredMessage(subject, sequence, datetime.now(UTC), {}, b"")
+
+    def stale(self, subject: str) -> None:
+        """Another process appended to ``subject``: what this one wrote last is not its tail."""
+        queue = self._queues.get(subject)
+        if queue is not None:
+            queue.tail = None
 
     @contextlib.asynccontextmanager
     async def hold(self, subjects: Iterable[str]) -> AsyncIterator[None]:
@@ -37,25 +67,25 @@ class SubjectQueues:
         acquired: list[str] = []
         try:
             for subject in sorted(set(subjects)):
-                entry = self._locks.get(subject)
-                if entry is None:
-                    entry = self._locks[subject] = (asyncio.Lock(), [0])
-                entry[1][0] += 1
+                queue = self._queues.get(subject)
+                if queue is None:
+                    queue = self._queues[subject] = _Queue()
+                queue.users += 1
                 waiting.append(subject)
-                await entry[0].acquire()
+                await queue.lock.acquire()
                 acquired.append(subject)
             yield
         finally:
             for subject in reversed(waiting):
-                lock, users = self._locks[subject]
+                queue = self._queues[subject]
                 if subject in acquired:
-                    lock.release()
-                users[0] -= 1
-                if users[0] == 0:
-                    del self._locks[subject]
+                    queue.lock.release()
+                queue.users -= 1
+                if queue.users == 0:
+                    del self._queues[subject]
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._queues)
 
 
 class Overtaken:

@@ -37,7 +37,6 @@ from eventkit.store.nats.errors import (
     ack_error,
     actual_from,
 )
-from eventkit.store.nats.reading import Reading
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 

@@ -11,7 +11,7 @@ from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
 from eventkit.observability.tracing import traced_append
 from eventkit.store import protocol as p
 from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
-from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject, head_of, seal
+from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.records import RecordedEvent, StoredMessage
@@ -60,11 +60,15 @@ class InMemoryEventStore(EventStore):
     async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
         """The link each write's first event follows: the head after the subject's last
         message (the expectation, checked below, makes that the message it follows)."""
-        out = []
-        for w in writes:
-            index = self._by_subject.get(w.subject, [])
-            out.append(head_of(self._messages[seq] for seq in index))
-        return out
+        return [self._head(w.subject) for w in writes]
+
+    def _head(self, subject: str) -> str:
+        """The last link of ``subject`` (its last chained message's)."""
+        for seq in reversed(self._by_subject.get(subject, [])):
+            value = self._messages[seq].headers.get(p.CHAIN)
+            if value is not None:
+                return value
+        return GENESIS
 
     @traced_append
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
@@ -182,7 +186,7 @@ class InMemoryEventStore(EventStore):
         if index and is_marker(self._messages[index[-1]].headers):
             return index[-1]
         headers = marker_headers(subject)  # its Eventkit-Chain-Prev keeps the last link
-        seal(head_of(self._messages[s] for s in index), subject, headers, BODY)
+        seal(self._head(subject), subject, headers, BODY)
         self._last_seq += 1
         seq = self._last_seq
         self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)

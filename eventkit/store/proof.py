@@ -71,6 +71,8 @@ class VerifyReport:
         out["started"] = self.started.isoformat()
         out["ok"] = self.ok
         out.pop("anchors")
+        if self.previous is not None:
+            out["previous"] = {k: v for k, v in self.previous.items() if k != "anchors"}
         return out
 
     def record(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,11 +36,15 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eventkit import Aggregate, Event, Repository, on
+from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
 from eventkit.server import start_server_process
 from eventkit.store import protocol as p
 from eventkit.store.base import Write, encode_writes
+from eventkit.store.chain import GENESIS
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.nats.delivery import parse_headers
+from eventkit.store.records import StoredMessage
+from eventkit.store.verifying import chain_holds
 
 Timed = Callable[[], Awaitable[int]]
 
@@ -193,6 +198,65 @@ async def main(args: argparse.Namespace) -> None:
         server.stop()
 
 
+async def cpu(args: argparse.Namespace) -> None:
+    """The chain's CPU work alone (no network, so the load of a shared machine cancels out):
+    encoding one event for an append with and without its link, and a load's per-event work
+    (parsing the direct get's header block, checking the chain, decoding) for chained events
+    against events written before chains."""
+    store = InMemoryEventStore(stream="cpu")
+    write = [Write("cpu.account.a", [ChainDeposited(amount=1, note="salary for november")], 1)]
+
+    async def heads(writes: Sequence[Write]) -> list[str]:
+        return [GENESIS]
+
+    async def encode(chain: bool) -> int:
+        for _ in range(2000):
+            await encode_writes(store, write, 1 << 20, heads if chain else None)
+        return 2000
+
+    rounds = await compare([lambda: encode(True), lambda: encode(False)], args.repeats)
+    cpu_report("encode one event for an append", rounds)
+
+    await store.append("cpu.account.a", [write[0].events[0]] * 1, expected_sequence=0)
+    for _ in range(args.events - 1):
+        await store.append("cpu.account.a", [ChainDeposited(amount=1, note="salary for november")])
+    raw = [m async for m in store.read_raw("cpu.account.a")]
+    served = {"Nats-Stream": "cpu", "Nats-Subject": "cpu.account.a", "Nats-Sequence": "7"}
+    served |= {"Nats-Time-Stamp": "2026-12-07T22:42:03.994179994Z", "Nats-Num-Pending": "93"}
+
+    def block(headers: dict[str, str]) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in (served | headers).items())
+        return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+    chained = [(block(m.headers), m) for m in raw]
+    plain = [
+        (block({k: v for k, v in m.headers.items() if not k.startswith("Eventkit-Chain")}), m)
+        for m in raw
+    ]
+    decode = store.codec.decode
+
+    async def load(blocks: list[tuple[bytes, StoredMessage]], check: bool) -> int:
+        for _ in range(20):
+            msgs = [replace(m, headers=parse_headers(b)) for b, m in blocks]
+            if check:
+                assert chain_holds("cpu.account.a", msgs, False)
+            for m in msgs:
+                decode(m)
+        return 20 * len(blocks)
+
+    rounds = await compare([lambda: load(chained, True), lambda: load(plain, False)], args.repeats)
+    cpu_report(f"a load's per-event work, {args.events} events", rounds)
+
+
+def cpu_report(name: str, rounds: list[list[float]]) -> None:
+    chained, unchained = (statistics.median(r) for r in rounds)
+    cost = statistics.median(c / u for c, u in zip(rounds[0], rounds[1], strict=True)) - 1
+    print(
+        f"CPU, {name}: chained {chained * 1e6:,.2f} µs, unchained {unchained * 1e6:,.2f} µs | "
+        f"+{(chained - unchained) * 1e6:,.2f} µs per event, {cost:+.1%} of the CPU work"
+    )
+
+
 def report(name: str, rounds: list[list[float]]) -> None:
     """Median per-operation times, and the median over rounds of the chained/unchained ratio
     (each round's sides ran back to back, so they shared the machine's load)."""
@@ -210,4 +274,8 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--events", type=int, default=100)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU measurements")
+    parsed = parser.parse_args()
+    asyncio.run(cpu(parsed))
+    if not parsed.cpu_only:
+        asyncio.run(main(parsed))

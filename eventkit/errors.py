@@ -16,6 +16,11 @@ class ConfigError(EventkitError, ValueError):
     """Settings, options or declarations that cannot work; the message says how to fix them."""
 
 
+class ConfigWarning(UserWarning):
+    """An option that has no effect with the others chosen (e.g. a reactor's ``max_deliver``
+    with ``ack_policy = "none"``); the message names it and what to do."""
+
+
 class InvalidSubjectError(EventkitError, ValueError):
     """A subject or subject token breaks NATS subject rules."""
 
@@ -159,6 +164,7 @@ __all__ = [
     "AggregateNotFound",
     "ConcurrencyError",
     "ConfigError",
+    "ConfigWarning",
     "DataKeyMissingError",
     "EventDecodeError",
     "EventEncodeError",

@@ -90,6 +90,9 @@ class ForgetReport:
     """The subject was forgotten before (its erasure marker was there) and nothing was left."""
     resumed: bool = False
     previously_finished: datetime | None = None
+    joined: bool = False
+    """Another forget of the subject, run at the same time, finished first and wrote the audit
+    entry: this one erased what was left and wrote none (an auditor reads one per erasure)."""
 
     @property
     def nothing(self) -> bool:
@@ -164,6 +167,7 @@ async def forget_subject(
     report.projectors = [p.name for p in readers]
     report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
     rec.check_tables(engine)
+    audited = await asyncio.to_thread(rec.last_audit_id, engine, stream, digest)
     request = await asyncio.to_thread(rec.load_request, engine, stream, digest)
     if request is not None and request["finished_at"] is None:
         report.resumed = True
@@ -246,8 +250,9 @@ async def forget_subject(
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "notice", report.messages)
     step("notice")
-    # 8. audit, done
-    await asyncio.to_thread(rec.finish_request, engine, report)
+    # 8. audit, done (once: a forget of the subject that ran at the same time and finished
+    # first wrote the entry for both)
+    report.joined = not await asyncio.to_thread(rec.finish_request, engine, report, audited)
     step("done")
     return report
 

@@ -93,8 +93,9 @@ class BatchApplier:
         """The subjects to apply when the consumer delivers more (the whole stream); the rest
         is not this projector's and passed over uncounted."""
 
-    def apply(self, items: Sequence[Item], db: Session, *, after: int) -> None:
-        """Apply the items past sequence ``after``; record what was passed over."""
+    def apply(self, items: Sequence[Item], db: Session, *, after: int) -> int:
+        """Apply the items past sequence ``after``; record what was passed over. Returns how
+        many events the projector's handlers were given (the rest was passed over)."""
         projector = self.projector
         handles = projector.handles
         codec = self.store.codec
@@ -108,6 +109,7 @@ class BatchApplier:
         )
         skipped: dict[str, tuple[int, int]] = {}
         only = self.only
+        applied = 0
 
         def flush() -> None:
             if not bulk:
@@ -183,6 +185,7 @@ class BatchApplier:
                 if is_outage(e):
                     raise  # the database is out of reach: not this event's fault
                 raise BadEvent(i, e) from e
+            applied += 1
             if bulk is not None:
                 bulk.append((i, record))
                 continue
@@ -195,6 +198,7 @@ class BatchApplier:
         flush()
         if skipped:
             pov.record(db, projector.name, skipped)
+        return applied
 
     def _tell(self, reason: str, sequence: int) -> None:
         if reason in self._told:

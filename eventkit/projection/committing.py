@@ -29,6 +29,7 @@ class Committing(BadEvents):
     _rows: RowCache | None
     _revision: int
     _clear_error: bool
+    passed_over: int
 
     def _apply(self, items: Sequence[Item]) -> None:
         """One transaction: verify the lease, apply the items, move the checkpoint."""
@@ -55,7 +56,8 @@ class Committing(BadEvents):
                     rows.invalidate()
                     self._revision = cp.revision
                 db.info[ROW_CACHE] = rows
-            self._applier.apply(items, db, after=current)
+            applied = self._applier.apply(items, db, after=current)
+            fresh = sum(1 for item in items if item.sequence > current)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}
@@ -71,7 +73,8 @@ class Committing(BadEvents):
         if items[-1].sequence > self.checkpoint:
             self.checkpoint = items[-1].sequence
             self._clear_error = False
-        self.processed += len(items)
+        self.processed += applied  # what the handlers were given, not eventkit's own messages
+        self.passed_over += fresh - applied
 
 
 __all__ = ["Committing", "Restart"]

@@ -67,13 +67,17 @@ def default_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a runner ended: its checkpoint, how many messages it committed, whether it halted."""
+    """How a runner ended: its checkpoint, how many events its handlers applied (``processed``),
+    how many messages it passed over (eventkit's own, types it does not handle, foreign ones)
+    and parked, whether it halted."""
 
     projector: str
     checkpoint: int
     processed: int
     halted: bool = False
     error: str | None = None
+    passed_over: int = 0
+    parked: int = 0
 
 
 class ProjectionRunner(Committing):
@@ -131,6 +135,8 @@ class ProjectionRunner(Committing):
         self.state: RunnerState = "starting"
         self.checkpoint = 0
         self.processed = 0
+        self.passed_over = 0
+        self.parked = 0
         self.lag = 0
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
@@ -218,6 +224,8 @@ class ProjectionRunner(Committing):
             self.processed,
             halted=self.state == "halted",
             error=self.halted_error,
+            passed_over=self.passed_over,
+            parked=self.parked,
         )
 
     # -- lease ------------------------------------------------------------------------------
@@ -310,12 +318,15 @@ class ProjectionRunner(Committing):
             items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
             if items:
                 started = time.perf_counter()
+                before = self.processed
                 halted = await self._commit(items)
                 if halted:
                     return True
                 last = items[-1]
                 self.lag = last.pending
-                self.obs.batch(len(items), last.sequence, last.timestamp_ns, last.pending, started)
+                self.obs.batch(
+                    self.processed - before, last.sequence, last.timestamp_ns, last.pending, started
+                )
                 await self._puller.ack_all(last.msg)
                 if self.on_batch is not None:
                     self.on_batch(self, len(items))

@@ -156,8 +156,11 @@ class JetStreamEventStore(Appending, EventStore):
     def check_server_version(self, version: str | None = None) -> None:
         """``ServerVersionError`` unless the server (or ``version``) supports atomic batches."""
         if version is None:
-            server = self.nc._current_server
-            version = (server.server_version if server is not None else "") or "0.0.0"
+            try:
+                v = self.nc.connected_server_version
+                version = f"{v.major}.{v.minor}.{v.patch}"
+            except ValueError:  # not a semantic version: unknown
+                version = "0.0.0"
         self.server_version = version
         if parse_version(version) < parse_version(p.ATOMIC_BATCH_SERVER):
             raise ServerVersionError(

@@ -14,6 +14,7 @@ from eventkit.store.base import EventStore, Write, check_read_position, encode_w
 from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
+from eventkit.store.protocol import EVENT_TYPE
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
 from eventkit.store.subjects import (
@@ -130,7 +131,7 @@ class InMemoryEventStore(EventStore):
     ) -> AsyncIterator[RecordedEvent[Any]]:
         check_read_position(from_sequence, from_time)
         async for m in self._scan(from_sequence, from_time, subjects):
-            if not is_marker(m.headers):
+            if not is_marker(m.headers) and EVENT_TYPE in m.headers:  # as JetStreamEventStore
                 yield self.codec.decode(m)
 
     async def read_raw(

@@ -167,7 +167,9 @@ class Reading:
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
         """Stream every event (of ``subjects`` filters, when given) from a sequence or a time,
-        in stream order, up to the stream's last sequence at the call::
+        in stream order, up to the stream's last sequence at the call. Messages other services
+        wrote (no ``Eventkit-Type``: docs/wire-format.md) and erasure markers are passed over,
+        never a failed scan; ``read_raw`` gives them::
 
             async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
                 print(rec.sequence, rec.event)
@@ -190,8 +192,8 @@ class Reading:
                 and not any(subject_matches(f, m.subject) for f in filters)
             ):
                 continue
-            if is_marker(m.headers):
-                continue
+            if is_marker(m.headers) or p.EVENT_TYPE not in m.headers:
+                continue  # an erasure marker, or another service's message (see the docstring)
             if cipher is not None and p.ENCRYPTION in m.headers:
                 await cipher.prepare([m.subject], create=False)
             yield decode(m)

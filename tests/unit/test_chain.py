@@ -9,8 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
-from eventkit.errors import IntegrityError
+from eventkit import Aggregate, Event, InMemoryEventStore, IntegrityError, Repository, on
 from eventkit.store import protocol as p
 from eventkit.store.base import Write
 from eventkit.store.chain import GENESIS, ChainCheck

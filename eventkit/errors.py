@@ -160,6 +160,15 @@ class ProjectionError(EventkitError):
     """A projector cannot run or be replayed as asked."""
 
 
+class StreamMissingError(EventkitError):
+    """The stream is gone, yet something shows it existed: it is not re-created silently."""
+
+
+class StreamRewoundError(EventkitError):
+    """The stream went back (lost its end, then reused sequence numbers) under a position a
+    projector or reactor had reached; it halts instead of applying or skipping silently."""
+
+
 __all__ = [
     "AggregateNotFound",
     "ConcurrencyError",
@@ -177,5 +186,7 @@ __all__ = [
     "ProjectionError",
     "ServerVersionError",
     "StoreUnavailableError",
+    "StreamMissingError",
+    "StreamRewoundError",
     "UnknownEventTypeError",
 ]

@@ -109,6 +109,15 @@ def events_command(
     console.print(readable(table))
 
 
+def durability_line(store: Any) -> str:
+    """The stream's durability in one line, with what can be lost and the fix."""
+    d = store.durability
+    if d is None:
+        return "unknown (the server did not answer)"
+    warning = d.warning()
+    return str(d.summary()) + (f"; {warning}" if warning else "")
+
+
 @app.command("info")
 def info_command(
     ctx: typer.Context,
@@ -144,6 +153,7 @@ def info_command(
                 "duplicate_window_s": cfg.duplicate_window,
                 "allow_atomic": bool(cfg.allow_atomic),
                 "allow_direct": bool(cfg.allow_direct),
+                "durability": durability_line(store),
                 "personal_subjects": list(the_app.personal_subjects),
                 "projectors": [pr.name for pr in the_app.projectors],
                 "reactors": [r.name for r in the_app.reactors],

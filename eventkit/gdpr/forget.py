@@ -9,9 +9,12 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
        encrypted events, wherever it is (Raft logs, mirrors, backups), is unreadable
     4. erase every message of the subject but the marker, one by one (secure erase)
     5. erase its snapshots
-    6. run every reading projector's forget(subject, db), delete its dead letters and redact
-       the errors recorded for its events (a halted projector's ``last_error``), in one SQL
-       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+    6. run every reading projector's forget(subject, db) on every table eventkit knows of it
+       (live, blue/green build, retired copy), fenced like a batch: a version whose runner
+       already applied the marker forgot the subject in stream order and is left alone (a
+       forget now would also undo what other subjects added since); delete its dead letters
+       and redact the errors recorded for its events (a halted projector's ``last_error``), in
+       one SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
     7. publish the ``forgotten`` notice so other services' projectors forget too
     8. write the audit entry and mark the request finished, in one transaction
 
@@ -243,7 +246,7 @@ async def forget_subject(
     step("snapshots", report.snapshots)
     # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
-        rec.forget_rows, engine, readers, subject, stream, digest
+        rec.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
     )
     step("projectors", len(readers))
     # 7. the notice for other services

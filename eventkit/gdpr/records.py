@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
 from eventkit.gdpr import tables as t
-from eventkit.projection.bluegreen import slots
-from eventkit.projection.checkpoints import checkpoints, dead_letters, touch_rows
+from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.copies import forget_everywhere
 from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
 
@@ -71,16 +71,24 @@ def save_request(engine: Engine, stream: str, digest: str, step: str, erased: in
             continue  # another forget of the subject inserted the request first: update it
 
 
-def forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
+def forget_rows(
+    engine: Engine,
+    readers: list[Any],
+    subject: str,
+    stream: str,
+    digest: str,
+    marker: int | None = None,
+) -> int:
+    """Forget ``subject`` in every table of every reader eventkit knows (live, building and
+    retired copies), fenced against their runners (see :func:`forget_everywhere`: a version
+    past the erasure ``marker`` forgot it in stream order already); delete its dead letters,
+    redact the errors quoting it; one transaction."""
     sqlite = is_sqlite(engine)
     with transaction(engine) as db:
         if sqlite:
             db.execute(text("PRAGMA secure_delete = ON"))
-        for p in readers:  # each runner's batch in flight ends first; it reads its rows again
-            for slot in slots(p, db):
-                touch_rows(db, slot.slot)
         for p in readers:
-            p.forget(subject, db)
+            forget_everywhere(db, p, subject, marker)
         dead = db.execute(  # type: ignore[attr-defined]
             delete(dead_letters).where(dead_letters.c.subject == subject)
         ).rowcount

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import passedover as pov
+from eventkit.projection.bluegreen import label
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import (
     DEFAULT_LEASE_TTL,
@@ -95,6 +96,8 @@ class ReplayPlan:
     stream_last_sequence: int
     events: int
     from_time: datetime | None = None
+    shown: str = ""
+    """How messages name the projector (``balances (version 2)`` for a blue/green version)."""
 
     def describe(self) -> str:
         how = {
@@ -104,8 +107,8 @@ class ReplayPlan:
         }[self.method]
         at = f" (first event at or after {self.from_time.isoformat()})" if self.from_time else ""
         return (
-            f"replay {self.projector!r} from sequence {self.start_sequence}{at}: {how}; "
-            f"{self.events} messages on its subjects to go through (checkpoint now "
+            f"replay {self.shown or self.projector!r} from sequence {self.start_sequence}{at}: "
+            f"{how}; {self.events} messages on its subjects to go through (checkpoint now "
             f"{self.checkpoint}, stream end {self.stream_last_sequence})"
         )
 
@@ -184,8 +187,8 @@ async def plan_replay(
         start = found.sequence
     if mode != "start" and start > checkpoint + 1:
         raise ConfigError(
-            f"projector {projector.name!r} has only applied up to sequence {checkpoint}; a replay "
-            f"from {start} would skip events. Run it to catch up instead (eventkit run)"
+            f"projector {label(projector)!r} has only applied up to sequence {checkpoint}; a "
+            f"replay from {start} would skip events. Run it to catch up instead (eventkit run)"
         )
     method = _method(projector, mode)
     events = await pending_after(store, projector.filters(store.stream), start - 1)
@@ -198,6 +201,7 @@ async def plan_replay(
         stream_last_sequence=last,
         events=events,
         from_time=from_time if mode == "time" else None,
+        shown=label(projector),
     )
 
 

@@ -36,10 +36,12 @@ from sqlalchemy.exc import DBAPIError
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.bluegreen import deployed
+from eventkit.projection.bluegreen import base_name, deployed, label
 from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
@@ -78,6 +80,7 @@ class RunResult:
     error: str | None = None
     passed_over: int = 0
     parked: int = 0
+    version: int = 1
 
 
 class ProjectionRunner(Committing):
@@ -111,7 +114,7 @@ class ProjectionRunner(Committing):
     ) -> None:
         if lease_ttl <= 0:
             raise ConfigError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
-        projector = deployed(projector, engine)  # blue/green: the slot of this version
+        projector = deployed(projector, engine, store.stream)  # blue/green: this version's slot
         self.projector = projector
         self.store = store
         self.engine = engine
@@ -141,7 +144,7 @@ class ProjectionRunner(Committing):
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
-        self.obs = WorkerObserver("projector", projector.name, log)
+        self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
         self._next_cseq = 1
         self._clear_error = False
@@ -151,7 +154,8 @@ class ProjectionRunner(Committing):
         )
         self._own_subjects = subject_filter(self.filters)
         size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
-        self._rows = RowCache(size) if size > 0 else None
+        room: int = getattr(projector, "row_cache_bytes", 0)
+        self._rows = RowCache(size, room) if size > 0 and room > 0 else None
         self._revision = -1
 
     def stop(self) -> None:
@@ -187,12 +191,15 @@ class ProjectionRunner(Committing):
                 self.obs.lease_taken(self.owner, self.checkpoint)
                 try:
                     finished = await self._consume(end)
+                except Retired as e:
+                    self._retire(e)
+                    break
                 except LeaseLost:
                     self.obs.lease_lost(self.owner)
                     if once:
                         raise ProjectionError(
-                            f"projector {self.name!r}: another runner took the lease while "
-                            f"catching up; it carries on from the checkpoint"
+                            f"projector {label(self.projector)!r}: another runner took the "
+                            f"lease while catching up; it carries on from the checkpoint"
                         ) from None
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
@@ -219,13 +226,14 @@ class ProjectionRunner(Committing):
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
         return RunResult(
-            self.name,
+            base_name(self.projector),
             self.checkpoint,
             self.processed,
             halted=self.state == "halted",
             error=self.halted_error,
             passed_over=self.passed_over,
             parked=self.parked,
+            version=getattr(self.projector, "version", 1),
         )
 
     # -- lease ------------------------------------------------------------------------------
@@ -244,6 +252,9 @@ class ProjectionRunner(Committing):
         while not self.stopping:
             try:
                 acquired = await asyncio.to_thread(self._try_acquire)
+            except Retired as e:
+                self._retire(e)
+                return False
             except DBAPIError as e:
                 if not is_outage(e):
                     raise
@@ -257,8 +268,8 @@ class ProjectionRunner(Committing):
             if deadline is not None and time.monotonic() >= deadline:
                 holder = await asyncio.to_thread(self._lease.holder)
                 raise ProjectionError(
-                    f"projector {self.name!r} is being run by {holder}; stop that runner "
-                    f"(or wait {self.lease_ttl:g}s after it died) and try again"
+                    f"projector {label(self.projector)!r} is being run by {holder}; stop that "
+                    f"runner (or wait {self.lease_ttl:g}s after it died) and try again"
                 )
             await self._sleep(min(1.0, self.lease_ttl / 4))
         return False
@@ -286,6 +297,8 @@ class ProjectionRunner(Committing):
     async def _consume(self, end: int | None) -> bool:
         """Apply batches until stopped or done; True when the runner should not go on."""
         while True:
+            if await halted_on_rewind(self):
+                return True
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)

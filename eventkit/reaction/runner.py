@@ -28,6 +28,7 @@ from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.context import ReactorContext
 from eventkit.reaction.reactor import Reactor, consumer_name
+from eventkit.reaction.rewound import RewindWatch
 from eventkit.reaction.schedule import (
     DUE_ID,
     DUE_TYPE,
@@ -91,6 +92,7 @@ class ReactorRunner:
             setup=lambda: ensure_consumer(reactor, store),
             group=PIN_GROUP if reactor.ordered == "subject" else None,
         )
+        self._watch = RewindWatch(self)
 
     def stop(self) -> None:
         """Stop pulling; in-flight handlers finish (and ack) before :meth:`run` returns."""
@@ -112,6 +114,7 @@ class ReactorRunner:
         if once:
             ends = [await self.store.last_sequence(f) for f in self._puller.filters]
             self._end = max(ends, default=0)
+        await self._watch.start()  # before pulling: a stream that went back stops it here
         await self._puller.start()
         self.state = "running"
         self.obs.state("running")
@@ -151,8 +154,10 @@ class ReactorRunner:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await presence.leave()
+            await self._watch.stop()
             self.state = "stopped"
             self.obs.state("stopped", checkpoint=self.obs.figures.checkpoint)
+        self._watch.raise_if_rewound()
         return self.stats
 
     def _figures(self) -> dict[str, int]:
@@ -168,6 +173,7 @@ class ReactorRunner:
         )
 
     def _spawn(self, msg: Delivered) -> None:
+        self._watch.saw(msg)
         prior: asyncio.Task[None] | None = None
         if self.reactor.ordered == "subject":
             prior = self._tails.get(msg.subject)

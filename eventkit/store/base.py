@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
@@ -187,6 +187,25 @@ def trusted_write(
     return w
 
 
+Consistency = Literal["eventual", "strong"]
+"""``eventual``: any replica may answer (a process still sees its own writes); ``strong``: the
+stream leader says what the last message is, so a read sees every append acknowledged before it
+started, whoever made it."""
+
+
+def check_consistency(consistency: object, at_least: object = None) -> None:
+    """``ConfigError`` unless ``consistency`` is ``eventual``/``strong`` and ``at_least`` None or
+    a stream sequence (an int >= 0, e.g. what ``Repository.save`` returned)."""
+    if consistency not in ("eventual", "strong"):
+        raise ConfigError(f"consistency must be 'eventual' or 'strong', got {consistency!r}")
+    if at_least is not None and (
+        isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 0
+    ):
+        raise ConfigError(
+            f"at_least must be a stream sequence (an int >= 0, as save() returns), got {at_least!r}"
+        )
+
+
 def check_read_position(from_sequence: object, from_time: object) -> None:
     """``ConfigError`` unless ``from_sequence`` is an int >= 1 and ``from_time`` None or aware."""
     if isinstance(from_sequence, bool) or not isinstance(from_sequence, int) or from_sequence < 1:
@@ -229,8 +248,19 @@ class EventStore(abc.ABC):
         """Append to several subjects in one atomic batch; return each write's last sequence."""
 
     @abc.abstractmethod
-    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
-        """Every event of ``subject`` with a sequence above ``after``, in order."""
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
+        """Every event of ``subject`` with a sequence above ``after``, in order.
+
+        ``consistency="strong"``: including every append acknowledged before the call (the
+        stream leader answers for the tail). ``at_least=N``: at least as fresh as stream
+        sequence ``N`` (a position ``save`` returned), strong only when a replica lags it."""
 
     @abc.abstractmethod
     def read_all(
@@ -248,8 +278,11 @@ class EventStore(abc.ABC):
         """Stored messages without decoding (for erasure and diagnostics)."""
 
     @abc.abstractmethod
-    async def last_sequence(self, subject: str | None = None) -> int:
-        """The last sequence of ``subject`` (or filter), or of the stream; 0 when empty."""
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
+        """The last sequence of ``subject`` (or filter), or of the stream; 0 when empty.
+        ``consistency="strong"``: as the stream leader knows it."""
 
     @abc.abstractmethod
     async def mark_forgotten(self, subject: str) -> int:

@@ -20,11 +20,19 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from eventkit.errors import ConfigError, EventkitError, ServerVersionError, StoreUnavailableError
+from eventkit.errors import (
+    ConfigError,
+    EventkitError,
+    ServerVersionError,
+    StoreUnavailableError,
+    StreamMissingError,
+)
 from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
 from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject
 from eventkit.store.codec import Codec, PayloadCipher
+from eventkit.store.durability import Durability
+from eventkit.store.durability import report as report_durability
 from eventkit.store.erasure import BODY, is_marker
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
@@ -33,6 +41,7 @@ from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import JetStreamError, ack_error, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.provenance import missing_message, record_created, traces_of
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
 from eventkit.store.records import StoredMessage
@@ -92,6 +101,10 @@ class JetStreamEventStore(Appending, EventStore):
         self._closed: set[str] = set()
         self.verify_chains = verify_chains
         self._connection_listeners: list[Callable[[], None]] = []
+        self.embedded: Any = None
+        """The embedded server's ``ServerInfo`` when :meth:`connect` started or reused it."""
+        self.durability: Durability | None = None
+        """What an acknowledged append survives here, as seen at :meth:`connect`."""
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
@@ -108,6 +121,7 @@ class JetStreamEventStore(Appending, EventStore):
         publish_timeout: float = 2.0,
         retry_for: float = 20.0,
         verify_chains: bool = True,
+        create_stream: bool | None = None,
         **connect_options: Any,
     ) -> Self:
         """Connect, then create or update the stream with what eventkit needs.
@@ -118,6 +132,11 @@ class JetStreamEventStore(Appending, EventStore):
         server is older than 2.12 (atomic batches), ``StoreUnavailableError`` when unreachable.
         ``verify_chains=False`` skips the hash-chain check of every subject read (``read``,
         ``Repository.load``); appends chain their events either way.
+
+        ``create_stream``: None (default) creates a missing stream only when nothing shows that it
+        existed (eventkit's record of the streams it made, its KV buckets of the stream), and
+        raises ``StreamMissingError`` otherwise, saying what to restore; True creates it anyway
+        (starting over on purpose); False never creates it.
         """
         validate_stream_name(stream)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
@@ -137,14 +156,18 @@ class JetStreamEventStore(Appending, EventStore):
         store._errors = conn.errors
         store._denials = conn.denials
         store._connection_listeners = conn.listeners
+        store.embedded = conn.embedded
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
-                store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+                store.ensure_stream(
+                    replicas=replicas, duplicate_window=duplicate_window, create=create_stream
+                )
             )
         except BaseException:
             await nc.close()
             raise
+        store.durability = await report_durability(store)
         return store
 
     def on_connection_change(self, listener: Callable[[], None]) -> None:
@@ -167,7 +190,9 @@ class JetStreamEventStore(Appending, EventStore):
                 "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
             )
 
-    async def ensure_stream(self, *, replicas: int = 1, duplicate_window: float = 120.0) -> None:
+    async def ensure_stream(
+        self, *, replicas: int = 1, duplicate_window: float = 120.0, create: bool | None = None
+    ) -> None:
         """Create the stream (marked ``metadata: {eventkit: "1"}``), or check an existing one.
 
         A stream eventkit made is kept as asked (replicas, duplicate window, the flags it needs).
@@ -180,6 +205,15 @@ class JetStreamEventStore(Appending, EventStore):
         try:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
+            if create is not True:
+                traces = await traces_of(self)
+                if traces:
+                    raise StreamMissingError(missing_message(self.stream, traces)) from None
+                if create is False:
+                    raise StreamMissingError(
+                        f"stream {self.stream!r} does not exist and create_stream=False; create "
+                        f"it by connecting once without create_stream=False"
+                    ) from None
             want = StreamConfig(
                 name=self.stream,
                 subjects=[f"{self.stream}.>"],
@@ -194,6 +228,7 @@ class JetStreamEventStore(Appending, EventStore):
                 await self.js.add_stream(want)
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"creating stream {self.stream!r}") from e
+            await record_created(self, replicas)
             return
         except nats.js.errors.APIError as e:
             raise self._translate_api(e, f"looking up stream {self.stream!r}") from e

@@ -10,7 +10,14 @@ from typing import Any
 from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
 from eventkit.observability.tracing import traced_append
 from eventkit.store import protocol as p
-from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
+from eventkit.store.base import (
+    Consistency,
+    EventStore,
+    Write,
+    check_consistency,
+    check_read_position,
+    encode_writes,
+)
 from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
@@ -110,7 +117,15 @@ class InMemoryEventStore(EventStore):
             result.append(self._last_seq)
         return result
 
-    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
+        check_consistency(consistency, at_least)  # one copy: every read is strong
         validate_subject(subject, self.stream)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
@@ -155,7 +170,10 @@ class InMemoryEventStore(EventStore):
                 continue
             yield m
 
-    async def last_sequence(self, subject: str | None = None) -> int:
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
+        check_consistency(consistency)
         if subject is None:
             return self._last_seq
         validate_filter(subject, self.stream)

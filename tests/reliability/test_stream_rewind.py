@@ -113,7 +113,8 @@ async def test_a_projector_goes_on_after_a_restart_that_lost_nothing(
     async with await JetStreamEventStore.connect(server.url, stream=stream) as store:
         await _append(store, 5, "b")
         result = await ProjectionRunner(projector, store, engine).catch_up()
-    assert not result.halted and result.checkpoint == 25
+    # 20, the record of the erased event's chain links (store.delete keeps them), 5 more
+    assert not result.halted and result.checkpoint == 26
 
 
 def counting_reactor(stream: str, seen: list[int]) -> Reactor:

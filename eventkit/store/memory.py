@@ -227,11 +227,11 @@ class InMemoryEventStore(EventStore):
         self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)
         self._by_subject.setdefault(subject, []).append(seq)
 
-    async def delete(self, sequence: int) -> bool:
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         m = self._messages.get(sequence)
         if m is None:
             return False
-        if not self._forgotten(m.subject):  # a forgotten subject's marker closed its chain
+        if keep_links and not self._forgotten(m.subject):  # a marker closed a forgotten chain
             await self.record_erasure(m)
         del self._messages[sequence]
         index = self._by_subject[m.subject]

@@ -43,6 +43,22 @@ class ConcurrencyError(EventkitError):
         )
 
 
+class OvertakenError(ConcurrencyError):
+    """An append without ``expected_sequence`` was overtaken by other writers' appends to its
+    subject on every try for its whole time budget (the store's ``retry_for``). Nothing of it
+    was stored; send it again (same event ids) or spread the writers over more subjects."""
+
+    def __init__(self, subject: str, expected: int, actual: int | None, tries: int, budget: float):
+        super().__init__(subject, expected, actual)
+        self.tries = tries
+        self.args = (
+            f"append to {subject!r} without an expected sequence: other writers appended to "
+            f"the subject before each of {tries} tries for {budget:g}s (last seen sequence "
+            f"{expected}); nothing was stored: send it again with the same event ids, or spread "
+            f"the writers over more subjects",
+        )
+
+
 class AggregateNotFound(EventkitError, LookupError):
     """An aggregate (or subject) has no events."""
 
@@ -182,6 +198,7 @@ __all__ = [
     "ForgottenError",
     "IntegrityError",
     "InvalidSubjectError",
+    "OvertakenError",
     "PermissionDeniedError",
     "ProjectionError",
     "ServerVersionError",

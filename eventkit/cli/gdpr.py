@@ -197,6 +197,8 @@ def _print_subject(r: ForgetReport, *, caveats: bool = True) -> None:
         )
     if r.dead_letters:
         console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False, markup=False)
+    if r.deadlines:
+        console.print(f"  deadlines {verb}:  {r.deadlines}", highlight=False, markup=False)
     if r.joined:
         console.print(
             "  audit:            joined a forget of this subject that ran at the same time; "

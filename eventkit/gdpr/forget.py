@@ -7,7 +7,9 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
        the server refuses every append to it, from any process, whatever it has cached
     3. shred the subject's data key (secure erase + tombstone): from here on every copy of its
        encrypted events, wherever it is (Raft logs, mirrors, backups), is unreadable
-    4. erase every message of the subject but the marker, one by one (secure erase)
+    4. erase every message of the subject but the marker, one by one (secure erase), then its
+       reactors' deadlines (pending schedules and fired copies; a copy fired later is passed
+       over by the reactor and erased, never handled)
     5. erase its snapshots
     6. run every reading projector's forget(subject, db) on every table eventkit knows of it
        (live, blue/green build, retired copy), fenced like a batch: a version whose runner
@@ -49,6 +51,7 @@ from eventkit.gdpr.notice import (
     projectors_for,
     subject_digest,
 )
+from eventkit.reaction.schedule import erase_deadlines
 from eventkit.store.base import EventStore
 from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
@@ -86,6 +89,8 @@ class ForgetReport:
     projectors: list[str] = field(default_factory=list)
     projectors_without_forget: list[str] = field(default_factory=list)
     dead_letters: int = 0
+    deadlines: int = 0
+    """Reactor deadlines about the subject erased (pending schedules and fired copies)."""
     notice_sequence: int | None = None
     marker_sequence: int | None = None
     """The stream sequence of the erasure marker left on the subject."""
@@ -240,6 +245,9 @@ async def forget_subject(
     report.messages = max(total, erased_count)
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "messages", report.messages)
     step("messages", erased_count)
+    # 4b. deadlines about the subject: a fired copy left behind is passed over (and erased)
+    report.deadlines = await erase_deadlines(store, subject)
+    step("deadlines", report.deadlines)
     # 5. snapshots
     report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "snapshots", report.messages)

@@ -379,6 +379,18 @@ class ProjectionRunner(Committing):
         return items, False
 
 
+def runner_for(
+    projector: Projector, store: Any, engine: Engine, **options: Any
+) -> ProjectionRunner:
+    """The runner of one projector: a :class:`ProjectionRunner`, or for ``partitions > 1`` a
+    :class:`~eventkit.projection.partitioned.PartitionedRunner` (this process's share)."""
+    if projector.partitions > 1:
+        from eventkit.projection.partitioned import PartitionedRunner
+
+        return PartitionedRunner(projector, store, engine, **options)
+    return ProjectionRunner(projector, store, engine, **options)
+
+
 async def run_projectors(
     app: Any,
     store: Any,
@@ -401,11 +413,18 @@ async def run_projectors(
     projectors = app.select(list(names or []))
     if "system" not in options and hasattr(app, "system_events"):
         options["system"] = app.system_events(store)
-    made = [ProjectionRunner(pr, store, engine, **options) for pr in projectors]
+    made = [runner_for(pr, store, engine, **options) for pr in projectors]
     if runners is not None:
         runners.extend(made)
     coros = [r.catch_up() if once else r.run() for r in made]
     return list(await asyncio.gather(*coros))
 
 
-__all__ = ["DEFAULT_LEASE_TTL", "ProjectionRunner", "RunResult", "default_owner", "run_projectors"]
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "ProjectionRunner",
+    "RunResult",
+    "default_owner",
+    "run_projectors",
+    "runner_for",
+]

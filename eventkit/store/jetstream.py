@@ -36,7 +36,11 @@ from eventkit.store.durability import report as report_durability
 from eventkit.store.erasure import BODY, is_marker
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
-from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
+from eventkit.store.nats.connection import (
+    FIRST_CONNECT_ATTEMPTS,
+    open_connection,
+    until_answered,
+)
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import JetStreamError, ack_error, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
@@ -160,8 +164,13 @@ class JetStreamEventStore(Appending, EventStore):
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
-                store.ensure_stream(
-                    replicas=replicas, duplicate_window=duplicate_window, create=create_stream
+                until_answered(
+                    lambda: store.ensure_stream(
+                        replicas=replicas, duplicate_window=duplicate_window, create=create_stream
+                    ),
+                    nc,
+                    retry_for,
+                    f"stream {stream!r}",
                 )
             )
         except BaseException:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,6 +199,17 @@ def test_a_newcomers_service_end_to_end(
     assert "…" not in status.stdout, status.stdout
     assert max(len(line) for line in status.stdout.splitlines()) > 80, status.stdout
     assert "last error" in status.stdout and "passed over" in status.stdout
+
+    # a replay refused for a held lease draws no progress bar first
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "update eventkit_leases set owner='worker-elsewhere', expires_at=? "
+            "where projector='members'",
+            (time.time() + 600,),
+        )
+    held = ek("replay", "members", "--from-start", "--yes")
+    assert held.returncode != 0 and "worker-elsewhere" in said(held), said(held)
+    assert "0/" not in said(held) and "messages/s" not in said(held), said(held)
 
     # info lists the reactors; dlq list with a typo names reactors among the known names
     info = json.loads(ek("info", "--json").stdout)

@@ -1,5 +1,5 @@
 """The SQL rows of a partitioned projector: one lease and one checkpoint per partition
-(``eventkit_partitions``, migration 0006_partitions).
+(``eventkit_partitions``, migration 0008_partitions).
 
 Every function takes the caller's ``Session``, so a batch's read-model writes, its fence and its
 checkpoints commit together::

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
+from eventkit.config.options import bool_option, number_option, subjects_option
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ProjectionError
@@ -47,6 +48,9 @@ class Projector:
     max_retries: ClassVar[int] = 3
     retry_backoff: ClassVar[float] = 0.2
     batch_size: ClassVar[int] = 256
+    verify_chains: ClassVar[bool] = False
+    """Check each event's hash chain as it is applied (a broken one fails it like a bad event:
+    ``IntegrityError``, then ``on_error``)."""
     metadata: ClassVar[MetaData | None] = None
     """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
     --autogenerate`` compares it with the database)."""
@@ -74,7 +78,10 @@ class Projector:
                 f"(it names a durable consumer)"
             )
         if cls.on_error not in ("halt", "park"):
-            raise ConfigError(f"{cls.__qualname__}.on_error must be 'halt' or 'park'")
+            raise ConfigError(
+                f"{cls.__qualname__}.on_error must be 'halt' or 'park', got {cls.on_error!r}"
+            )
+        subjects_option(cls, "subjects", cls.subjects, "bank.account.>")
         check_partitions(cls.__qualname__, cls.partitions)
         if not callable(cls.partition_key):
             raise ConfigError(
@@ -83,7 +90,13 @@ class Projector:
             )
         for s in cls.subjects:
             validate_filter(s)
-        cls._handlers = collect_handlers(cls)
+        number_option(cls, "batch_size", cls.batch_size, minimum=1, integer=True)
+        number_option(cls, "max_retries", cls.max_retries, minimum=0, integer=True)
+        number_option(
+            cls, "retry_backoff", cls.retry_backoff, minimum=0, integer=False, maximum=3600
+        )
+        bool_option(cls, "idempotent", cls.idempotent)
+        cls._handlers = collect_handlers(cls, Projector)
         cls._by_type_name = {t.event_type: t for t in cls._handlers}
         check_bindings(cls.__qualname__, cls.foreign_events, cls._handlers)
 

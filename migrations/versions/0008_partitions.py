@@ -2,8 +2,8 @@
 
 A new table only; nothing else changes. A projector that never ran partitioned has no rows.
 
-Revision ID: 0006_partitions
-Revises: 0005
+Revision ID: 0008_partitions
+Revises: 0007
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_partitions"
-down_revision: str | None = "0005"
+revision: str = "0008_partitions"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -107,7 +107,7 @@ def rows(db: Session, projector: str) -> list[PartitionRow]:
         return [_row(r) for r in db.connection().execute(q)]
 
 
-def ensure(db: Session, projector: str, partitions: int) -> None:
+def ensure(db: Session, projector: str, partitions: int, stream: str | None = None) -> None:
     """Make the projector's partition rows (each at the projector's checkpoint) and take its
     projector-wide lease for good; :class:`PartitionCountChanged` when they exist with another
     count, :class:`ConfigError` when a runner without partitions holds the projector now."""
@@ -140,7 +140,7 @@ def ensure(db: Session, projector: str, partitions: int) -> None:
             )
     start = cps.get_checkpoint(db, projector)
     if start.updated_at is None:
-        cps.save_checkpoint(db, projector, last_sequence=0, state="running")
+        cps.save_checkpoint(db, projector, last_sequence=0, state="running", stream=stream)
     now = cps.utcnow()
     try:
         with db.begin_nested():

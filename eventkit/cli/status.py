@@ -109,6 +109,7 @@ def partitions_table(r: ProjectorStatus) -> Table:
         )
     return table
 
+
 def verification_line(last: dict[str, Any] | None) -> str:
     """What ``eventkit verify --all`` found last (it records each run)."""
     if not last:

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select, update
 from eventkit.errors import ConfigError
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
-from eventkit.projection.runner import runner_for
+from eventkit.projection.runner import ProjectionRunner, runner_for
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.projection.status import status
 
@@ -224,8 +224,8 @@ async def test_catch_up_returns_when_every_partition_is_at_the_end(
     create_tables(engine, px)
     expected = await append_ticks(store, 600, 40)
     end = await store.last_sequence()
-    runners = [
-        runner_for(make_projector(px, 4, worker=f"w{i}"), store, engine, owner=f"w{i}")
+    runners = [  # made as a plain runner (how the CLI makes them), it is the partitioned one
+        ProjectionRunner(make_projector(px, 4, worker=f"w{i}"), store, engine, owner=f"w{i}")
         for i in range(2)
     ]
     assert all(isinstance(r, PartitionedRunner) for r in runners)

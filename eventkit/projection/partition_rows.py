@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
+from eventkit.runtime.partitions import default_key, partition_of
 
 partitions_table = Table(
     "eventkit_partitions",
@@ -285,6 +286,26 @@ def rewind_all(db: Session, projector: str, to_sequence: int) -> None:
     )
 
 
+def checkpoint_of_subject(db: Session, projector: str, subject: str) -> int | None:
+    """The checkpoint of the partition a subject's markers and system events are applied in
+    (by the subject, whatever ``partition_key`` says); None when not partitioned."""
+    with cps._eventkit_tables():
+        first = (
+            db.connection()
+            .execute(select(t.partitions).where(t.projector == projector).limit(1))
+            .scalar()
+        )
+    if first is None:
+        return None
+    part = partition_of(default_key(subject), int(first))
+    value = (
+        db.connection()
+        .execute(select(t.last_sequence).where(t.projector == projector, t.partition == part))
+        .scalar()
+    )
+    return None if value is None else int(value)
+
+
 def low_watermark(db: Session, projector: str) -> int | None:
     """The slowest partition's checkpoint (every event up to it is applied in every one)."""
     value = (
@@ -310,6 +331,7 @@ __all__ = [
     "PartitionCountChanged",
     "PartitionRow",
     "advance",
+    "checkpoint_of_subject",
     "claim",
     "ensure",
     "fence",

@@ -25,11 +25,13 @@ from partition_worker import (  # type: ignore[import-not-found]
 from sqlalchemy import Engine, func, select, update
 
 from eventkit.errors import ConfigError
+from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
 from eventkit.projection.runner import ProjectionRunner, runner_for
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.projection.status import status
+from eventkit.runtime.partitions import default_key, partition_of
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -433,3 +435,41 @@ async def test_the_cli_runs_once_to_the_end_and_shows_each_partition(
         (changed.stdout + changed.stderr).split()
     )
     assert "Traceback" not in changed.stderr
+
+
+async def test_forget_leaves_a_partition_that_applied_the_marker_alone(
+    store: Any, engine: Engine
+) -> None:
+    """A forget's read-model step skips a version whose runner applied the erasure marker in
+    stream order (forgetting again would undo what later events added); for a partitioned
+    projector that is the checkpoint of the subject's partition, not the slowest one's."""
+    from eventkit.projection.copies import forget_everywhere
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 80, 8)
+    forgotten: list[str] = []
+    projector = make_projector(px, 4)
+    type(projector).forget = lambda self, subject, db: forgotten.append(subject)  # type: ignore[method-assign]
+    await runner_for(projector, store, engine).catch_up()
+    end = await store.last_sequence()
+    subject = f"{store.stream}.ent.e3"
+    part = partition_of(default_key(subject), 4)
+    with transaction(engine) as db:  # another partition lags far behind
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == projector.name)
+            .where(pr.partitions_table.c.partition == (part + 1) % 4)
+            .values(last_sequence=1)
+        )
+        db.execute(  # the low watermark, as a rebalance records it
+            update(cps.checkpoints)
+            .where(cps.checkpoints.c.projector == projector.name)
+            .values(last_sequence=1)
+        )
+        assert pr.checkpoint_of_subject(db, projector.name, subject) == end
+        forget_everywhere(db, projector, subject, marker=end - 5)
+    assert forgotten == []  # its partition applied the marker already
+    with transaction(engine) as db:
+        forget_everywhere(db, projector, subject, marker=end + 1)
+    assert forgotten == [subject]

@@ -10,7 +10,9 @@ they share the partitions, then the events are appended and the clock runs until
 partition's checkpoint is at the end. Baseline in the same run: the same projector without
 partitions, one plain runner. The runs are interleaved over ``--rounds`` and the best of each
 is kept (the machine is shared: its load moves between runs). ``BP_NO_WRITE=1``: the handler
-only waits (no SQL write), to see the runner's scaling apart from the database's.
+only waits (no SQL write), to see the runner's scaling apart from the database's. ``--kill``:
+4 workers, one SIGKILLed a third of the way; prints how long its partitions waited for a new
+owner and the longest time no partition moved.
 Targets: 2 workers >= 1.8x one worker, 4 workers >= 3.2x.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -46,6 +49,7 @@ PG = os.environ.get(
 )
 PARTITIONS = 16
 WAIT = 0.002
+LEASE_TTL = 3.0
 NO_WRITE = os.environ.get("BP_NO_WRITE") == "1"
 
 
@@ -89,7 +93,7 @@ def with_schema(schema: str) -> str:
 async def worker(url: str, stream: str, db: str, prefix: str, partitions: int) -> None:
     store = await JetStreamEventStore.connect(url, stream=stream)
     engine = make_engine(db)
-    runner = runner_for(make(prefix, partitions), store, engine, lease_ttl=3.0, batch_size=64)
+    runner = runner_for(make(prefix, partitions), store, engine, lease_ttl=LEASE_TTL, batch_size=64)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, runner.stop)
     print("started", flush=True)
@@ -112,8 +116,11 @@ def owners(engine: Any, name: str) -> int:
         return len({r.owner for r in pr.rows(db, name) if r.live})
 
 
-async def one(url: str, db: str, workers: int, partitions: int, events: int) -> float:
-    """Seconds from the first append until every event is applied."""
+async def one(
+    url: str, db: str, workers: int, partitions: int, events: int, kill: bool = False
+) -> float:
+    """Seconds from the first append until every event is applied (``kill``: SIGKILL one
+    worker a third of the way and print how long applying paused)."""
     prefix = f"b{uuid.uuid4().hex[:6]}"
     stream = f"bp_{prefix}"
     engine = make_engine(db)
@@ -149,6 +156,8 @@ async def one(url: str, db: str, workers: int, partitions: int, events: int) -> 
             )
         end = await store.last_sequence()
         appended = time.perf_counter() - start
+        if kill:
+            await killed_pause(engine, name, end, procs[1])
         while not at_end(engine, name, end, partitions):  # noqa: ASYNC110 (polling SQL)
             await asyncio.sleep(0.05)
         took = time.perf_counter() - start
@@ -156,7 +165,7 @@ async def one(url: str, db: str, workers: int, partitions: int, events: int) -> 
             table = Table(f"{prefix}_rows", MetaData(), autoload_with=conn)
             written = len(conn.execute(select(table)).all())
             assert written == (0 if NO_WRITE else min(400, events))
-        cpu = sum(cpu_seconds(p.pid) for p in procs)
+        cpu = sum(cpu_seconds(p.pid) for p in procs if p.poll() is None)
         print(
             f"  {workers} worker(s), partitions={partitions}: {took:.2f}s "
             f"({events / took:.0f} ev/s; appending took {appended:.2f}s; "
@@ -174,7 +183,54 @@ async def one(url: str, db: str, workers: int, partitions: int, events: int) -> 
         engine.dispose()
 
 
-async def main(events: int, counts: list[int], rounds: int) -> None:
+async def killed_pause(engine: Any, name: str, end: int, victim: Any) -> None:
+    """SIGKILL ``victim`` once a third of the events are applied; print the longest time no
+    partition moved and how long each of the victim's partitions waited for a new owner."""
+    samples: list[tuple[float, dict[int, int], dict[int, str]]] = []
+
+    def sample() -> None:
+        with read_transaction(engine) as db:
+            rows = pr.rows(db, name)
+        samples.append(
+            (
+                time.perf_counter(),
+                {r.partition: r.last_sequence for r in rows},
+                {r.partition: r.owner for r in rows if r.live},
+            )
+        )
+
+    killed_at = 0.0
+    lost: set[int] = set()
+    while True:
+        sample()
+        _, seqs, owners_now = samples[-1]
+        if not killed_at and sum(seqs.values()) >= len(seqs) * end / 3:
+            victim.send_signal(signal.SIGKILL)
+            killed_at = time.perf_counter()
+            lost = {p for p, o in owners_now.items() if f":{victim.pid}:" in o}
+        if seqs and min(seqs.values()) >= end:
+            break
+        await asyncio.sleep(0.02)
+    longest, changed = 0.0, samples[0][0]
+    for a, b in itertools.pairwise(samples):
+        if a[1] != b[1]:
+            changed = b[0]
+        longest = max(longest, b[0] - changed)
+    gaps: list[float] = []
+    for part in lost:
+        before = next(s[1][part] for s in samples if s[0] >= killed_at)
+        moved = next((s[0] for s in samples if s[0] > killed_at and s[1][part] > before), None)
+        if moved is not None:
+            gaps.append(moved - killed_at)
+    print(
+        f"  SIGKILL of one of the workers: its {len(lost)} partitions applying again "
+        f"{min(gaps, default=0):.1f}-{max(gaps, default=0):.1f}s after the kill (lease ttl "
+        f"{LEASE_TTL:g}s); longest time no partition moved: {longest:.1f}s",
+        flush=True,
+    )
+
+
+async def main(events: int, counts: list[int], rounds: int, kill: bool) -> None:
     schema = f"bp_{uuid.uuid4().hex[:8]}"
     dsn = PG.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -190,10 +246,14 @@ async def main(events: int, counts: list[int], rounds: int) -> None:
                     f"PostgreSQL"
                 )
                 runs: dict[int, list[float]] = {}
-                for _ in range(rounds):  # interleaved: the machine's load moves between runs
+                # interleaved: the machine's load moves between runs
+                for _ in range(0 if kill else rounds):
                     runs.setdefault(0, []).append(await one(srv.url, db, 1, 1, events))
                     for w in counts:
                         runs.setdefault(w, []).append(await one(srv.url, db, w, PARTITIONS, events))
+                if kill:
+                    await one(srv.url, db, 4, PARTITIONS, events, kill=True)
+                    return
                 base = min(runs.pop(0))  # the best of each: the least disturbed by others
                 times = {w: min(ts) for w, ts in runs.items()}
             finally:
@@ -222,5 +282,6 @@ if __name__ == "__main__":
     ap.add_argument("--events", type=int, default=4000)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--kill", action="store_true", help="4 workers, one SIGKILLed: the pause")
     a = ap.parse_args()
-    asyncio.run(main(a.events, [int(x) for x in a.workers.split(",")], a.rounds))
+    asyncio.run(main(a.events, [int(x) for x in a.workers.split(",")], a.rounds, a.kill))

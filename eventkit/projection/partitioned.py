@@ -151,7 +151,10 @@ class PartitionedRunner(ProjectionRunner):
         keeper = asyncio.create_task(self._lease.keep())
         self.obs.lease_taken(self.owner, self.checkpoint)
         try:
-            return await self._consume(self._end)
+            finished = await self._consume(self._end)
+            if finished and self._end is not None and not self.stopping and self.state != "halted":
+                await asyncio.to_thread(self._finish_at, self._end)
+            return finished
         except LeaseLost:
             self.obs.lease_lost(self.owner)
             return False
@@ -191,6 +194,16 @@ class PartitionedRunner(ProjectionRunner):
             self.obs.state("standby")
             await self._sleep(min(1.0, self.lease_ttl / 4))
         return False
+
+    def _finish_at(self, end: int) -> None:
+        """The consumer delivered everything of the partitions held up to ``end`` (and beyond):
+        their checkpoints go to ``end`` even where their last event is before it (the stream
+        may end on another projector's subjects), so ``--once`` sees them done."""
+        with self._lease.fenced(last_sequence=end):
+            pass
+        for part, at in self._lease.held.items():
+            self._lease.held[part] = max(at, end)
+        self.checkpoint = max(self.checkpoint, end)
 
     def _all_done(self, end: int) -> bool:
         with read_transaction(self.engine) as db:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from partition_worker import (  # type: ignore[import-not-found]
+    PtTicked,
     append_ticks,
     check_model,
     create_tables,
@@ -473,3 +474,19 @@ async def test_forget_leaves_a_partition_that_applied_the_marker_alone(
     with transaction(engine) as db:
         forget_everywhere(db, projector, subject, marker=end + 1)
     assert forgotten == [subject]
+
+
+async def test_once_returns_when_the_stream_ends_on_subjects_the_projector_does_not_follow(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 120, 12)
+    for i in range(5):  # the stream ends on other subjects
+        await store.append(f"{store.stream}.other.o{i}", [PtTicked(n=i)])
+    end = await store.last_sequence()
+    projector = make_projector(px, 4, subjects=[f"{store.stream}.ent.*"])
+    result = await asyncio.wait_for(runner_for(projector, store, engine).catch_up(), 60)
+    assert not result.halted
+    assert caught_up(engine, projector.name, end)
+    check_model(engine, px, expected)

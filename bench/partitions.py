@@ -12,7 +12,8 @@ partitions, one plain runner. The runs are interleaved over ``--rounds`` and the
 is kept (the machine is shared: its load moves between runs). ``BP_NO_WRITE=1``: the handler
 only waits (no SQL write), to see the runner's scaling apart from the database's. ``--kill``:
 4 workers, one SIGKILLed a third of the way; prints how long its partitions waited for a new
-owner and the longest time no partition moved.
+owner and the longest time no partition moved. ``BP_ROWS=1``: a CPU-bound ``RowProjector``
+instead (no wait), for its ratio and what bounds it.
 Targets: 2 workers >= 1.8x one worker, 4 workers >= 3.2x.
 """
 
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventkit import Event, JetStreamEventStore, Projector, RecordedEvent, on
+from eventkit import Event, JetStreamEventStore, Projector, RecordedEvent, RowProjector, on
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.runner import runner_for
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
@@ -51,6 +52,7 @@ PARTITIONS = 16
 WAIT = 0.002
 LEASE_TTL = 3.0
 NO_WRITE = os.environ.get("BP_NO_WRITE") == "1"
+ROWS = os.environ.get("BP_ROWS") == "1"
 
 
 class BpTicked(Event):
@@ -77,7 +79,34 @@ def make(prefix: str, partitions: int) -> Projector:
 
     Waits.metadata = md
     attrs = {"name": f"{prefix}_waits", "partitions": partitions}
+    if ROWS:
+        return make_rows(prefix, partitions)
     return type("Waits", (Waits,), attrs)()  # type: ignore[no-any-return]
+
+
+def make_rows(prefix: str, partitions: int) -> Projector:
+    """``BP_ROWS=1``: a CPU-bound ``RowProjector`` (the fold and the bulk upsert, no wait)."""
+    md = MetaData()
+    table = Table(
+        f"{prefix}_rows",
+        md,
+        Column("subject", String(100), primary_key=True),
+        Column("n", Integer, nullable=False),
+        Column("count", Integer, nullable=False, default=0),
+    )
+
+    class Folds(RowProjector):
+        def key(self, rec: RecordedEvent[Any]) -> Any:
+            return rec.subject
+
+        @on(BpTicked)
+        def ticked(self, e: BpTicked, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+            row["n"] = e.n
+            row["count"] += 1
+
+    Folds.metadata = md
+    attrs = {"name": f"{prefix}_waits", "partitions": partitions, "table": table}
+    return type("Folds", (Folds,), attrs)()  # type: ignore[no-any-return]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,7 +122,9 @@ def with_schema(schema: str) -> str:
 async def worker(url: str, stream: str, db: str, prefix: str, partitions: int) -> None:
     store = await JetStreamEventStore.connect(url, stream=stream)
     engine = make_engine(db)
-    runner = runner_for(make(prefix, partitions), store, engine, lease_ttl=LEASE_TTL, batch_size=64)
+    runner = runner_for(
+        make(prefix, partitions), store, engine, lease_ttl=LEASE_TTL, batch_size=256 if ROWS else 64
+    )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, runner.stop)
     print("started", flush=True)
@@ -126,7 +157,20 @@ async def one(
     engine = make_engine(db)
     make(prefix, partitions).metadata.create_all(engine)  # type: ignore[union-attr]
     store = await JetStreamEventStore.connect(url, stream=stream)
+
+    async def append_all() -> None:
+        for i in range(0, events, 200):
+            await asyncio.gather(
+                *(
+                    store.append(f"{stream}.ent.e{j % 400}", [BpTicked(n=j)])
+                    for j in range(i, min(events, i + 200))
+                )
+            )
+
+    if ROWS:  # the events first: the clock runs from the workers' start (catching up)
+        await append_all()
     procs = []
+    started = time.perf_counter()
     for _ in range(workers):
         procs.append(
             subprocess.Popen(  # noqa: ASYNC220 (a benchmark: blocking for a moment is fine)
@@ -139,21 +183,18 @@ async def one(
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "started"
         name = f"{prefix}_waits"
-        if partitions > 1:
+        if ROWS:
+            pass
+        elif partitions > 1:
             deadline = time.monotonic() + 60
             while owners(engine, name) < workers:
                 assert time.monotonic() < deadline, "workers did not share the partitions"
                 await asyncio.sleep(0.1)
         else:
             await asyncio.sleep(2.0)
-        start = time.perf_counter()
-        for i in range(0, events, 200):
-            await asyncio.gather(
-                *(
-                    store.append(f"{stream}.ent.e{j % 400}", [BpTicked(n=j)])
-                    for j in range(i, min(events, i + 200))
-                )
-            )
+        start = started if ROWS else time.perf_counter()
+        if not ROWS:
+            await append_all()
         end = await store.last_sequence()
         appended = time.perf_counter() - start
         if kill:

@@ -40,6 +40,7 @@ from eventkit.projection.partition_lease import (
     PartitionLease,
     keep_membership,
     membership_name,
+    refresh_membership,
 )
 from eventkit.projection.registry import Retired
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
@@ -105,6 +106,7 @@ class PartitionedRunner(ProjectionRunner):
     # -- the run ----------------------------------------------------------------------------
     async def _run(self, *, once: bool) -> RunResult:
         self._end = await self.store.last_sequence() if once else None
+        await refresh_membership(self.store, self._lease, self._presence)  # before claiming
         member = asyncio.create_task(keep_membership(self.store, self._lease, self._presence))
         self.obs.state("starting")
         try:

@@ -30,14 +30,14 @@ from eventkit.reaction.context import ReactorContext
 from eventkit.reaction.reactor import Reactor, consumer_name
 from eventkit.reaction.rewound import RewindWatch
 from eventkit.reaction.schedule import (
-    DUE_ID,
-    DUE_TYPE,
     RETRY_SEQUENCE,
     JetStreamScheduler,
     due_subject,
+    open_due,
     retry_subject,
 )
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.consumer import Puller, delivered_count, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.parked import ParkedLetter, ParkedLetters, now
@@ -211,16 +211,14 @@ class ReactorRunner:
         return await self._decode(stored)
 
     async def _record_due(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
-        headers = dict(stored.headers)
-        if DUE_TYPE not in headers:
-            return None
-        headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
-        headers[p.MSG_ID] = headers.get(DUE_ID, "")
-        return await self._decode(
-            StoredMessage(stored.subject, stored.sequence, stored.time, headers, stored.data)
-        )
+        opened = await open_due(self.store, stored)  # None: about a forgotten subject
+        return None if opened is None else await self._decode(opened)
 
     async def _decode(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
+        if self.reactor.verify_chains:
+            problem = ChainCheck(links=False).check(stored)
+            if problem is not None:
+                raise problem.error()
         event_type = stored.headers.get(p.EVENT_TYPE)
         if event_type is None:
             bound = self.reactor.foreign_class(stored.subject)

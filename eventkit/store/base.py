@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, Self
 from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
 from eventkit.observability.tracing import trace_headers
+from eventkit.store.chain import seal
 from eventkit.store.codec import Codec
 from eventkit.store.protocol import (
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -99,12 +100,16 @@ class Encoding(Protocol):
 
 
 async def encode_writes(
-    store: Encoding, writes: Sequence[Write], max_payload: int
+    store: Encoding,
+    writes: Sequence[Write],
+    max_payload: int,
+    heads: Callable[[Sequence[Write]], Awaitable[list[str]]] | None = None,
 ) -> list[EncodedMessage]:
     """Validate an append and encode every event before anything is sent.
 
     The expectation headers go on the first event of each write; an event over ``max_payload``
-    raises ``EventTooLargeError`` (so nothing of the append is sent).
+    raises ``EventTooLargeError`` (so nothing of the append is sent). ``heads(writes)`` gives the
+    head of each write's chain: its events are then chained (:mod:`eventkit.store.chain`).
     """
     if not writes:
         raise ConfigError("append needs at least one write")
@@ -142,10 +147,14 @@ async def encode_writes(
     out: list[EncodedMessage] = []
     encode = codec.encode
     traced = trace_headers()  # the append's span (None when tracing is off)
-    for w in writes:
+    prevs = await heads(writes) if heads is not None else None
+    for n, w in enumerate(writes):
         subject = w.subject
+        prev = prevs[n] if prevs is not None else None
         for i, (event, eid) in enumerate(zip(w.events, w.ids, strict=True)):
             headers, payload = encode(subject, event, eid)
+            if prev is not None:
+                prev = seal(prev, subject, headers, payload)
             if w.headers:
                 headers.update(w.headers)
             if traced:
@@ -154,7 +163,7 @@ async def encode_writes(
                 headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
                 if w.boundary is not None:
                     headers[EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = w.boundary
-            if len(payload) + 4096 > limit or len(eid) + len(event.event_type) > 1024:
+            if len(payload) + 4096 > limit or len(eid) + len(event.event_type) > 900:
                 size = message_size(subject, headers, payload)
                 if size > limit:
                     raise EventTooLargeError(subject, size, limit)
@@ -210,6 +219,8 @@ class EventStore(abc.ABC):
 
     stream: str
     codec: Codec
+    verify_chains: bool = True
+    """Check the hash chain of every subject read (``read``, ``Repository.load``)."""
 
     async def append(
         self,
@@ -282,9 +293,18 @@ class EventStore(abc.ABC):
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence, None when absent or deleted."""
 
+    async def record_erasure(self, erased: StoredMessage) -> None:
+        """Keep the links (never the data) of the chained message ``erased`` on
+        ``<stream>._eventkit.erased.<rest of its subject>``, so the rest of its subject still
+        verifies once it is erased; :meth:`delete` does it first (unless the subject is
+        forgotten); an unchained message needs nothing."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no erasure records")
+
     @abc.abstractmethod
     async def delete(self, sequence: int) -> bool:
-        """Erase one message (secure erase on JetStream); False when it was already gone."""
+        """Erase one message (secure erase on JetStream); False when it was already gone. A
+        chained message's links are kept first (:meth:`record_erasure`), so its subject's chain
+        still verifies."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

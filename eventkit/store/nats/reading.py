@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
 from eventkit.store import protocol as p
 from eventkit.store.base import Consistency, check_consistency, check_read_position
+from eventkit.store.chain import ChainHeads
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
@@ -32,6 +33,7 @@ from eventkit.store.subjects import (
     validate_filter,
     validate_subject,
 )
+from eventkit.store.verifying import check_read
 
 READ_BATCH = 1000
 """Messages per batched direct get request."""
@@ -52,6 +54,8 @@ class Reading:
     _reader: DirectReader
     _denials: Denials
     _fresh: Freshness
+    _heads: ChainHeads
+    verify_chains: bool
 
     def _lagging(self, subject: str, last: int) -> bool:
         """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
@@ -132,6 +136,7 @@ class Reading:
                 raw += await leader_tail(self, top + 1, subject, last.sequence)
         if raw:
             self._fresh.note(subject, raw[-1].sequence)
+        await check_read(self, subject, raw, after, verify=self.verify_chains, heads=self._heads)
         cipher = self.codec.cipher
         if any(is_marker(m.headers) for m in raw):
             forgotten = getattr(cipher, "forgotten", None)
@@ -180,7 +185,9 @@ class Reading:
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
         """Stream every event (of ``subjects`` filters, when given) from a sequence or a time,
-        in stream order, up to the stream's last sequence at the call::
+        in stream order, up to the stream's last sequence at the call. Messages other services
+        wrote (no ``Eventkit-Type``: docs/wire-format.md) and erasure markers are passed over,
+        never a failed scan; ``read_raw`` gives them::
 
             async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
                 print(rec.sequence, rec.event)
@@ -229,8 +236,8 @@ class Reading:
             return None  # eventkit's own events (GDPR notices)
         if filters and single is None and not any(subject_matches(f, m.subject) for f in filters):
             return None
-        if is_marker(m.headers):
-            return None
+        if is_marker(m.headers) or p.EVENT_TYPE not in m.headers:
+            return None  # an erasure marker, or another service's message (see the docstring)
         cipher = self.codec.cipher
         if cipher is not None and p.ENCRYPTION in m.headers:
             await cipher.prepare([m.subject], create=False)

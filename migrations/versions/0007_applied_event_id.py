@@ -1,8 +1,8 @@
 """The event id beside each checkpoint: the id of the message applied at its sequence, so a
 stream that went back and handed that sequence to another event is noticed.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006_read_model_copies
 Create Date: 2026-12-07
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006_read_model_copies"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

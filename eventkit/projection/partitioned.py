@@ -39,6 +39,7 @@ from eventkit.projection.partition_lease import (
     keep_membership,
     membership_name,
 )
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
@@ -104,6 +105,8 @@ class PartitionedRunner(ProjectionRunner):
         self.obs.state("starting")
         try:
             while not self.stopping:
+                if await halted_on_rewind(self, partitioned=True):
+                    break
                 if not await self._acquire(None):
                     break
                 finished = await self._held_run()

@@ -205,20 +205,28 @@ async def test_a_user_who_may_not_publish_to_its_inbox_keeps_the_fast_path_untes
     server = start_server_process(tmp_path / "store", extra_config=PERMISSIONS)
     try:
         loop = asyncio.get_running_loop()
-        with caplog.at_level(logging.INFO, logger="eventkit.store"):
-            started = loop.time()
-            store = await JetStreamEventStore.connect(
-                server.url, stream="fp", user="strict", password="ps"
-            )
-            try:
-                seq = await store.append("fp.acct.a", [FastPathDeposited(amount=1)])
-                assert [r.sequence for r in await store.read("fp.acct.a")] == [seq]
+        nc = await nats.connect(server.url, user="strict", password="ps")
+        try:
+            with caplog.at_level(logging.INFO, logger="eventkit.store"):
+                started = loop.time()
+                (msg,) = await _round_trip(nc, "fp.strict")  # the self-test runs first
                 took = loop.time() - started
-            finally:
-                await store.close()
+            assert _hooked(nc)
+            assert (msg.data, msg.headers) == (b"body", {"A": "1"})
+        finally:
+            await nc.close()
         assert took < delivery.SELF_TEST_TIMEOUT  # refused at once, not waited out
         assert any("untested" in r.getMessage() for r in caplog.records), caplog.text
         assert not any(r.levelno >= logging.WARNING for r in caplog.records), caplog.text
+        # and the store works for this user
+        store = await JetStreamEventStore.connect(
+            server.url, stream="fp", user="strict", password="ps"
+        )
+        try:
+            seq = await store.append("fp.acct.a", [FastPathDeposited(amount=1)])
+            assert [r.sequence for r in await store.read("fp.acct.a")] == [seq]
+        finally:
+            await store.close()
     finally:
         server.stop()
 

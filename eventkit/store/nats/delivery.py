@@ -209,7 +209,7 @@ async def _install(nc: NATS) -> _Router | None:
     if verdict is None:
         return router
     if verdict.startswith(_UNTESTED):
-        log.info("eventkit: the fast message path is on, untested: %s", verdict)
+        log.info("eventkit: the fast message path is on, %s", verdict)
         return router
     router.remove()
     log.warning(
@@ -251,8 +251,10 @@ async def _self_test(nc: NATS, router: _Router) -> str | None:
 
     async def watch(error: Exception) -> None:  # a permissions violation comes only here
         text = str(error).lower()
-        if "permissions violation" in text and subject.lower() in text and not denied.done():
-            denied.set_result(None)
+        if "permissions violation" in text and subject.lower() in text:
+            if not denied.done():
+                denied.set_result(None)
+            return  # the probe's own refusal: answered here, not the application's error
         await report(error)
 
     subs: list[Any] = []

@@ -21,19 +21,9 @@ from eventkit.server import start_server_process
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.nats import delivery
 from eventkit.store.nats.delivery import Delivered, subscribe
+from eventkit.testing.waiting import wait_until
 
 pytestmark = pytest.mark.nats
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until true (True) or ``timeout`` seconds passed (False)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ gone."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,19 +19,9 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.records import RecordedEvent
+from eventkit.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.nats]
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``condition`` until true (True) or ``timeout`` seconds passed (False)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 class LeaseTicked(Event):

@@ -31,7 +31,7 @@ async def test_strong_reads_see_others_writes_across_a_leader_kill(cluster: Clus
     seconds = env_float("EVENTKIT_RELIABILITY_LOAD_SECONDS", 3.0) + 3.0
     urls = cluster.urls
     admin = await JetStreamEventStore.connect(urls[0], stream=stream, replicas=3)
-    await cluster.wait_stream_current(admin.js, stream)
+    await cluster.wait_stream_ready(stream)  # every node knows it before they are used
     writers = [await JetStreamEventStore.connect(u, stream=stream, replicas=3) for u in urls]
     readers = [await JetStreamEventStore.connect(u, stream=stream, replicas=3) for u in urls]
     tail_store = await JetStreamEventStore.connect(urls[1:], stream=stream, replicas=3)

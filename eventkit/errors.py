@@ -16,6 +16,11 @@ class ConfigError(EventkitError, ValueError):
     """Settings, options or declarations that cannot work; the message says how to fix them."""
 
 
+class ConfigWarning(UserWarning):
+    """An option that has no effect with the others chosen (e.g. a reactor's ``max_deliver``
+    with ``ack_policy = "none"``); the message names it and what to do."""
+
+
 class InvalidSubjectError(EventkitError, ValueError):
     """A subject or subject token breaks NATS subject rules."""
 
@@ -144,6 +149,21 @@ class ForgottenError(EventkitError):
         super().__init__(f"{subject!r} was forgotten: its data was erased")
 
 
+class IntegrityError(EventkitError):
+    """A subject's stored history is not the history that was written: a chained event's
+    content or its link to the event before it differs (a flipped bit on disk, a lost or
+    rewritten message). ``what`` says which. See docs/wire-format.md, "Hash chain"."""
+
+    def __init__(self, subject: str, sequence: int, what: str) -> None:
+        self.subject = subject
+        self.sequence = sequence
+        self.what = what
+        super().__init__(
+            f"integrity check failed on {subject!r} at sequence {sequence}: {what}; run "
+            f"`eventkit verify {subject} --replicas` to see which copy is damaged"
+        )
+
+
 class StoreUnavailableError(EventkitError):
     """The event store could not be reached or did not answer in time."""
 
@@ -156,21 +176,34 @@ class ProjectionError(EventkitError):
     """A projector cannot run or be replayed as asked."""
 
 
+class StreamMissingError(EventkitError):
+    """The stream is gone, yet something shows it existed: it is not re-created silently."""
+
+
+class StreamRewoundError(EventkitError):
+    """The stream went back (lost its end, then reused sequence numbers) under a position a
+    projector or reactor had reached; it halts instead of applying or skipping silently."""
+
+
 __all__ = [
     "AggregateNotFound",
     "ConcurrencyError",
     "ConfigError",
+    "ConfigWarning",
     "DataKeyMissingError",
     "EventDecodeError",
     "EventEncodeError",
     "EventTooLargeError",
     "EventkitError",
     "ForgottenError",
+    "IntegrityError",
     "InvalidSubjectError",
     "OvertakenError",
     "PermissionDeniedError",
     "ProjectionError",
     "ServerVersionError",
     "StoreUnavailableError",
+    "StreamMissingError",
+    "StreamRewoundError",
     "UnknownEventTypeError",
 ]

@@ -11,9 +11,12 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
        reactors' deadlines (pending schedules and fired copies; a copy fired later is passed
        over by the reactor and erased, never handled)
     5. erase its snapshots
-    6. run every reading projector's forget(subject, db), delete its dead letters and redact
-       the errors recorded for its events (a halted projector's ``last_error``), in one SQL
-       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+    6. run every reading projector's forget(subject, db) on every table eventkit knows of it
+       (live, blue/green build, retired copy), fenced like a batch: a version whose runner
+       already applied the marker forgot the subject in stream order and is left alone (a
+       forget now would also undo what other subjects added since); delete its dead letters
+       and redact the errors recorded for its events (a halted projector's ``last_error``), in
+       one SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
     7. publish the ``forgotten`` notice so other services' projectors forget too
     8. write the audit entry and mark the request finished, in one transaction
 
@@ -95,6 +98,9 @@ class ForgetReport:
     """The subject was forgotten before (its erasure marker was there) and nothing was left."""
     resumed: bool = False
     previously_finished: datetime | None = None
+    joined: bool = False
+    """Another forget of the subject, run at the same time, finished first and wrote the audit
+    entry: this one erased what was left and wrote none (an auditor reads one per erasure)."""
 
     @property
     def nothing(self) -> bool:
@@ -169,6 +175,7 @@ async def forget_subject(
     report.projectors = [p.name for p in readers]
     report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
     rec.check_tables(engine)
+    audited = await asyncio.to_thread(rec.last_audit_id, engine, stream, digest)
     request = await asyncio.to_thread(rec.load_request, engine, stream, digest)
     if request is not None and request["finished_at"] is None:
         report.resumed = True
@@ -247,15 +254,16 @@ async def forget_subject(
     step("snapshots", report.snapshots)
     # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
-        rec.forget_rows, engine, readers, subject, stream, digest
+        rec.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
     )
     step("projectors", len(readers))
     # 7. the notice for other services
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "notice", report.messages)
     step("notice")
-    # 8. audit, done
-    await asyncio.to_thread(rec.finish_request, engine, report)
+    # 8. audit, done (once: a forget of the subject that ran at the same time and finished
+    # first wrote the entry for both)
+    report.joined = not await asyncio.to_thread(rec.finish_request, engine, report, audited)
     step("done")
     return report
 
@@ -332,6 +340,8 @@ async def forget_message(
     if dry_run:
         return report
     rec.check_tables(engine)
+    # its links first (never its data): the rest of its subject's chain still verifies
+    await store.record_erasure(msg)
     report.erased = await store.delete(sequence)
     digest, scheme = subject_digest(msg.subject, stream, store.codec.cipher)
     row = {

@@ -40,6 +40,7 @@ class BadEvents:
     projector: Projector
     checkpoint: int
     processed: int
+    parked: int
     state: Any
     halted_error: str | None
     _lease: RunnerLease
@@ -117,7 +118,7 @@ class BadEvents:
                 last_event_time=time_from_ns(item.timestamp_ns),
             )
         self.checkpoint = item.sequence
-        self.processed += 1
+        self.parked += 1
 
     def _halt(self, item: Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)

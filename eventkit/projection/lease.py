@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.registry import retired_by_switch
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
 
 log = logging.getLogger("eventkit.projection")
@@ -66,6 +67,7 @@ class RunnerLease:
         """Take the lease if it is free or expired (and mark a halted projector running)."""
         with self._bounded() as db:
             if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
+                retired_by_switch(db, self.name)
                 return None
             cp = cps.get_checkpoint(db, self.name)
             if cp.updated_at is None:

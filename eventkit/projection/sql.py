@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from eventkit.bundled import migrations_folder
 from eventkit.errors import ConfigError
 
 VERSION_TABLE = "eventkit_alembic_version"
@@ -87,6 +88,14 @@ def make_engine(
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        # postgres:// (Heroku, libpq, docker images) and a bare postgresql:// mean PostgreSQL on
+        # psycopg 3, the driver of the extra (SQLAlchemy alone knows neither the first name nor
+        # that driver as the default)
+        driver = parsed.drivername.partition("+")[2] or "psycopg"
+        parsed = parsed.set(drivername=f"postgresql+{driver}")
+        url = parsed.render_as_string(hide_password=False)
+        backend = "postgresql"
     if backend != "postgresql":
         raise ConfigError(
             f"{backend}:// databases are not supported: eventkit's read models run on SQLite "
@@ -180,7 +189,7 @@ def read_transaction(engine: Engine) -> Iterator[Session]:
 
 def migrations_location() -> str:
     """The folder of eventkit's Alembic environment, wherever the package is installed."""
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    return str(migrations_folder())
 
 
 def upgrade(engine: Engine, *, app_migrations: str | None = None, revision: str = "head") -> None:

@@ -25,8 +25,10 @@ from eventkit.observability.metrics import PROCESS
 from eventkit.observability.tracing import traced_append
 from eventkit.store import protocol as p
 from eventkit.store.base import EncodedMessage, Write, encode_writes
+from eventkit.store.chain import seal
 from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.chaining import Chaining
 from eventkit.store.nats.contention import Overtaken, SubjectQueues
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.errors import (
@@ -35,12 +37,11 @@ from eventkit.store.nats.errors import (
     ack_error,
     actual_from,
 )
-from eventkit.store.nats.reading import Reading
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 
 
-class Appending(Reading):
+class Appending(Chaining):
     """The appending half of the store (see :class:`JetStreamEventStore`)."""
 
     nc: Any
@@ -118,16 +119,18 @@ class Appending(Reading):
         for subject, last in lasts.items():
             if is_marker(last.headers):
                 raise ForgottenError(subject)
+            self._heads.note_last(subject, last)  # the chain follows what was just read
         return lasts
 
     async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
-        msgs = await encode_writes(self, writes, self.max_payload)
+        msgs = await encode_writes(self, writes, self.max_payload, self.chain_heads)
         if len(msgs) == 1:
             last = [await self._publish_one(writes[0], msgs[0])]
         else:
             last = await self._publish_batch(writes, msgs)
         for w, seq in zip(writes, last, strict=True):
             self._fresh.note(w.subject, seq)
+        self._heads.note_appended(msgs, {w.subject: s for w, s in zip(writes, last, strict=True)})
         return last
 
     async def _request(
@@ -285,8 +288,10 @@ class Appending(Reading):
         last = await self.last_message(subject)
         if last is not None and is_marker(last.headers):
             return last.sequence
+        headers = marker_headers(subject)  # its Eventkit-Chain-Prev keeps the chain's last link
+        seal(await self.marker_head(subject, last), subject, headers, BODY)
         ack = await self._send(
-            lambda: self._request(subject, BODY, marker_headers(subject), self.publish_timeout),
+            lambda: self._request(subject, BODY, headers, self.publish_timeout),
             f"marking {subject!r} forgotten",
         )
         err = ack_error(ack)

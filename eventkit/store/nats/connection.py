@@ -34,6 +34,8 @@ class Connection:
     errors: collections.deque[Exception]
     denials: Denials
     listeners: list[Callable[[], None]] = field(default_factory=list)
+    embedded: Any = None
+    """The ``ServerInfo`` of the embedded server when eventkit started or reused one."""
 
 
 async def open_connection(
@@ -41,6 +43,7 @@ async def open_connection(
 ) -> Connection:
     """Connect to ``url`` (else the servers of ``settings``, else the embedded server)."""
     options: dict[str, Any] = {}
+    embedded = None
     if settings is not None:
         options.update(settings.nats_connect_options())
     if url is not None:
@@ -49,10 +52,15 @@ async def open_connection(
         from eventkit.server import ensure_running
 
         if settings is not None:
-            info = ensure_running(settings.home, encrypt_key=settings.server_store_key)
+            info = ensure_running(
+                settings.home,
+                encrypt_key=settings.server_store_key,
+                sync_interval=settings.server_sync,
+            )
         else:
             info = ensure_running()
         options["servers"] = [info.url]
+        embedded = info
     options.setdefault("name", "eventkit")
     options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.25)
@@ -104,7 +112,7 @@ async def open_connection(
             f"as the server expects (EVENTKIT_TLS_*)?"
         ) from e
     nc.options["max_reconnect_attempts"] = reconnects
-    return Connection(nc, errors, denials, listeners)
+    return Connection(nc, errors, denials, listeners, embedded)
 
 
 async def first_connect(

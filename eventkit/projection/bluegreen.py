@@ -50,7 +50,7 @@ from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
-from eventkit.projection.sql import transaction
+from eventkit.projection.sql import read_transaction, transaction
 
 metadata = MetaData()
 versions = Table(
@@ -157,8 +157,11 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
             f"or give the new version new tables under a new name"
         )
     name = projector.name
-    table: Table | None = None
-    for attempt in range(3):
+    # recorded as live already: nothing to write, so no write lock taken (on SQLite a worker
+    # frozen inside a batch holds it; a standby starting meanwhile waits for the lease instead)
+    settled = _recorded_live(projector, engine, version, stream)
+    table: Table | None = projector.table if settled and rows else None  # type: ignore[attr-defined]
+    for attempt in range(0 if settled else 3):
         try:
             with transaction(engine) as db:
                 live = _resolve_live(db, name, version)
@@ -193,6 +196,24 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
     if table is not None and table is not projector.table:  # type: ignore[attr-defined]
         _writes(slot, table)
     return slot
+
+
+def _recorded_live(projector: Projector, engine: Engine, version: int, stream: str | None) -> bool:
+    """Whether the registry records ``version`` as the live one, writing the projector's own
+    table (read only; the stream checked as :func:`deployed` does)."""
+    name = projector.name
+    with read_transaction(engine) as db:
+        if live_version(db, name) != version:
+            return False
+        known = reg.copy_of(db, name, version)
+        table = getattr(projector, "table", None) if isinstance(projector, RowProjector) else None
+        where = None if table is None else table.name
+        if known is None or known.role != reg.LIVE or known.table_name != where:
+            return False
+        if stream is not None:
+            cp = cps.get_checkpoint(db, slot_name(name, version))
+            cps.check_stream(cp, stream, label(projector))
+    return True
 
 
 def _writes(projector: Projector, table: Table | None) -> None:

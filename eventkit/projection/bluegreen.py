@@ -228,23 +228,26 @@ def _writes(projector: Projector, table: Table | None) -> None:
     projector.__dict__["_target"] = table
 
 
-def fence(db: Session, projector: Projector) -> None:
+def fence(db: Session, projector: Projector, role: str | bool | None = False) -> None:
     """In a batch transaction (after the lease): the table this version writes now, from the
-    registry; :class:`Retired` when it is neither live nor building (a switch retired it, or
-    its copy was dropped)."""
+    registry (``role``: its role read already, see :func:`registry.checkpoint_and_role`);
+    :class:`Retired` when it is neither live nor building (a switch retired it, or its copy
+    was dropped)."""
     name = base_name(projector)
     version = getattr(projector, "version", 1)
-    found = reg.copy_of(db, name, version)
-    if found is None or found.role == reg.RETIRED:
+    if role is False:
+        found = reg.copy_of(db, name, version)
+        role = None if found is None else found.role
+    if role is None or role == reg.RETIRED:
         live = live_version(db, name) or version
-        if found is None and live <= version:
+        if role is None and live <= version:
             raise Retired(
                 f"version {version} of projector {name!r} is no longer registered (its copy was "
                 f"dropped with `eventkit versions drop`): this worker stops; start it again to "
                 f"build the version from the start"
             )
         raise Retired(retired_message(name, version, live))
-    if found.role == reg.LIVE:
+    if role == reg.LIVE:
         _writes(projector, None)
         return
     built: Table | None = projector.__dict__.get("_copy")

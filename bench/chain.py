@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,11 +36,15 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eventkit import Aggregate, Event, Repository, on
+from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
 from eventkit.server import start_server_process
 from eventkit.store import protocol as p
-from eventkit.store.base import Write
+from eventkit.store.base import Write, encode_writes
+from eventkit.store.chain import GENESIS
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.nats.delivery import parse_headers
+from eventkit.store.records import StoredMessage
+from eventkit.store.verifying import chain_holds
 
 Timed = Callable[[], Awaitable[int]]
 
@@ -65,15 +70,16 @@ class Account(Aggregate):
         self.balance += e.amount
 
 
-class Unchained(JetStreamEventStore):
-    """The store as it was before chains: no heads looked up, no chain headers written."""
+class Switchable(JetStreamEventStore):
+    """The store, with the chain switched off for the "unchained" side (``chain_writes``): no
+    heads looked up, no chain headers written, as before chains. One connection serves both
+    sides, so they differ in the chain only."""
 
-    async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
-        raise AssertionError("not used")
+    chain_writes = True
 
     async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
-        from eventkit.store.base import encode_writes
-
+        if self.chain_writes:
+            return await super()._append_checked(writes)
         msgs = await encode_writes(self, writes, self.max_payload)
         if len(msgs) == 1:
             return [await self._publish_one(writes[0], msgs[0])]
@@ -99,25 +105,22 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="eventkit-bench-chain-"))
     server = start_server_process(tmp / "store", monitoring=False)
     try:
-        chained = await JetStreamEventStore.connect(server.url, stream="bchain")
-        plain = await Unchained.connect(server.url, stream="bchain")
-        unverified = await JetStreamEventStore.connect(
-            server.url, stream="bchain", verify_chains=False
-        )
+        store = await Switchable.connect(server.url, stream="bchain")
         nc = await nats.connect(server.url)
         js = nc.jetstream()
         n: int = args.ops
 
         # saves
-        ours = Repository(chained, Account)
-        theirs = Repository(plain, Account)
+        repo = Repository(store, Account)
         a1, a2 = Account(f"c-{uuid.uuid4().hex[:6]}"), Account(f"u-{uuid.uuid4().hex[:6]}")
         raw_subject, raw_last = f"bchain.raw.{uuid.uuid4().hex[:6]}", 0
 
-        async def save(repo: Repository[Account], acct: Account) -> int:
+        async def save(acct: Account, chain: bool) -> int:
+            store.chain_writes = chain
             for _ in range(n):
                 acct.deposit(1)
                 await repo.save(acct)
+            store.chain_writes = True
             return n
 
         async def raw_save() -> int:
@@ -136,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
             return n
 
         rounds = await compare(
-            [lambda: save(ours, a1), lambda: save(theirs, a2), raw_save], args.repeats
+            [lambda: save(a1, True), lambda: save(a2, False), raw_save], args.repeats
         )
         report("1-event saves", rounds)
 
@@ -146,11 +149,12 @@ async def main(args: argparse.Namespace) -> None:
         for _ in range(args.events):
             big.deposit(1)
             old.deposit(1)
-        await ours.save(big)
-        await theirs.save(old)
+        await repo.save(big)
+        store.chain_writes = False
+        await repo.save(old)
+        store.chain_writes = True
         loads = max(1, n // 10)
-        verified, skipped = Repository(chained, Account), Repository(unverified, Account)
-        subject = verified.subject(big.id)
+        subject = repo.subject(big.id)
         inbox = nc.new_inbox()
         got: list[Any] = []
         done: list[asyncio.Future[None]] = []
@@ -163,9 +167,11 @@ async def main(args: argparse.Namespace) -> None:
 
         await nc.subscribe(inbox, cb=cb)
 
-        async def load(repo: Repository[Account], acct: Account) -> int:
+        async def load(acct: Account, verify: bool) -> int:
+            store.verify_chains = verify
             for _ in range(loads):
                 assert (await repo.load(acct.id)).balance == args.events
+            store.verify_chains = True
             return loads
 
         async def raw_load() -> int:
@@ -179,18 +185,76 @@ async def main(args: argparse.Namespace) -> None:
             return loads
 
         rounds = await compare(
-            [lambda: load(verified, big), lambda: load(skipped, old), raw_load], args.repeats
+            [lambda: load(big, True), lambda: load(old, False), raw_load], args.repeats
         )
         report(f"load of {args.events} events, chained vs written before chains", rounds)
         rounds = await compare(
-            [lambda: load(verified, big), lambda: load(skipped, big), raw_load], args.repeats
+            [lambda: load(big, True), lambda: load(big, False), raw_load], args.repeats
         )
         report(f"load of {args.events} chained events, check on vs off", rounds)
         await nc.close()
-        for s in (chained, plain, unverified):
-            await s.close()
+        await store.close()
     finally:
         server.stop()
+
+
+async def cpu(args: argparse.Namespace) -> None:
+    """The chain's CPU work alone (no network, so the load of a shared machine cancels out):
+    encoding one event for an append with and without its link, and a load's per-event work
+    (parsing the direct get's header block, checking the chain, decoding) for chained events
+    against events written before chains."""
+    store = InMemoryEventStore(stream="cpu")
+    write = [Write("cpu.account.a", [ChainDeposited(amount=1, note="salary for november")], 1)]
+
+    async def heads(writes: Sequence[Write]) -> list[str]:
+        return [GENESIS]
+
+    async def encode(chain: bool) -> int:
+        for _ in range(2000):
+            await encode_writes(store, write, 1 << 20, heads if chain else None)
+        return 2000
+
+    rounds = await compare([lambda: encode(True), lambda: encode(False)], args.repeats)
+    cpu_report("encode one event for an append", rounds)
+
+    await store.append("cpu.account.a", [write[0].events[0]] * 1, expected_sequence=0)
+    for _ in range(args.events - 1):
+        await store.append("cpu.account.a", [ChainDeposited(amount=1, note="salary for november")])
+    raw = [m async for m in store.read_raw("cpu.account.a")]
+    served = {"Nats-Stream": "cpu", "Nats-Subject": "cpu.account.a", "Nats-Sequence": "7"}
+    served |= {"Nats-Time-Stamp": "2026-12-07T22:42:03.994179994Z", "Nats-Num-Pending": "93"}
+
+    def block(headers: dict[str, str]) -> bytes:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in (served | headers).items())
+        return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+    chained = [(block(m.headers), m) for m in raw]
+    plain = [
+        (block({k: v for k, v in m.headers.items() if not k.startswith("Eventkit-Chain")}), m)
+        for m in raw
+    ]
+    decode = store.codec.decode
+
+    async def load(blocks: list[tuple[bytes, StoredMessage]], check: bool) -> int:
+        for _ in range(20):
+            msgs = [replace(m, headers=parse_headers(b)) for b, m in blocks]
+            if check:
+                assert chain_holds("cpu.account.a", msgs, False)
+            for m in msgs:
+                decode(m)
+        return 20 * len(blocks)
+
+    rounds = await compare([lambda: load(chained, True), lambda: load(plain, False)], args.repeats)
+    cpu_report(f"a load's per-event work, {args.events} events", rounds)
+
+
+def cpu_report(name: str, rounds: list[list[float]]) -> None:
+    chained, unchained = (statistics.median(r) for r in rounds)
+    cost = statistics.median(c / u for c, u in zip(rounds[0], rounds[1], strict=True)) - 1
+    print(
+        f"CPU, {name}: chained {chained * 1e6:,.2f} µs, unchained {unchained * 1e6:,.2f} µs | "
+        f"+{(chained - unchained) * 1e6:,.2f} µs per event, {cost:+.1%} of the CPU work"
+    )
 
 
 def report(name: str, rounds: list[list[float]]) -> None:
@@ -210,4 +274,8 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--events", type=int, default=100)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU measurements")
+    parsed = parser.parse_args()
+    asyncio.run(cpu(parsed))
+    if not parsed.cpu_only:
+        asyncio.run(main(parsed))

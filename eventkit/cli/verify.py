@@ -163,7 +163,10 @@ def _print(report: Any) -> None:
     )
     for node, seen in report.nodes.items():
         console.print(
-            f"node {node}: {seen['messages']} messages, up to sequence {seen['last_sequence']}",
+            f"node {node}: {seen['messages']} messages, up to sequence {seen['last_sequence']}"
+            + (
+                f" ({seen['behind']} behind: lagging, or not yet flushed)" if seen["behind"] else ""
+            ),
             highlight=False,
             markup=False,
         )

@@ -301,10 +301,11 @@ class EventStore(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} keeps no erasure records")
 
     @abc.abstractmethod
-    async def delete(self, sequence: int) -> bool:
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         """Erase one message (secure erase on JetStream); False when it was already gone. A
         chained message's links are kept first (:meth:`record_erasure`), so its subject's chain
-        still verifies."""
+        still verifies; ``keep_links=False`` when its subject's erasure marker is already there
+        (``forget`` of the whole subject: the marker closed the chain)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

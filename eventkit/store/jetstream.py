@@ -296,11 +296,11 @@ class JetStreamEventStore(Appending, EventStore):
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"updating stream {self.stream!r}") from e
 
-    async def delete(self, sequence: int) -> bool:
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         """Erase one message securely (payload overwritten); False when already gone. A chained
         message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
         (the erasure marker closed its chain)."""
-        msg = await self.get(sequence)
+        msg = await self.get(sequence) if keep_links else None
         if msg is not None and p.CHAIN in msg.headers and msg.subject not in self._closed:
             last = await self.last_message(msg.subject)
             if last is None or not is_marker(last.headers):

@@ -18,7 +18,7 @@ from eventkit.store.base import (
     check_read_position,
     encode_writes,
 )
-from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject, head_of, seal
+from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.protocol import EVENT_TYPE
@@ -68,11 +68,15 @@ class InMemoryEventStore(EventStore):
     async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
         """The link each write's first event follows: the head after the subject's last
         message (the expectation, checked below, makes that the message it follows)."""
-        out = []
-        for w in writes:
-            index = self._by_subject.get(w.subject, [])
-            out.append(head_of(self._messages[seq] for seq in index))
-        return out
+        return [self._head(w.subject) for w in writes]
+
+    def _head(self, subject: str) -> str:
+        """The last link of ``subject`` (its last chained message's)."""
+        for seq in reversed(self._by_subject.get(subject, [])):
+            value = self._messages[seq].headers.get(p.CHAIN)
+            if value is not None:
+                return value
+        return GENESIS
 
     @traced_append
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
@@ -201,7 +205,7 @@ class InMemoryEventStore(EventStore):
         if index and is_marker(self._messages[index[-1]].headers):
             return index[-1]
         headers = marker_headers(subject)  # its Eventkit-Chain-Prev keeps the last link
-        seal(head_of(self._messages[s] for s in index), subject, headers, BODY)
+        seal(self._head(subject), subject, headers, BODY)
         self._last_seq += 1
         seq = self._last_seq
         self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)
@@ -223,11 +227,11 @@ class InMemoryEventStore(EventStore):
         self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)
         self._by_subject.setdefault(subject, []).append(seq)
 
-    async def delete(self, sequence: int) -> bool:
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         m = self._messages.get(sequence)
         if m is None:
             return False
-        if not self._forgotten(m.subject):  # a forgotten subject's marker closed its chain
+        if keep_links and not self._forgotten(m.subject):  # a marker closed a forgotten chain
             await self.record_erasure(m)
         del self._messages[sequence]
         index = self._by_subject[m.subject]

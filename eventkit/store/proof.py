@@ -71,6 +71,8 @@ class VerifyReport:
         out["started"] = self.started.isoformat()
         out["ok"] = self.ok
         out.pop("anchors")
+        if self.previous is not None:
+            out["previous"] = {k: v for k, v in self.previous.items() if k != "anchors"}
         return out
 
     def record(self) -> dict[str, Any]:
@@ -210,7 +212,15 @@ def verify_copies(
         report.nodes[node] = {"messages": len(held), "last_sequence": last}
     if len(links) < 2:
         return
+    # past the end of the shortest copy a node may only lag (or not have flushed its last
+    # writes yet): its last sequence is reported, the sequences up to there are compared
+    lasts = [seen["last_sequence"] for seen in report.nodes.values()]
+    end = min(lasts)
+    for seen in report.nodes.values():
+        seen["behind"] = max(lasts) - seen["last_sequence"]
     for seq in sorted(set().union(*(set(h) for h in links.values()))):
+        if seq > end:
+            break
         values = {node: held.get(seq) for node, held in links.items()}
         subject = subjects.get(seq, scope)
         common, count = Counter(v for v in values.values() if v is not None).most_common(1)[0]

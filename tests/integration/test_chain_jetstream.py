@@ -236,5 +236,21 @@ async def test_chains_hold_under_concurrent_writers(nats_url: str) -> None:
             await s.close()
 
 
+async def test_replicas_of_a_store_encrypted_at_rest_are_refused_clearly(tmp_path: Path) -> None:
+    from eventkit.errors import ConfigError
+    from eventkit.server import start_server_process
+    from eventkit.store.nats.blocks import node_messages
+
+    srv = start_server_process(tmp_path / "enc", encrypt_key="a-test-key-of-thirty-two-chars!!")
+    try:
+        store = await JetStreamEventStore.connect(srv.url, stream=STREAM)
+        await store.append(f"{STREAM}.chnledger.e", [ChnNoted(text="sealed")])
+        await store.close()
+    finally:
+        srv.stop()
+    with pytest.raises(ConfigError, match="encrypted at rest"):
+        list(node_messages(tmp_path / "enc", STREAM))
+
+
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("block files are read by path", allow_module_level=True)

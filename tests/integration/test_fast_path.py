@@ -18,7 +18,7 @@ from eventkit.errors import ConfigError
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.nats import delivery
 from eventkit.store.nats.delivery import Delivered, subscribe
-from tests.reliability._load import wait_until
+from eventkit.testing.waiting import wait_until
 
 pytestmark = pytest.mark.nats
 

@@ -19,7 +19,7 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.records import RecordedEvent
-from tests.reliability._load import wait_until
+from eventkit.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.nats]
 

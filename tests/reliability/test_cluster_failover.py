@@ -18,8 +18,9 @@ from eventkit.errors import StoreUnavailableError
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.testing.cluster import Cluster
+from eventkit.testing.waiting import wait_until
 
-from ._load import LoadLog, check_stream, fold_totals, wait_until, writer
+from ._load import LoadLog, check_stream, fold_totals, writer
 from ._readmodel import read_model, sqlite_engine, totals_projector
 from .conftest import env_float, record_result
 

@@ -9,8 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
-from eventkit.errors import IntegrityError
+from eventkit import Aggregate, Event, InMemoryEventStore, IntegrityError, Repository, on
 from eventkit.store import protocol as p
 from eventkit.store.base import Write
 from eventkit.store.chain import GENESIS, ChainCheck
@@ -162,3 +161,20 @@ async def test_a_read_after_a_snapshot_checks_from_there() -> None:
     with pytest.raises(IntegrityError) as info:
         await store.read("c.ledger.a", after=2)
     assert info.value.sequence == 4
+
+
+async def test_copies_are_compared_and_the_node_that_differs_is_named() -> None:
+    from eventkit.store.proof import VerifyReport, verify_copies
+
+    store = InMemoryEventStore(stream="c")
+    await store.append("c.ledger.a", [ChainNoted(text=t) for t in "abcdef"])
+    good = await raw(store)
+    holed = [m for m in good if m.sequence != 3]  # a record the server dropped
+    changed = [replace(m, data=b'{"text":"X"}') if m.sequence == 5 else m for m in good]
+    behind = good[:4]  # lagging, or its last writes not flushed yet
+    report = VerifyReport(stream="c", scope="c.>")
+    copies = {"n1": good, "n2": holed, "n3": good, "n4": changed, "n5": behind}
+    verify_copies(report, copies, {})
+    named = sorted((x.node or "", x.sequence, x.kind) for x in report.problems)
+    assert named == [("n2", 3, "replica"), ("n2", 4, "link"), ("n4", 5, "content")]
+    assert report.nodes["n5"] == {"messages": 4, "last_sequence": 4, "behind": 2}

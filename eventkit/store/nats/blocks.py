@@ -69,6 +69,12 @@ def node_messages(path: Path, stream: str) -> Iterator[StoredMessage]:
     (a message deleted without erasure may still be in its block: the server's index, not read
     here, says it is gone)."""
     folder = stream_dir(path, stream)
+    if (folder.parent / "meta.key").exists():
+        raise ConfigError(
+            f"the copy of stream {stream!r} under {str(path)!r} is encrypted at rest: its block "
+            f"files cannot be read here; check that node's copy with `eventkit verify` on a "
+            f"client connected to it while it leads, or compare the nodes' stream state"
+        )
     found: dict[int, StoredMessage] = {}
     for blk in sorted(folder.glob("*.blk"), key=_block_number):
         data = blk.read_bytes()

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
@@ -117,7 +117,22 @@ def truncate_wal(engine: Engine) -> None:
         raw.close()
 
 
-def finish_request(engine: Engine, report: ForgetReport) -> None:
+def last_audit_id(engine: Engine, stream: str, digest: str) -> int:
+    """The id of the subject's newest audit entry (0: none), read when a forget starts."""
+    a = t.forget_audit
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(func.max(a.c.id)).where(
+                a.c.stream == stream, a.c.subject_hmac == digest, a.c.kind == "subject"
+            )
+        ).scalar()
+    return int(found or 0)
+
+
+def finish_request(engine: Engine, report: ForgetReport, audited: int = 0) -> bool:
+    """Write the audit entry and mark the request done; False (no entry written) when a forget
+    of the subject running at the same time wrote one after ``audited`` (the id
+    :func:`last_audit_id` gave when this one started): one entry per erasure."""
     row = {
         "stream": report.stream,
         "kind": "subject",
@@ -131,14 +146,26 @@ def finish_request(engine: Engine, report: ForgetReport) -> None:
         "projectors_without_forget": json.dumps(report.projectors_without_forget),
         "at": datetime.now(UTC),
     }
-    r = t.forget_requests
+    r, a = t.forget_requests, t.forget_audit
+    mine = (r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
     with transaction(engine) as db:
-        db.execute(insert(t.forget_audit).values(**row))
+        # the request row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises):
+        # two finishing forgets of one subject take turns here
+        db.execute(select(r.c.id).where(*mine).with_for_update()).first()
+        joined = db.execute(
+            select(a.c.id).where(
+                a.c.stream == report.stream,
+                a.c.subject_hmac == report.subject_hmac,
+                a.c.kind == "subject",
+                a.c.id > audited,
+            )
+        ).first()
+        if joined is None:
+            db.execute(insert(a).values(**row))
         db.execute(
-            update(r)
-            .where(r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
-            .values(step="done", updated_at=row["at"], finished_at=row["at"])
+            update(r).where(*mine).values(step="done", updated_at=row["at"], finished_at=row["at"])
         )
+    return joined is None
 
 
 def insert_audit(engine: Engine, row: dict[str, Any]) -> None:
@@ -177,6 +204,7 @@ __all__ = [
     "finish_request",
     "forget_rows",
     "insert_audit",
+    "last_audit_id",
     "load_request",
     "save_request",
     "truncate_wal",

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
     insert,
     select,
@@ -55,6 +56,8 @@ checkpoints = Table(
     Column("revision", BigInteger, nullable=False, server_default="0"),
     # the stream whose sequences it counts (migration 0006; None: not claimed yet)
     Column("stream", String(200), nullable=True),
+    # the event id (Nats-Msg-Id) of the message at last_sequence (migration 0006)
+    Column("last_event_id", String(200)),
 )
 
 dead_letters = Table(
@@ -105,6 +108,8 @@ class Checkpoint:
     """Bumped by every writer of the projector's rows outside its runner (:func:`touch_rows`)."""
     stream: str | None = None
     """The stream whose sequences ``last_sequence`` counts (None until a batch claimed it)."""
+    last_event_id: str | None = None
+    """The event id of the message applied at ``last_sequence`` (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,7 @@ def checkpoint_of(projector: str, row: Any) -> Checkpoint:
         last_error=row.last_error,
         revision=int(row.revision or 0),
         stream=row.stream,
+        last_event_id=row.last_event_id,
     )
 
 
@@ -220,12 +226,23 @@ def save_checkpoint(
     state: State | None = None,
     last_error: str | Literal[False] | None = False,
     stream: str | None = None,
+    last_event_id: str | None = None,
 ) -> None:
     """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is;
-    ``stream`` claims it for a stream)."""
+    ``stream`` claims it for a stream).
+
+    ``last_event_id``: the id of the event at ``last_sequence``; without it a checkpoint that
+    moves forgets the id it had (one that stays keeps it)."""
     values: dict[str, Any] = {"last_sequence": last_sequence, "updated_at": utcnow()}
     if stream is not None:
         values["stream"] = stream
+    if last_event_id is not None:
+        values["last_event_id"] = last_event_id
+    else:
+        values["last_event_id"] = case(
+            (checkpoints.c.last_sequence == last_sequence, checkpoints.c.last_event_id),
+            else_=None,
+        )
     if last_event_time is not None:
         values["last_event_time"] = last_event_time
     if state is not None:
@@ -236,6 +253,7 @@ def save_checkpoint(
         update(checkpoints).where(checkpoints.c.projector == projector).values(**values)
     )
     if result.rowcount == 0:
+        values["last_event_id"] = last_event_id
         values.setdefault("state", "running")
         values.setdefault("last_error", None)
         db.execute(insert(checkpoints).values(projector=projector, **values))

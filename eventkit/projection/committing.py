@@ -22,6 +22,7 @@ from eventkit.projection.failures import BadEvents
 from eventkit.projection.registry import Retired, checkpoint_and_role
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
+from eventkit.store.protocol import MSG_ID
 from eventkit.store.records import time_from_ns
 
 
@@ -36,6 +37,7 @@ class Committing(BadEvents):
     _rows: RowCache | None
     _revision: int
     _clear_error: bool
+    passed_over: int
     store: Any
 
     def _retire(self, error: Retired) -> None:
@@ -79,7 +81,8 @@ class Committing(BadEvents):
                     rows.invalidate()
                     self._revision = cp.revision
                 db.info[ROW_CACHE] = rows
-            self._applier.apply(items, db, after=current)
+            applied = self._applier.apply(items, db, after=current)
+            fresh = sum(1 for item in items if item.sequence > current)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}
@@ -92,12 +95,14 @@ class Committing(BadEvents):
                     name,
                     last_sequence=last.sequence,
                     last_event_time=time_from_ns(last.timestamp_ns),
+                    last_event_id=(last.msg.headers or {}).get(MSG_ID),
                     **extra,
                 )
         if items[-1].sequence > self.checkpoint:
             self.checkpoint = items[-1].sequence
             self._clear_error = False
-        self.processed += len(items)
+        self.processed += applied  # what the handlers were given, not eventkit's own messages
+        self.passed_over += fresh - applied
 
 
 __all__ = ["Committing", "Restart"]

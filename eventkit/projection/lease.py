@@ -56,9 +56,9 @@ class RunnerLease:
 
     @contextlib.contextmanager
     def _bounded(self) -> Iterator[Session]:
-        """Every transaction on the lease row: its lock waits bounded by the ttl and its idleness
-        by twice that (PostgreSQL), so a process frozen (SIGSTOP) inside one, a batch or a
-        renewal, loses its session and frees the row for a standby."""
+        """Every transaction on the lease row: its lock waits and its idleness bounded by the
+        ttl (PostgreSQL), so a process frozen (SIGSTOP) inside one, a batch or a renewal, loses
+        its session about a ttl after its last statement and frees the row for a standby."""
         with transaction(self.engine) as db:
             bound_waits(db, self.ttl)
             yield db

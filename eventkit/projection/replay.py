@@ -45,8 +45,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 CLOCK_SKEW = timedelta(seconds=2)
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
+def parse_when(
+    text: str,
+    now: datetime | None = None,
+    *,
+    everything: str = "--from-start to replay everything",
+) -> datetime:
     """``--from-time``: ISO 8601 with a zone, or relative ``90s``/``15m``/``2h``/``3d`` ago.
+    ``everything`` names the way to reach back to the start (said when a time is out of range).
 
     Example::
 
@@ -59,8 +65,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
             return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
         except OverflowError:
             raise ConfigError(
-                f"relative time {text!r} reaches before year 1: give a smaller one, or "
-                f"--from-start to replay everything"
+                f"relative time {text!r} reaches before year 1: give a smaller one, or {everything}"
             ) from None
     raw = text.strip()
     try:
@@ -103,9 +108,8 @@ class ReplayPlan:
         at = f" (first event at or after {self.from_time.isoformat()})" if self.from_time else ""
         return (
             f"replay {self.shown or self.projector!r} from sequence {self.start_sequence}{at}: "
-            f"{how}; "
-            f"{self.events} events to apply (checkpoint now {self.checkpoint}, stream end "
-            f"{self.stream_last_sequence})"
+            f"{how}; {self.events} messages on its subjects to go through (checkpoint now "
+            f"{self.checkpoint}, stream end {self.stream_last_sequence})"
         )
 
 
@@ -208,10 +212,13 @@ async def replay(
     engine: Engine,
     *,
     on_progress: Callable[[int, int], None] | None = None,
+    runners: list[ProjectionRunner] | None = None,
     **runner_options: Any,
 ) -> RunResult:
     """Carry out ``plan``: reset or rewind with the new checkpoint in one transaction, then
     catch up to the stream's end. Fails (changing nothing) while another runner holds the lease.
+    ``runners`` (a list) receives the runner once it exists: its ``stop()`` ends the replay after
+    the batch in flight, with the lease released (the checkpoint says where it stopped).
 
     Example::
 
@@ -248,7 +255,7 @@ async def replay(
 
     def progress(runner: ProjectionRunner, _n: int) -> None:
         if on_progress is not None:
-            on_progress(runner.processed, plan.events)
+            on_progress(runner.processed + runner.passed_over, plan.events)
 
     runner = ProjectionRunner(
         projector,
@@ -260,6 +267,8 @@ async def replay(
         on_batch=progress,
         **runner_options,
     )
+    if runners is not None:
+        runners.append(runner)
     return await runner.catch_up()
 
 

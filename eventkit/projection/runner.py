@@ -41,6 +41,7 @@ from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.store import protocol as p
@@ -68,13 +69,17 @@ def default_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a runner ended: its checkpoint, how many messages it committed, whether it halted."""
+    """How a runner ended: its checkpoint, how many events its handlers applied (``processed``),
+    how many messages it passed over (eventkit's own, types it does not handle, foreign ones)
+    and parked, whether it halted."""
 
     projector: str
     checkpoint: int
     processed: int
     halted: bool = False
     error: str | None = None
+    passed_over: int = 0
+    parked: int = 0
     version: int = 1
 
 
@@ -133,6 +138,8 @@ class ProjectionRunner(Committing):
         self.state: RunnerState = "starting"
         self.checkpoint = 0
         self.processed = 0
+        self.passed_over = 0
+        self.parked = 0
         self.lag = 0
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
@@ -224,6 +231,8 @@ class ProjectionRunner(Committing):
             self.processed,
             halted=self.state == "halted",
             error=self.halted_error,
+            passed_over=self.passed_over,
+            parked=self.parked,
             version=getattr(self.projector, "version", 1),
         )
 
@@ -288,6 +297,8 @@ class ProjectionRunner(Committing):
     async def _consume(self, end: int | None) -> bool:
         """Apply batches until stopped or done; True when the runner should not go on."""
         while True:
+            if await halted_on_rewind(self):
+                return True
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)
@@ -320,12 +331,15 @@ class ProjectionRunner(Committing):
             items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
             if items:
                 started = time.perf_counter()
+                before = self.processed
                 halted = await self._commit(items)
                 if halted:
                     return True
                 last = items[-1]
                 self.lag = last.pending
-                self.obs.batch(len(items), last.sequence, last.timestamp_ns, last.pending, started)
+                self.obs.batch(
+                    self.processed - before, last.sequence, last.timestamp_ns, last.pending, started
+                )
                 await self._puller.ack_all(last.msg)
                 if self.on_batch is not None:
                     self.on_batch(self, len(items))
@@ -365,6 +379,18 @@ class ProjectionRunner(Committing):
         return items, False
 
 
+def runner_for(
+    projector: Projector, store: Any, engine: Engine, **options: Any
+) -> ProjectionRunner:
+    """The runner of one projector: a :class:`ProjectionRunner`, or for ``partitions > 1`` a
+    :class:`~eventkit.projection.partitioned.PartitionedRunner` (this process's share)."""
+    if projector.partitions > 1:
+        from eventkit.projection.partitioned import PartitionedRunner
+
+        return PartitionedRunner(projector, store, engine, **options)
+    return ProjectionRunner(projector, store, engine, **options)
+
+
 async def run_projectors(
     app: Any,
     store: Any,
@@ -387,11 +413,18 @@ async def run_projectors(
     projectors = app.select(list(names or []))
     if "system" not in options and hasattr(app, "system_events"):
         options["system"] = app.system_events(store)
-    made = [ProjectionRunner(pr, store, engine, **options) for pr in projectors]
+    made = [runner_for(pr, store, engine, **options) for pr in projectors]
     if runners is not None:
         runners.extend(made)
     coros = [r.catch_up() if once else r.run() for r in made]
     return list(await asyncio.gather(*coros))
 
 
-__all__ = ["DEFAULT_LEASE_TTL", "ProjectionRunner", "RunResult", "default_owner", "run_projectors"]
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "ProjectionRunner",
+    "RunResult",
+    "default_owner",
+    "run_projectors",
+    "runner_for",
+]

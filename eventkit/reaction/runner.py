@@ -28,15 +28,16 @@ from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.context import ReactorContext
 from eventkit.reaction.reactor import Reactor, consumer_name
+from eventkit.reaction.rewound import RewindWatch
 from eventkit.reaction.schedule import (
-    DUE_ID,
-    DUE_TYPE,
     RETRY_SEQUENCE,
     JetStreamScheduler,
     due_subject,
+    open_due,
     retry_subject,
 )
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.consumer import Puller, delivered_count, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.parked import ParkedLetter, ParkedLetters, now
@@ -90,6 +91,7 @@ class ReactorRunner:
             setup=lambda: ensure_consumer(reactor, store),
             group=PIN_GROUP if reactor.ordered == "subject" else None,
         )
+        self._watch = RewindWatch(self)
 
     def stop(self) -> None:
         """Stop pulling; in-flight handlers finish (and ack) before :meth:`run` returns."""
@@ -111,6 +113,7 @@ class ReactorRunner:
         if once:
             ends = [await self.store.last_sequence(f) for f in self._puller.filters]
             self._end = max(ends, default=0)
+        await self._watch.start()  # before pulling: a stream that went back stops it here
         await self._puller.start()
         self.state = "running"
         self.obs.state("running")
@@ -150,8 +153,10 @@ class ReactorRunner:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await presence.leave()
+            await self._watch.stop()
             self.state = "stopped"
             self.obs.state("stopped", checkpoint=self.obs.figures.checkpoint)
+        self._watch.raise_if_rewound()
         return self.stats
 
     def _figures(self) -> dict[str, int]:
@@ -167,6 +172,7 @@ class ReactorRunner:
         )
 
     def _spawn(self, msg: Delivered) -> None:
+        self._watch.saw(msg)
         prior: asyncio.Task[None] | None = None
         if self.reactor.ordered == "subject":
             prior = self._tails.get(msg.subject)
@@ -205,16 +211,14 @@ class ReactorRunner:
         return await self._decode(stored)
 
     async def _record_due(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
-        headers = dict(stored.headers)
-        if DUE_TYPE not in headers:
-            return None
-        headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
-        headers[p.MSG_ID] = headers.get(DUE_ID, "")
-        return await self._decode(
-            StoredMessage(stored.subject, stored.sequence, stored.time, headers, stored.data)
-        )
+        opened = await open_due(self.store, stored)  # None: about a forgotten subject
+        return None if opened is None else await self._decode(opened)
 
     async def _decode(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
+        if self.reactor.verify_chains:
+            problem = ChainCheck(links=False).check(stored)
+            if problem is not None:
+                raise problem.error()
         event_type = stored.headers.get(p.EVENT_TYPE)
         if event_type is None:
             bound = self.reactor.foreign_class(stored.subject)

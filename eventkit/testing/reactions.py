@@ -19,11 +19,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from eventkit.errors import ForgottenError
 from eventkit.reaction.context import Deadline, ReactorContext
 from eventkit.reaction.reactor import Reactor
 from eventkit.store.base import EventStore
 from eventkit.store.records import RecordedEvent
-from eventkit.store.subjects import subject_matches
+from eventkit.store.subjects import entity_id_of, subject_matches
 
 
 class _RecordingScheduler:
@@ -83,10 +84,13 @@ class ReactorScenario:
             if now is not None and d.due > now:
                 continue
             self._fired.add(d.event_id)
+            if d.about is not None and await self._forgotten(d.about):
+                continue  # a deadline about a forgotten subject is never delivered
+            subject = d.about or f"{self.store.stream}._eventkit.reactor.{d.reactor}.due"
             record = RecordedEvent(
                 event=d.event,
-                subject=f"{self.store.stream}._eventkit.reactor.{d.reactor}.due",
-                entity_id="due",
+                subject=subject,
+                entity_id=entity_id_of(subject) if d.about else "due",
                 sequence=0,
                 time=d.due.astimezone(UTC),
                 event_id=d.event_id,
@@ -97,6 +101,13 @@ class ReactorScenario:
             await self._deliver(record)
             fired += 1
         return fired
+
+    async def _forgotten(self, subject: str) -> bool:
+        try:
+            await self.store.last_sequence(subject)
+        except ForgottenError:
+            return True
+        return False
 
 
 __all__ = ["ReactorScenario"]

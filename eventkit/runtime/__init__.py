@@ -1,0 +1,1 @@
+"""What runs consumers: partitions, and the parts every kind of worker shares."""

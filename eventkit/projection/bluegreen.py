@@ -50,7 +50,7 @@ from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
-from eventkit.projection.sql import transaction
+from eventkit.projection.sql import read_transaction, transaction
 
 metadata = MetaData()
 versions = Table(
@@ -157,8 +157,9 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
             f"or give the new version new tables under a new name"
         )
     name = projector.name
-    table: Table | None = None
-    for attempt in range(3):
+    found: Any = _recorded(projector, engine, version, stream)
+    table: Table | None = found if isinstance(found, Table) else None
+    for attempt in range(0 if found is not None else 3):
         try:
             with transaction(engine) as db:
                 live = _resolve_live(db, name, version)
@@ -193,6 +194,30 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
     if table is not None and table is not projector.table:  # type: ignore[attr-defined]
         _writes(slot, table)
     return slot
+
+
+def _recorded(projector: Projector, engine: Engine, version: int, stream: str | None) -> Any:
+    """Without writing (so a worker starts while another holds SQLite's write lock): the table
+    of this version when the registry records it as it should be (``False`` for a plain
+    projector), None when something must be recorded; :class:`Retired` for an old version."""
+    name = projector.name
+    with read_transaction(engine) as db:
+        live = live_version(db, name)
+        known = reg.copy_of(db, name, version)
+        cp = cps.get_checkpoint(db, slot_name(name, version)) if stream is not None else None
+    if live is None or known is None:
+        return None
+    if version < live or known.role == reg.RETIRED:
+        raise Retired(retired_message(name, version, live))
+    role = reg.LIVE if version == live else reg.BUILDING
+    table: Table | None = None
+    if isinstance(projector, RowProjector):
+        table = projector.table if role == reg.LIVE else copy_table(projector.table, version)
+    if known.role != role or known.table_name != (None if table is None else table.name):
+        return None
+    if cp is not None and stream is not None:
+        cps.check_stream(cp, stream, label(projector))
+    return False if table is None else table
 
 
 def _writes(projector: Projector, table: Table | None) -> None:

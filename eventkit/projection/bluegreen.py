@@ -157,11 +157,9 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
             f"or give the new version new tables under a new name"
         )
     name = projector.name
-    # recorded as live already: nothing to write, so no write lock taken (on SQLite a worker
-    # frozen inside a batch holds it; a standby starting meanwhile waits for the lease instead)
-    settled = _recorded_live(projector, engine, version, stream)
-    table: Table | None = projector.table if settled and rows else None  # type: ignore[attr-defined]
-    for attempt in range(0 if settled else 3):
+    found: Any = _recorded(projector, engine, version, stream)
+    table: Table | None = found if isinstance(found, Table) else None
+    for attempt in range(0 if found is not None else 3):
         try:
             with transaction(engine) as db:
                 live = _resolve_live(db, name, version)
@@ -198,22 +196,28 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
     return slot
 
 
-def _recorded_live(projector: Projector, engine: Engine, version: int, stream: str | None) -> bool:
-    """Whether the registry records ``version`` as the live one, writing the projector's own
-    table (read only; the stream checked as :func:`deployed` does)."""
+def _recorded(projector: Projector, engine: Engine, version: int, stream: str | None) -> Any:
+    """Without writing (so a worker starts while another holds SQLite's write lock): the table
+    of this version when the registry records it as it should be (``False`` for a plain
+    projector), None when something must be recorded; :class:`Retired` for an old version."""
     name = projector.name
     with read_transaction(engine) as db:
-        if live_version(db, name) != version:
-            return False
+        live = live_version(db, name)
         known = reg.copy_of(db, name, version)
-        table = getattr(projector, "table", None) if isinstance(projector, RowProjector) else None
-        where = None if table is None else table.name
-        if known is None or known.role != reg.LIVE or known.table_name != where:
-            return False
-        if stream is not None:
-            cp = cps.get_checkpoint(db, slot_name(name, version))
-            cps.check_stream(cp, stream, label(projector))
-    return True
+        cp = cps.get_checkpoint(db, slot_name(name, version)) if stream is not None else None
+    if live is None or known is None:
+        return None
+    if version < live or known.role == reg.RETIRED:
+        raise Retired(retired_message(name, version, live))
+    role = reg.LIVE if version == live else reg.BUILDING
+    table: Table | None = None
+    if isinstance(projector, RowProjector):
+        table = projector.table if role == reg.LIVE else copy_table(projector.table, version)
+    if known.role != role or known.table_name != (None if table is None else table.name):
+        return None
+    if cp is not None and stream is not None:
+        cps.check_stream(cp, stream, label(projector))
+    return False if table is None else table
 
 
 def _writes(projector: Projector, table: Table | None) -> None:

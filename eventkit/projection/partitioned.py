@@ -32,6 +32,7 @@ from eventkit.errors import ForgottenError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.applying import BadEvent, Item
+from eventkit.projection.bluegreen import fence
 from eventkit.projection.committing import Restart
 from eventkit.projection.lease import LeaseLost
 from eventkit.projection.partition_lease import (
@@ -41,6 +42,7 @@ from eventkit.projection.partition_lease import (
 )
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
+from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
 from eventkit.runtime.partitions import default_key, partition_of
@@ -270,6 +272,8 @@ class PartitionedRunner(ProjectionRunner):
         last = items[-1]
         moved = {"last_sequence": last.sequence, "last_event_time": time_from_ns(last.timestamp_ns)}
         with self._lease.fenced(**moved) as db:
+            if isinstance(self.projector, RowProjector):
+                fence(db, self.projector)  # blue/green: this version's table, or Retired
             if rows is not None:
                 revision = cps.get_checkpoint(db, self.name).revision
                 if revision != self._revision:  # rows written outside the runners

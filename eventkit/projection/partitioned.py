@@ -41,8 +41,8 @@ from eventkit.projection.partition_lease import (
     keep_membership,
     membership_name,
 )
-from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult

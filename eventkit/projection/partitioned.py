@@ -43,6 +43,7 @@ from eventkit.projection.partition_lease import (
     refresh_membership,
 )
 from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
@@ -111,6 +112,8 @@ class PartitionedRunner(ProjectionRunner):
         self.obs.state("starting")
         try:
             while not self.stopping:
+                if await halted_on_rewind(self, partitioned=True):
+                    break
                 if not await self._acquire(None):
                     break
                 try:

@@ -75,6 +75,7 @@ class PartitionLease:
         ttl: float,
         partitions: int,
         member: str,
+        stream: str | None = None,
     ) -> None:
         self.engine = engine
         self.name = name
@@ -82,6 +83,7 @@ class PartitionLease:
         self.ttl = ttl
         self.partitions = partitions
         self.member = member
+        self.stream = stream
         self.members: list[str] | None = None
         """The live members (None until the bucket was read once)."""
         self.held: dict[int, int] = {}
@@ -112,7 +114,7 @@ class PartitionLease:
             gone = [p for p in self.held if p not in wanted]
             with self._bounded() as db:
                 if not self._made:
-                    pr.ensure(db, self.name, self.partitions)
+                    pr.ensure(db, self.name, self.partitions, self.stream)
                     self._made = True
                 pr.release(db, self.name, gone, self.owner)
                 for p in sorted(wanted - set(self.held)):

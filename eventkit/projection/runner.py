@@ -97,6 +97,16 @@ class ProjectionRunner(Committing):
         print(result.checkpoint)
     """
 
+    def __new__(cls, projector: Projector, *args: Any, **kwargs: Any) -> ProjectionRunner:
+        """A projector with ``partitions > 1`` gets this process's share of it
+        (:class:`~eventkit.projection.partitioned.PartitionedRunner`), however it is made: a
+        plain runner would stand by for ever behind the partitions' hold on its lease."""
+        if cls is ProjectionRunner and getattr(projector, "partitions", 1) > 1:
+            from eventkit.projection.partitioned import PartitionedRunner
+
+            return super().__new__(PartitionedRunner)
+        return super().__new__(cls)
+
     def __init__(
         self,
         projector: Projector,

@@ -124,7 +124,12 @@ class ProjectionRunner(Committing):
     ) -> None:
         if lease_ttl <= 0:
             raise ConfigError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
-        projector = deployed(projector, engine, store.stream)  # blue/green: this version's slot
+        # blue/green: a higher version's slot now (its name is needed); version 1 is recorded
+        # and checked when it first takes the lease, off the event loop
+        self._undeployed = getattr(projector, "version", 1) == 1
+        self._held = False
+        if not self._undeployed:
+            projector = deployed(projector, engine, store.stream)
         self.projector = projector
         self.store = store
         self.engine = engine
@@ -248,6 +253,9 @@ class ProjectionRunner(Committing):
 
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
+        if self._undeployed:
+            deployed(self.projector, self.engine, self.store.stream)
+            self._undeployed = False
         taken = self._lease.try_acquire()
         if taken is None:
             return False
@@ -255,6 +263,7 @@ class ProjectionRunner(Committing):
             self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
         self._clear_error = taken.had_error
+        self._held = True
         return True
 
     async def _acquire(self, wait: float | None) -> bool:
@@ -263,6 +272,8 @@ class ProjectionRunner(Committing):
             try:
                 acquired = await asyncio.to_thread(self._try_acquire)
             except Retired as e:
+                if not self._held:
+                    raise  # refused at its start: an error, not a stop
                 self._retire(e)
                 return False
             except DBAPIError as e:

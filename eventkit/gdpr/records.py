@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
 from eventkit.gdpr import tables as t
+from eventkit.gdpr.reports import ForgetReport
 from eventkit.projection.checkpoints import checkpoints, dead_letters
 from eventkit.projection.copies import forget_everywhere
 from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
-
-if TYPE_CHECKING:
-    from eventkit.gdpr.forget import ForgetReport
 
 
 def check_tables(engine: Engine) -> None:

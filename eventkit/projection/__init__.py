@@ -5,6 +5,7 @@
     from eventkit.projection import ProjectionRunner, make_engine, upgrade, run_projectors
 """
 
+from eventkit.projection.partitioned import PartitionedRunner  # (ProjectionRunner makes it)
 from eventkit.projection.projector import Projector
 from eventkit.projection.replay import ReplayPlan, parse_when, plan_replay, replay
 from eventkit.projection.rows import RowProjector
@@ -15,6 +16,7 @@ from eventkit.projection.waiting import NotCaughtUpError, wait_for_projectors
 
 __all__ = [
     "NotCaughtUpError",
+    "PartitionedRunner",
     "ProjectionRunner",
     "Projector",
     "ProjectorStatus",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -80,6 +81,22 @@ leases = Table(
     Column("projector", String(200), primary_key=True),
     Column("owner", String(200), nullable=False),
     Column("expires_at", Float, nullable=False),
+)
+
+LIVE: Final = "live"
+BUILDING: Final = "building"
+RETIRED: Final = "retired"
+
+projector_versions = Table(
+    "eventkit_projector_versions",
+    metadata,
+    Column("projector", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("slot", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("table_name", String(300), nullable=True),
+    Column("table_schema", String(200), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -189,6 +206,24 @@ def check_stream(cp: Checkpoint, stream: str, label: str | None = None) -> None:
         )
 
 
+def slots_named(db: Session, name: str) -> list[str]:
+    """The slots ``name`` stands for: a projector's name gives those of its live and building
+    versions; a slot's name (``balances_v2``) gives itself."""
+    t = projector_versions
+    with _eventkit_tables():
+        found = [
+            str(s)
+            for s in db.connection()
+            .execute(
+                select(t.c.slot).where(
+                    or_(t.c.projector == name, t.c.slot == name), t.c.role != RETIRED
+                )
+            )
+            .scalars()
+        ]
+    return found or [name]
+
+
 def touch_rows(db: Session, projector: str) -> None:
     """Say that ``projector``'s rows change outside its runner (a retried dead letter, a
     forget, a hand edit), first thing in the writer's transaction. ``projector`` is the
@@ -199,8 +234,6 @@ def touch_rows(db: Session, projector: str) -> None:
     row every batch locks first, so the two never interleave (SQLite runs one writer at a time).
     The checkpoint's ``revision`` is bumped: a runner that keeps rows in memory between batches
     (a ``RowProjector``'s row cache) reads them from SQL again from its next batch on."""
-    from eventkit.projection.registry import slots_named
-
     conn = db.connection()
     names = sorted(slots_named(db, projector))
     if conn.dialect.name == "postgresql":
@@ -451,6 +484,9 @@ def release_lease(db: Session, projector: str, owner: str) -> None:
 
 
 __all__ = [
+    "BUILDING",
+    "LIVE",
+    "RETIRED",
     "Checkpoint",
     "DeadLetter",
     "Lease",
@@ -465,11 +501,13 @@ __all__ = [
     "list_dead_letters",
     "metadata",
     "park",
+    "projector_versions",
     "release_lease",
     "renew_lease",
     "resolve_dead_letter",
     "save_checkpoint",
     "set_state",
+    "slots_named",
     "touch_rows",
     "try_acquire_lease",
 ]

@@ -17,11 +17,11 @@ from typing import Any
 
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.bluegreen import base_name, fence, label
 from eventkit.projection.failures import BadEvents
 from eventkit.projection.registry import Retired, checkpoint_and_role
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
+from eventkit.projection.targets import base_name, fence, label
 from eventkit.store.protocol import MSG_ID
 from eventkit.store.records import time_from_ns
 

@@ -22,11 +22,11 @@ from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import registry as reg
-from eventkit.projection.bluegreen import copy_table, quoted
 from eventkit.projection.projector import Projector
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.projection.switching import forget_slot
+from eventkit.projection.targets import copy_table, quoted
 
 
 def writing(projector: Projector, found: reg.Copy) -> Projector:

@@ -21,8 +21,9 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, EventkitError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.bluegreen import deployed, slot_name, slots
+from eventkit.projection.deployment import deployed, slots
 from eventkit.projection.projector import Projector
+from eventkit.projection.registry import slot_name
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store import protocol as p
 

@@ -4,7 +4,7 @@ assigned among them by rendezvous hashing, each partition held by a SQL lease.
 ::
 
     lease = PartitionLease(engine, "balances", owner, ttl=5.0, partitions=16, member="h-1-ab")
-    lease.members = ["h-1-ab", "h-2-cd"]      # from the bucket (:func:`heard_of`)
+    lease.members = ["h-1-ab", "h-2-cd"]      # from the bucket (eventkit.runtime.membership)
     start = lease.try_acquire()               # claims this worker's share; None: none free yet
     with lease.fenced() as db: ...            # commits only while every partition held is ours
     lease.release()
@@ -28,36 +28,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from eventkit.errors import StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.lease import LeaseLost, Start
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
+from eventkit.runtime.membership import (  # (here before they moved: kept importable)
+    heard_of,
+    keep_membership,
+    membership_name,
+    refresh_membership,
+)
 from eventkit.runtime.partitions import owned_by
-from eventkit.store.presence import Presence, workers
 
 log = logging.getLogger("eventkit.projection")
-
-
-def membership_name(projector: str) -> str:
-    """The name a partitioned projector's workers heartbeat under (in the workers bucket)."""
-    return f"partitions-{projector}"
-
-
-async def heard_of(store: Any, projector: str, within: float) -> list[str]:
-    """The workers of ``projector`` that wrote a heartbeat within ``within`` seconds."""
-    name = membership_name(projector)
-    found = (await workers(store, [name]))[name]
-    now = time.time()
-    return sorted(
-        str(w["worker"]) for w in found if "worker" in w and now - float(w.get("at", 0)) <= within
-    )
 
 
 class PartitionLease:
@@ -205,24 +192,6 @@ class PartitionLease:
                 self.lost = True
                 raise LeaseLost
             yield db
-
-
-async def refresh_membership(store: Any, lease: PartitionLease, presence: Presence) -> None:
-    """Heartbeat this worker and read the members once (a failure is logged: the members
-    known stay, the SQL leases keep deciding)."""
-    try:
-        await presence.beat({"partitions": len(lease.held)})
-        members = await heard_of(store, lease.name, lease.ttl)
-        lease.members = sorted(set(members) | {lease.member})
-    except (nats.errors.Error, nats.js.errors.Error, StoreUnavailableError, OSError) as e:
-        log.warning("%s: membership not refreshed: %r", lease.name, e)
-
-
-async def keep_membership(store: Any, lease: PartitionLease, presence: Presence) -> None:
-    """:func:`refresh_membership` every ``ttl / 3`` until cancelled."""
-    while True:
-        await asyncio.sleep(lease.ttl / 3)
-        await refresh_membership(store, lease, presence)
 
 
 __all__ = [

@@ -33,21 +33,17 @@ from eventkit.errors import ForgottenError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.applying import BadEvent, Item
-from eventkit.projection.bluegreen import base_name, fence, label
 from eventkit.projection.committing import Restart
 from eventkit.projection.lease import LeaseLost
-from eventkit.projection.partition_lease import (
-    PartitionLease,
-    keep_membership,
-    membership_name,
-    refresh_membership,
-)
+from eventkit.projection.partition_lease import PartitionLease
 from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
+from eventkit.projection.targets import base_name, fence, label
+from eventkit.runtime.membership import keep_membership, membership_name, refresh_membership
 from eventkit.runtime.partitions import default_key, partition_of
 from eventkit.store import protocol as p
 from eventkit.store.consumer import Puller, consumer_name
@@ -69,7 +65,7 @@ class _WorkerPuller(Puller):
         return cfg
 
 
-class PartitionedRunner(ProjectionRunner):
+class PartitionedRunner(ProjectionRunner, partitioned=True):
     """Runs this process's share of a partitioned projector (see the module's docstring);
     the options of :class:`~eventkit.projection.runner.ProjectionRunner`."""
 

@@ -9,7 +9,7 @@ One row per version that ever ran: its *slot* (the name of its checkpoint, lease
 
 It is the one place that says which version owns which table: a build, a switch and a drop
 change it in their own transactions, and every batch of a row projector reads its version's row
-in the batch transaction (:func:`eventkit.projection.bluegreen.fence`), so a version that is
+in the batch transaction (:func:`eventkit.projection.targets.fence`), so a version that is
 not live or building commits nothing. ``forget``, ``status`` and ``eventkit versions`` read it
 to find every table eventkit made.
 """
@@ -20,33 +20,24 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, and_, insert, or_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
 from eventkit.projection import checkpoints as cps
-
-LIVE: Final = "live"
-BUILDING: Final = "building"
-RETIRED: Final = "retired"
+from eventkit.projection.checkpoints import (  # (defined beside the other bookkeeping tables)
+    BUILDING,
+    LIVE,
+    RETIRED,
+    projector_versions,
+    slots_named,
+)
 
 RETIRED_OWNER: Final = "retired"
 """The owner a switch gives the retired version's lease (for ever): no runner can take it."""
 SWITCHING_OWNER: Final = "switching"
 """The owner a switch gives the old version's lease while the new one catches up (it expires,
 so an interrupted switch hands the live version back to its workers)."""
-
-projector_versions = Table(
-    "eventkit_projector_versions",
-    cps.metadata,
-    Column("projector", String(200), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("slot", String(200), nullable=False),
-    Column("role", String(20), nullable=False),
-    Column("table_name", String(300), nullable=True),
-    Column("table_schema", String(200), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 
 class Retired(ProjectionError):
@@ -179,24 +170,6 @@ def retired_by_switch(db: Session, slot: str) -> None:
         name, old = (head, int(version)) if head and version.isdigit() else (slot, 1)
         live = re.search(r"version (\d+)", lease.owner)
         raise Retired(retired_message(name, old, int(live.group(1)) if live else None))
-
-
-def slots_named(db: Session, name: str) -> list[str]:
-    """The slots ``name`` stands for: a projector's name gives those of its live and building
-    versions; a slot's name (``balances_v2``) gives itself."""
-    t = projector_versions
-    with cps._eventkit_tables():
-        found = [
-            str(s)
-            for s in db.connection()
-            .execute(
-                select(t.c.slot).where(
-                    or_(t.c.projector == name, t.c.slot == name), t.c.role != RETIRED
-                )
-            )
-            .scalars()
-        ]
-    return found or [name]
 
 
 __all__ = [

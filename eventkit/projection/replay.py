@@ -27,7 +27,6 @@ from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
-from eventkit.projection.bluegreen import label
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import (
     DEFAULT_LEASE_TTL,
@@ -37,6 +36,7 @@ from eventkit.projection.runner import (
     runner_for,
 )
 from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.targets import label
 from eventkit.store.positions import (
     first_at_or_after_time,
     pending_after,

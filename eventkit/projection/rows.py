@@ -38,6 +38,7 @@ from eventkit.projection.rowsql import (
     upsert_statement,
 )
 from eventkit.projection.rowtypes import immutable, keeps, kept_as, key_types
+from eventkit.projection.targets import fence
 from eventkit.store.records import RecordedEvent
 from eventkit.store.subjects import entity_id_of
 
@@ -159,8 +160,6 @@ class RowProjector(Projector):
         fence; a reset or a retried dead letter outside a batch does it here)."""
         if self.__dict__.get("_slot") is None and self.version == 1:
             return
-        from eventkit.projection.bluegreen import fence
-
         fence(db, self)
 
     def _kept(self, dialect: str) -> tuple[tuple[str, tuple[type, ...], bool | None], ...] | None:

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -36,14 +36,15 @@ from sqlalchemy.exc import DBAPIError
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.bluegreen import base_name, deployed, label
 from eventkit.projection.committing import Committing, Restart
+from eventkit.projection.deployment import deployed
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
+from eventkit.projection.targets import base_name, label
 from eventkit.store import protocol as p
 from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
@@ -97,14 +98,27 @@ class ProjectionRunner(Committing):
         print(result.checkpoint)
     """
 
+    _partitioned: ClassVar[type[ProjectionRunner] | None] = None
+    """The runner of a projector with ``partitions > 1``: the subclass declared with
+    ``partitioned=True`` (:class:`~eventkit.projection.partitioned.PartitionedRunner`, loaded
+    with the package)."""
+
+    def __init_subclass__(cls, *, partitioned: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if partitioned:
+            ProjectionRunner._partitioned = cls
+
     def __new__(cls, projector: Projector, *args: Any, **kwargs: Any) -> ProjectionRunner:
         """A projector with ``partitions > 1`` gets this process's share of it
         (:class:`~eventkit.projection.partitioned.PartitionedRunner`), however it is made: a
         plain runner would stand by for ever behind the partitions' hold on its lease."""
         if cls is ProjectionRunner and getattr(projector, "partitions", 1) > 1:
-            from eventkit.projection.partitioned import PartitionedRunner
-
-            return super().__new__(PartitionedRunner)
+            if ProjectionRunner._partitioned is None:  # (eventkit.projection loads it first)
+                raise ConfigError(
+                    f"projector {projector.name!r} has partitions but the partitioned runner "
+                    f"is not loaded: import eventkit.projection.partitioned"
+                )
+            return super().__new__(ProjectionRunner._partitioned)
         return super().__new__(cls)
 
     def __init__(
@@ -405,11 +419,7 @@ def runner_for(
 ) -> ProjectionRunner:
     """The runner of one projector: a :class:`ProjectionRunner`, or for ``partitions > 1`` a
     :class:`~eventkit.projection.partitioned.PartitionedRunner` (this process's share)."""
-    if projector.partitions > 1:
-        from eventkit.projection.partitioned import PartitionedRunner
-
-        return PartitionedRunner(projector, store, engine, **options)
-    return ProjectionRunner(projector, store, engine, **options)
+    return ProjectionRunner(projector, store, engine, **options)  # (__new__ chooses)
 
 
 async def run_projectors(

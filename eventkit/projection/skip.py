@@ -11,10 +11,11 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.bluegreen import base_name, deployed, label
+from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import DEFAULT_LEASE_TTL, default_owner
 from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.targets import base_name, label
 from eventkit.store import protocol as p
 from eventkit.store.positions import first_matching
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
-from eventkit.projection.bluegreen import Slot, slots
+from eventkit.projection.deployment import Slot, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
 from eventkit.store.positions import first_matching, pending_after

@@ -30,9 +30,12 @@ from sqlalchemy.orm import Session
 from eventkit.errors import ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import registry as reg
-from eventkit.projection.bluegreen import (
+from eventkit.projection.projector import Projector
+from eventkit.projection.registry import slot_name
+from eventkit.projection.rows import RowProjector
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.targets import (
     FOREVER,
-    SWITCH_TIMEOUT,
     _lock_live,
     _version_of,
     copy_table,
@@ -40,11 +43,10 @@ from eventkit.projection.bluegreen import (
     quoted,
     versions,
 )
-from eventkit.projection.projector import Projector
-from eventkit.projection.registry import slot_name
-from eventkit.projection.rows import RowProjector
-from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store.positions import pending_after
+
+SWITCH_TIMEOUT = 60.0
+"""How long ``switch`` waits for the new version to reach the old one's checkpoint."""
 
 
 def finish_retired(engine: Engine, name: str) -> list[str]:
@@ -262,4 +264,4 @@ def _swap(projector: RowProjector, engine: Engine, live: int, at: int, pause: st
         reg.record(db, name, version, reg.LIVE, table.name, table.schema)
 
 
-__all__ = ["finish_retired", "forget_slot", "switch"]
+__all__ = ["SWITCH_TIMEOUT", "finish_retired", "forget_slot", "switch"]

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.bluegreen import deployed
+from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
 

@@ -25,7 +25,7 @@ from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.reaction.schedule import request_retry
-from eventkit.store.parked import ParkedLetters
+from eventkit.runtime.parked import ParkedLetters
 
 dlq_app = typer.Typer(
     help=(

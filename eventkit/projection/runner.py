@@ -42,8 +42,8 @@ from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
+from eventkit.runtime.pulling import AckMode, Puller, parse_reply
 from eventkit.store import protocol as p
-from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.subjects import subject_filter, subject_matches
 
@@ -147,6 +147,12 @@ class ProjectionRunner(Committing):
         size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
         self._rows = RowCache(size) if size > 0 else None
         self._revision = -1
+
+    kind = "projector"
+
+    def transient(self, error: BaseException) -> bool:
+        """A database outage (for the supervisor: set the runner up again after a wait)."""
+        return isinstance(error, DBAPIError) and is_outage(error)
 
     def stop(self) -> None:
         """Ask the runner to stop after the batch in hand (thread-safe from a signal handler)."""

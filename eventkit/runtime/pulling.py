@@ -1,5 +1,4 @@
-"""The consumer transport of projectors and reactors: a durable pull consumer, pulled
-continuously.
+"""The pull transport of every worker: a durable pull consumer, pulled continuously.
 
 Messages arrive on one inbox while earlier ones are being handled (pull requests are topped up
 before the buffer runs dry), so fetching overlaps the work and live events reach the runner as
@@ -14,7 +13,7 @@ server delivers a filtered consumer's messages at a much higher cost per message
 many subjects, several filters more so, and the runner passes over the rest by subject.
 
 Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
-explicitly (:meth:`Puller.ack`); with a priority ``group`` (pinned client) one worker at a time
+explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned client) one worker at a time
 receives, the others stand by.
 """
 
@@ -34,14 +33,21 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
+from eventkit.runtime.backoff import Pacing
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered, RawSubscription, subscribe
 
-log = logging.getLogger("eventkit.projection")
+log = logging.getLogger("eventkit.runtime")
 
 AckMode = Literal["none", "all", "explicit"]
 
-SETUP_ATTEMPTS = 4
+SETUP_FOR = 30.0
+"""Seconds a consumer's set-up is tried again while JetStream does not answer (a restart, an
+election: an R3 consumer's leader election takes several seconds)."""
+HEARTBEAT = 0.5
+"""Seconds between the idle heartbeats every pull request asks for."""
+SILENCE = 2.5 * HEARTBEAT
+"""Seconds of nothing on the inbox, requests outstanding, after which they count as lost."""
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 PIN_ID = "Nats-Pin-Id"
@@ -58,6 +64,16 @@ server's cost per message delivered is then about 170 µs, so the whole stream i
 to a small share (measured: twice as fast at a tenth)."""
 DENSE_MIN = 2048
 """Messages ahead below which the consumer keeps the mode it has (a live restart)."""
+
+
+class ConsumerInterrupted(StoreUnavailableError):
+    """The server ended the worker's pull requests: its consumer's leader changed, or the
+    consumer was deleted (``reason``). Transient: setting the worker up again recovers."""
+
+    def __init__(self, consumer: str, reason: str) -> None:
+        self.consumer = consumer
+        self.reason = reason
+        super().__init__(f"consumer {consumer!r}: {reason}")
 
 
 def consumer_name(projector: str) -> str:
@@ -93,6 +109,7 @@ class Puller:
         setup: Callable[[], Awaitable[int]] | None = None,
         group: str | None = None,
         cover: bool = False,
+        setup_for: float = SETUP_FOR,
     ) -> None:
         self.nc = store.nc
         self.js = store.js
@@ -120,6 +137,10 @@ class Puller:
         self._inbox = ""
         self.error: Exception | None = None
         self.pending_at_start = 0
+        self.setup_for = setup_for
+        self._heard = 0.0
+        """When the inbox last received anything (a message, a heartbeat, a status)."""
+        self._pulling = True
 
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -136,7 +157,9 @@ class Puller:
         """Point the consumer at ``from_sequence`` (or run ``setup``) and start pulling on a
         fresh inbox."""
         await self.stop()
-        for attempt in range(SETUP_ATTEMPTS):
+        pacing = Pacing(first=0.1, cap=2.0)
+        deadline = time.monotonic() + self.setup_for
+        while True:
             try:
                 if self.setup is not None:
                     self.pending_at_start = await self.setup()
@@ -148,15 +171,18 @@ class Puller:
                 nats.errors.NoRespondersError,
                 nats.js.errors.ServiceUnavailableError,  # JetStream not ready (restart, election)
             ) as e:
-                if attempt == SETUP_ATTEMPTS - 1:
+                wait = pacing.next()
+                if time.monotonic() + wait > deadline:
                     raise StoreUnavailableError(
-                        f"cannot set up consumer {self.name!r} on stream {self.stream!r}: {e}"
+                        f"cannot set up consumer {self.name!r} on stream {self.stream!r} "
+                        f"within {self.setup_for:g}s (is a leader being elected?): {e!r}"
                     ) from e
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(wait)
         self._buffer.clear()
         self._arrived.clear()
         self._outstanding = 0
         self.error = None
+        self._pulling = True
         self._inbox = self.nc.new_inbox()
         self._sub = await subscribe(self.nc, self._inbox, self._on_msg)
         await self._pull()
@@ -242,18 +268,25 @@ class Puller:
 
     async def _pull(self) -> None:
         want = self.batch * 2 - self._outstanding - len(self._buffer)
-        if want < self.batch // 2 or self._sub is None:
+        if want < self.batch // 2 or self._sub is None or not self._pulling:
             return
-        request: dict[str, Any] = {"batch": want, "expires": int(self.expires * 1e9)}
+        request: dict[str, Any] = {
+            "batch": want,
+            "expires": int(self.expires * 1e9),
+            "idle_heartbeat": int(HEARTBEAT * 1e9),
+        }
         if self.group is not None:
             request["group"] = self.group
             if self._pin:
                 request["id"] = self._pin
+        if self._outstanding == 0:
+            self._heard = time.monotonic()  # the silence counts from the first request
         self._outstanding += want
         self._last_pull = time.monotonic()
         await self.nc.publish(self._api, json.dumps(request).encode(), reply=self._inbox)
 
     async def _on_msg(self, msg: Delivered) -> None:
+        self._heard = time.monotonic()
         if msg.reply:
             self._buffer.append(msg)
             self._outstanding -= 1
@@ -278,11 +311,12 @@ class Puller:
             self._outstanding = max(0, self._outstanding - int(left))
         else:
             self._outstanding = 0
-        if status == "409" and "Exceeded" not in headers.get(p.DESCRIPTION, ""):
-            self.error = StoreUnavailableError(
-                f"consumer {self.name!r}: {status} {headers.get(p.DESCRIPTION, '')}"
-            )
+        description = headers.get(p.DESCRIPTION, "")
+        if status == "409" and "Exceeded" not in description:
+            self.error = ConsumerInterrupted(self.name, f"{status} {description}".strip())
         self._arrived.set()
+        if status == "503":
+            return  # JetStream does not answer: take() asks again after a silence
         if self._sub is not None and self.error is None:
             await self._pull()
 
@@ -295,8 +329,8 @@ class Puller:
         messages (nothing more pending) are taken at once."""
         if not self._buffer:
             self._arrived.clear()
-            if time.monotonic() - self._last_pull > self.expires + 5:
-                self._outstanding = 0  # requests lost (e.g. a reconnect): ask again
+            if time.monotonic() - self._heard > SILENCE and self.error is None:
+                self._outstanding = 0  # requests lost (a restart, a reconnect): ask again
             await self._pull()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
@@ -322,6 +356,18 @@ class Puller:
                     await asyncio.wait_for(self._arrived.wait(), wait)
         finally:
             self._wanted = 1
+
+    async def halt_pulling(self, wait: float) -> None:
+        """Ask for nothing more and wait up to ``wait`` seconds for the requests outstanding
+        to end (under ack policy none, what they deliver after the inbox closes is lost)."""
+        self._pulling = False
+        deadline = time.monotonic() + wait
+        while self._outstanding > 0 and self._sub is not None and time.monotonic() < deadline:
+            if time.monotonic() - self._heard > SILENCE:
+                break  # nothing answers: nothing more will come
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), 0.1)
 
     async def ack_all(self, msg: Delivered) -> None:
         if self.ack == "all" and msg.reply:

@@ -19,7 +19,7 @@ def delay(attempt: int, *, first: float = FIRST, cap: float = CAP) -> float:
     ``cap``."""
     if attempt < 0:
         return 0.0
-    return min(cap, first * (2 ** min(attempt, 30)))
+    return float(min(cap, first * 2.0 ** min(attempt, 30)))
 
 
 class Pacing:

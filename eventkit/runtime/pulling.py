@@ -13,8 +13,8 @@ server delivers a filtered consumer's messages at a much higher cost per message
 many subjects, several filters more so, and the runner passes over the rest by subject.
 
 Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
-explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned client) one worker at a time
-receives, the others stand by.
+explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned
+client) one worker at a time receives, the others stand by.
 """
 
 from __future__ import annotations

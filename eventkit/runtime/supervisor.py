@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import nats.errors
 
-from eventkit.errors import StoreUnavailableError
+from eventkit.errors import EventkitError, StoreUnavailableError
 from eventkit.runtime.backoff import Pacing
 
 log = logging.getLogger("eventkit.runtime")
@@ -156,8 +156,7 @@ class Supervisor:
                             worker.kind,
                             worker.name,
                             outcome.error,
-                            exc_info=not hasattr(e, "__module__")
-                            or not type(e).__module__.startswith("eventkit"),
+                            exc_info=not isinstance(e, EventkitError),
                         )
                         return outcome
                     if time.monotonic() - started >= SETTLED:

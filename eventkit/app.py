@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventkit.domain.aggregate import Aggregate
+from eventkit.domain.events import Event
 from eventkit.errors import ConfigError
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.store.base import EventStore
@@ -30,7 +31,8 @@ class App:
 
     ``eventkit --app samples.bank.app:app run`` loads it. ``migrations`` names the Alembic
     script location of the service's own read-model tables (``package:folder``), upgraded by
-    ``eventkit db upgrade`` after eventkit's own tables.
+    ``eventkit db upgrade`` after eventkit's own tables. ``writes=[ReviewOpened]`` declares event
+    types the service writes that none of its handlers reads (``eventkit schema export``).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class App:
         reactors: Iterable[Any] = (),
         migrations: str | None = None,
         personal_subjects: Sequence[str] = (),
+        writes: Iterable[type[Event]] = (),
     ) -> None:
         self.stream = validate_stream_name(stream)
         self.aggregates = list(aggregates)
@@ -73,6 +76,12 @@ class App:
                     f"two projectors or reactors are named {r.name!r}; names must be unique"
                 )
             names.add(r.name)
+        self.writes = list(writes)
+        """Event types the service writes that none of its handlers reads (a reactor's outputs):
+        ``eventkit schema export`` includes them for other services."""
+        for w in self.writes:
+            if not (isinstance(w, type) and issubclass(w, Event)):
+                raise ConfigError(f"App writes must be Event classes, got {w!r}")
         self.migrations = migrations
         extra = [validate_filter(s, stream) for s in personal_subjects]
         self.personal_subjects = [

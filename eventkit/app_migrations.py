@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, MetaData
 
+from eventkit.bundled import revision_template
 from eventkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def init_tree(app: App, target: str) -> tuple[Path, str]:
         )
     if not folder.parent.is_dir():
         raise ConfigError(f"the folder {folder.parent} does not exist (nothing was created)")
-    template = Path(__file__).resolve().parent / "migrations" / "script.py.mako"
+    template = revision_template()
     (folder / "versions").mkdir(parents=True)
     (folder / "env.py").write_text(_ENV.format(target=target, table=version_table(app)))
     (folder / "script.py.mako").write_text(template.read_text())

@@ -16,6 +16,11 @@ class ConfigError(EventkitError, ValueError):
     """Settings, options or declarations that cannot work; the message says how to fix them."""
 
 
+class ConfigWarning(UserWarning):
+    """An option that has no effect with the others chosen (e.g. a reactor's ``max_deliver``
+    with ``ack_policy = "none"``); the message names it and what to do."""
+
+
 class InvalidSubjectError(EventkitError, ValueError):
     """A subject or subject token breaks NATS subject rules."""
 
@@ -35,6 +40,22 @@ class ConcurrencyError(EventkitError):
         super().__init__(
             f"concurrency conflict on {subject!r}: expected last sequence {expected}, "
             f"actual {shown}; reload and retry"
+        )
+
+
+class OvertakenError(ConcurrencyError):
+    """An append without ``expected_sequence`` was overtaken by other writers' appends to its
+    subject on every try for its whole time budget (the store's ``retry_for``). Nothing of it
+    was stored; send it again (same event ids) or spread the writers over more subjects."""
+
+    def __init__(self, subject: str, expected: int, actual: int | None, tries: int, budget: float):
+        super().__init__(subject, expected, actual)
+        self.tries = tries
+        self.args = (
+            f"append to {subject!r} without an expected sequence: other writers appended to "
+            f"the subject before each of {tries} tries for {budget:g}s (last seen sequence "
+            f"{expected}); nothing was stored: send it again with the same event ids, or spread "
+            f"the writers over more subjects",
         )
 
 
@@ -128,6 +149,21 @@ class ForgottenError(EventkitError):
         super().__init__(f"{subject!r} was forgotten: its data was erased")
 
 
+class IntegrityError(EventkitError):
+    """A subject's stored history is not the history that was written: a chained event's
+    content or its link to the event before it differs (a flipped bit on disk, a lost or
+    rewritten message). ``what`` says which. See docs/wire-format.md, "Hash chain"."""
+
+    def __init__(self, subject: str, sequence: int, what: str) -> None:
+        self.subject = subject
+        self.sequence = sequence
+        self.what = what
+        super().__init__(
+            f"integrity check failed on {subject!r} at sequence {sequence}: {what}; run "
+            f"`eventkit verify {subject} --replicas` to see which copy is damaged"
+        )
+
+
 class StoreUnavailableError(EventkitError):
     """The event store could not be reached or did not answer in time."""
 
@@ -140,20 +176,34 @@ class ProjectionError(EventkitError):
     """A projector cannot run or be replayed as asked."""
 
 
+class StreamMissingError(EventkitError):
+    """The stream is gone, yet something shows it existed: it is not re-created silently."""
+
+
+class StreamRewoundError(EventkitError):
+    """The stream went back (lost its end, then reused sequence numbers) under a position a
+    projector or reactor had reached; it halts instead of applying or skipping silently."""
+
+
 __all__ = [
     "AggregateNotFound",
     "ConcurrencyError",
     "ConfigError",
+    "ConfigWarning",
     "DataKeyMissingError",
     "EventDecodeError",
     "EventEncodeError",
     "EventTooLargeError",
     "EventkitError",
     "ForgottenError",
+    "IntegrityError",
     "InvalidSubjectError",
+    "OvertakenError",
     "PermissionDeniedError",
     "ProjectionError",
     "ServerVersionError",
     "StoreUnavailableError",
+    "StreamMissingError",
+    "StreamRewoundError",
     "UnknownEventTypeError",
 ]

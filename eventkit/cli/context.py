@@ -26,8 +26,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 10_000
+"""The width of output that is not a terminal (a pipe, a CI log, ``kubectl logs``) when
+``COLUMNS`` does not say: wide enough that no table is cut or wrapped."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console at the terminal's width, or unbounded when the output is not a terminal
+    (Rich would use 80 columns: ``status | grep halted`` would find ``halt…``)."""
+    made = Console(stderr=stderr)
+    if made.is_terminal or os.environ.get("COLUMNS"):
+        return made
+    return Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -114,6 +114,19 @@ def init_command(ctx: typer.Context) -> None:
     _say(f'  eventkit --app {st.app_target} db revision -m "first tables" --autogenerate')
 
 
+def _compared_engine(url: str) -> Engine:
+    """The database a new revision is compared with: the settings' one, or an empty in-memory
+    SQLite database in place of a SQLite file that does not exist yet (nothing is created)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_engine(url, must_exist=True)
+    except ConfigError:
+        if make_url(url).get_backend_name() != "sqlite":
+            raise
+        return make_engine("sqlite://")
+
+
 @db_app.command("revision")
 def revision_command(
     ctx: typer.Context,
@@ -123,7 +136,9 @@ def revision_command(
     ),
 ) -> None:
     """Add a revision to the App's tree (App.migrations); --autogenerate fills it from the
-    difference between the projectors' SQLAlchemy metadata and the database.
+    difference between the projectors' SQLAlchemy metadata and the database. Creates nothing in
+    the database (a SQLite file that does not exist yet is compared as an empty database); the
+    database must be at the tree's head: run `eventkit db upgrade` first when it is not.
 
     Example: eventkit --app myservice.app:app db revision -m "accounts table" --autogenerate
     """
@@ -133,13 +148,8 @@ def revision_command(
 
     async def go() -> list[str]:
         the_app = st.app()
-        settings = st.settings()
-        engine = make_engine(
-            settings.resolved_database_url, create_folder=settings.database_url is None
-        )
+        engine = _compared_engine(st.settings().resolved_database_url)
         try:
-            if autogenerate:
-                upgrade(engine, app_migrations=the_app.migrations)
             return new_revision(the_app, engine, message, autogenerate=autogenerate)
         finally:
             engine.dispose()

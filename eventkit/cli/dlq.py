@@ -54,7 +54,7 @@ def dlq_list(
         the_app = st.app()
         is_reactor = projector is not None and projector in {r.name for r in the_app.reactors}
         if projector is not None and not is_reactor:
-            the_app.projector(projector)
+            the_app.select_workers([projector])  # a typo lists projectors and reactors
         parked: list[Any] = []
         if the_app.reactors and (projector is None or is_reactor):
             async with connected(st, the_app) as (store, _engine):

@@ -47,14 +47,15 @@ def forget_command(
 ) -> None:
     """Erase a subject for good (GDPR): its events, snapshots, key and read-model rows.
 
+    It shows what goes and asks first (--yes: do not ask). A subject that was never stored exits
+    with 1 (check its spelling); one forgotten already says so and exits with 0. --pattern
+    erases every subject a wildcard matches; --seq N erases one message.
+
     Examples:
 
       eventkit --app samples.bank.app:app forget bank.customer.c-1 --dry-run
 
       eventkit --app samples.bank.app:app forget bank.customer.c-1 --yes
-
-    A subject that was never stored exits with 1 (check its spelling); one forgotten already
-    says so and exits with 0.
 
       eventkit --app samples.bank.app:app forget 'bank.customer.*' --pattern --yes
 
@@ -196,6 +197,15 @@ def _print_subject(r: ForgetReport, *, caveats: bool = True) -> None:
         )
     if r.dead_letters:
         console.print(f"  dead letters {verb}: {r.dead_letters}", highlight=False, markup=False)
+    if r.deadlines:
+        console.print(f"  deadlines {verb}:  {r.deadlines}", highlight=False, markup=False)
+    if r.joined:
+        console.print(
+            "  audit:            joined a forget of this subject that ran at the same time; "
+            "its audit entry covers both (one entry per erasure)",
+            highlight=False,
+            markup=False,
+        )
     if r.notice_sequence is not None:
         console.print(
             f"  notice for other services: seq {r.notice_sequence}", highlight=False, markup=False

@@ -21,9 +21,27 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"eventkit {version('eventkit')}")
+        except PackageNotFoundError:  # run from a clone without installing
+            typer.echo("eventkit (not installed)")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_show_version,
+        help="Show eventkit's version and exit.",
+    ),
     app_target: str | None = typer.Option(
         None, "--app", help="The App to load, as module:attribute (or EVENTKIT_APP)."
     ),
@@ -62,6 +80,7 @@ for _module in (
     "gdpr",
     "schema",
     "versions",
+    "verify",
 ):
     importlib.import_module(f"eventkit.cli.{_module}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 
 import typer
@@ -10,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -27,7 +30,7 @@ from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection.bluegreen import deployed
 from eventkit.projection.replay import check_replay_args, parse_when, plan_replay, replay
-from eventkit.projection.runner import RunResult
+from eventkit.projection.runner import ProjectionRunner, RunResult
 
 
 @app.command("replay")
@@ -59,6 +62,8 @@ def replay_command(
     except ConfigError as e:
         fail_on(e)
 
+    stop = _Stop()
+
     async def go() -> RunResult | None:
         the_app = st.app()
         pr = the_app.projector(projector)
@@ -71,43 +76,106 @@ def replay_command(
             if not yes and not await asyncio.to_thread(typer.confirm, "Go ahead?"):
                 err_console.print("nothing changed")
                 return None
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} events/s"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=False,
-            ) as progress:
-                task = progress.add_task(plan.projector, total=max(plan.events, 1), rate="0")
-                started = time.monotonic()
-
-                def rate(done: int) -> str:
-                    return f"{done / max(time.monotonic() - started, 1e-3):,.0f}"
-
-                def on_progress(done: int, total: int) -> None:
-                    progress.update(task, completed=done, rate=rate(done))
-
+            stop.install(asyncio.get_running_loop())
+            bar = _Bar(plan.projector, plan.events)
+            try:
                 result = await replay(
                     plan,
                     pr,
                     store,
                     engine,
-                    on_progress=on_progress,
+                    on_progress=bar.update,
+                    runners=stop.runners,
                     system=the_app.system_events(store),  # what `run` reads, notices included
                 )
-                progress.update(task, completed=max(plan.events, 1), rate=rate(result.processed))
+            finally:
+                bar.close()
             return result
 
     result = run(go())
     if result is None:
         raise typer.Exit(1)
+    parts = [f"applied {result.processed} events"]
+    if result.passed_over:
+        parts.append(
+            f"passed over {result.passed_over} messages (types it does not handle, eventkit's "
+            f"own messages)"
+        )
+    if result.parked:
+        parts.append(f"parked {result.parked} (eventkit dlq list {result.projector})")
+    if stop.signal is not None:
+        console.print(
+            f"replay of {result.projector} stopped by {stop.signal} at sequence "
+            f"{result.checkpoint} ({'; '.join(parts)}); the lease is released. The reset or "
+            f"rewind is done: carry on from the checkpoint with `eventkit run "
+            f"{result.projector} --once` (or start the workers), not with another replay",
+            highlight=False,
+        )
+        raise typer.Exit(130 if stop.signal == "SIGINT" else 143)
     console.print(
-        f"replayed {result.projector}: applied {result.processed} events; checkpoint "
+        f"replayed {result.projector}: {'; '.join(parts)}; checkpoint "
         f"{result.checkpoint} (the last event on its subjects)"
         + (f", HALTED: {result.error}" if result.halted else ""),
         highlight=False,
     )
     if result.halted:
         raise typer.Exit(EXIT_HALTED)
+
+
+class _Stop:
+    """Ctrl-C or SIGTERM: stop the replay after the batch in flight (its runner releases the
+    lease), however many times it is pressed."""
+
+    def __init__(self) -> None:
+        self.runners: list[ProjectionRunner] = []
+        self.signal: str | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop, sig.name)
+
+    def stop(self, name: str) -> None:
+        if self.signal is None:
+            err_console.print(f"{name}: stopping after the batch in flight")
+        self.signal = self.signal or name
+        for runner in self.runners:
+            runner.stop()
+        if not self.runners:  # the reset is still committing: stop as the runner starts
+            asyncio.get_running_loop().call_later(0.1, self.stop, name)
+
+
+class _Bar:
+    """The replay's progress bar, drawn from the first batch on (a refused replay draws none)."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name = name
+        self.total = max(total, 1)
+        self.started = time.monotonic()
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.done = 0
+
+    def _rate(self) -> str:
+        return f"{self.done / max(time.monotonic() - self.started, 1e-3):,.0f}"
+
+    def update(self, done: int, _total: int) -> None:
+        self.done = done
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} messages/s"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.name, total=self.total, rate="0")
+        assert self.task is not None
+        self.progress.update(self.task, completed=min(done, self.total), rate=self._rate())
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -37,7 +37,7 @@ from eventkit.runtime.supervisor import Supervisor
 def _runner_table(runners: list[ProjectionRunner], lags: dict[str, int]) -> Table:
     """The live table; ``lags`` holds the counted lag of halted runners (the runner's own
     figure stops at the batch it halted in)."""
-    table = Table("projector", "state", "checkpoint", "lag (events)", "processed", "owner")
+    table = Table("projector", "state", "checkpoint", "lag (events)", "applied", "owner")
     for r in runners:
         lag = lags.get(r.name, r.lag) if r.state == "halted" else r.lag
         table.add_row(r.name, r.state, str(r.checkpoint), str(lag), str(r.processed), r.owner)
@@ -72,7 +72,10 @@ def run_command(
         None, "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on this port."
     ),
     metrics_host: str = typer.Option(
-        "0.0.0.0", "--metrics-host", help="Address the metrics endpoint listens on."
+        "127.0.0.1",
+        "--metrics-host",
+        help="Address the metrics endpoint listens on (0.0.0.0: every interface, e.g. in a "
+        "container that Prometheus scrapes from outside).",
     ),
     log_format: str = typer.Option(
         "text", "--log-format", help="Log lines (one per state change) as text or json."
@@ -153,12 +156,16 @@ def run_command(
             )
         )
     else:
-        table = Table("projector", "checkpoint", "processed", "halted", "error")
+        table = Table(
+            "projector", "checkpoint", "applied", "passed over", "parked", "halted", "error"
+        )
         for r in results:
             table.add_row(
                 r.projector,
                 str(r.checkpoint),
                 str(r.processed),
+                str(r.passed_over),
+                str(r.parked),
                 "yes" if r.halted else "no",
                 Text(r.error or ""),
             )
@@ -173,9 +180,13 @@ def run_command(
 
 def _res(r: RunResult) -> dict[str, Any]:
     return {
+        "name": r.projector,
+        "kind": "projector",
         "projector": r.projector,
         "checkpoint": r.checkpoint,
-        "processed": r.processed,
+        "applied": r.processed,
+        "passed_over": r.passed_over,
+        "parked": r.parked,
         "halted": r.halted,
         "error": r.error,
     }

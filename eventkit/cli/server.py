@@ -52,6 +52,14 @@ def _describe(info: ServerInfo) -> None:
     console.print(f"  nats-server {info.version}, monitoring http://127.0.0.1:{info.http_port}")
     at_rest = "[green]encrypted[/] (chachapoly)" if info.encrypted else "unencrypted"
     console.print(f"  store {info.store_dir}, {at_rest}", highlight=False)
+    if info.sync_interval == "always":
+        console.print("  sync always: an acknowledged append is on disk", highlight=False)
+    else:
+        console.print(
+            f"  [yellow]sync every {info.sync_interval or '2m'}[/]: a power loss loses the "
+            f"appends acknowledged within it; set EVENTKIT_SERVER_SYNC=always and restart",
+            highlight=False,
+        )
 
 
 @server_app.command("start")
@@ -75,7 +83,7 @@ def start(
     """
     settings = state(ctx).settings()
     key = _key(settings, encrypt)
-    server = EmbeddedServer()
+    server = EmbeddedServer(sync_interval=settings.server_sync)
     home = settings.home
     try:
         running = server.status(home)
@@ -175,7 +183,7 @@ def run(
         console.print(f"  log {where}; press Ctrl-C to stop", highlight=False)
 
     try:
-        code = EmbeddedServer().run_foreground(
+        code = EmbeddedServer(sync_interval=settings.server_sync).run_foreground(
             home, port=port, encrypt_key=key, on_ready=ready, log_to_file=log_file
         )
     except EventkitError as e:

@@ -17,7 +17,8 @@ def skip_command(
 ) -> None:
     """Move a halted projector past the event it halted at: the event is recorded as a dead
     letter (naming the skip and the error; dlq retry can apply it later) and the projector's
-    next run goes on after it.
+    next run goes on after it. It acts on the version of the projector this code runs (the
+    live one after a blue/green switch).
 
     Example: eventkit --app samples.bank.app:app skip balances --seq 42
     """
@@ -30,8 +31,9 @@ def skip_command(
             return await skip(pr, store, engine, seq)
 
     r = run(go())
+    who = r.projector if r.version == 1 else f"{r.projector} (version {r.version})"
     console.print(
-        f"skipped sequence {r.sequence} ({r.event_type} on {r.subject}) for {r.projector}: "
+        f"skipped sequence {r.sequence} ({r.event_type} on {r.subject}) for {who}: "
         f"recorded as a dead letter (eventkit dlq list {r.projector}); the next "
         f"`eventkit run` goes on after it",
         highlight=False,

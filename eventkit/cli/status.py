@@ -19,8 +19,10 @@ from eventkit.cli.context import (
 )
 from eventkit.cli.main import app
 from eventkit.cli.reactors import status_table
+from eventkit.cli.store import durability_line
 from eventkit.projection.status import ProjectorStatus, status
 from eventkit.reaction.status import reactor_status
+from eventkit.store.nats.anchors import load_verification
 
 
 @app.command("status")
@@ -37,15 +39,19 @@ def status_command(
     """
     st = state(ctx)
 
-    async def go() -> tuple[list[ProjectorStatus], list[Any]]:
+    verified: list[dict[str, Any] | None] = [None]
+
+    async def go() -> tuple[list[ProjectorStatus], list[Any], str]:
         the_app = st.app()
         async with connected(st, the_app) as (store, engine):
+            verified[0] = await load_verification(store.js, store.stream)
             return (
                 await status(the_app.projectors, store, engine),
                 await reactor_status(the_app.reactors, store),
+                durability_line(store),
             )
 
-    rows, reactor_rows = run(go())
+    rows, reactor_rows, durable = run(go())
     if as_json:
         typer.echo(
             json.dumps([r.as_dict() for r in rows] + [r.as_dict() for r in reactor_rows], indent=2)
@@ -85,5 +91,18 @@ def status_command(
         console.print(readable(table))
     if reactor_rows:
         console.print(status_table(reactor_rows))
+    console.print(verification_line(verified[0]), highlight=False, markup=False)
+    console.print(f"durability: {durable}", highlight=False, markup=False)
     if any(r.state == "halted" for r in rows):
         raise typer.Exit(EXIT_HALTED)
+
+
+def verification_line(last: dict[str, Any] | None) -> str:
+    """What ``eventkit verify --all`` found last (it records each run)."""
+    if not last:
+        return "history: never verified (eventkit verify --all)"
+    found = "verified" if last.get("ok") else f"{last.get('problems', '?')} problem(s) found"
+    return (
+        f"history: {found} at {last.get('time', '?')} ({last.get('messages', '?')} messages, "
+        f"up to sequence {last.get('last_sequence', '?')}); eventkit verify --all"
+    )

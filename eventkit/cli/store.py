@@ -15,6 +15,7 @@ from eventkit.cli.main import app
 from eventkit.errors import EventkitError, ForgottenError
 from eventkit.projection.replay import parse_when
 from eventkit.store import protocol as p
+from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import validate_subject
 
 
@@ -38,7 +39,11 @@ def events_command(
     """
     st = state(ctx)
     validate_subject(subject)
-    when = parse_when(as_of) if as_of is not None else None
+    when = (
+        parse_when(as_of, everything="leave out --as-of to show every event")
+        if as_of is not None
+        else None
+    )
 
     async def go() -> list[dict[str, Any]]:
         the_app = st.app()
@@ -60,6 +65,10 @@ def events_command(
                     "type": m.headers.get(p.EVENT_TYPE, "?"),
                     "event_id": m.headers.get(p.MSG_ID, ""),
                 }
+                if is_marker(m.headers):  # forget's erasure marker: not an event, not foreign
+                    row.update(type=None, event_id=None, data=None, forgotten=True)
+                    rows.append(row)
+                    continue
                 try:
                     rec = store.codec.decode(m)
                     row["data"] = rec.event.model_dump(mode="json")
@@ -74,8 +83,18 @@ def events_command(
         for row in rows:
             typer.echo(json.dumps(row))
         return
+    erased = [r for r in rows if r.get("forgotten")]
+    for row in erased:
+        console.print(
+            f"{subject} was forgotten at {row['time']} (erasure marker at sequence "
+            f"{row['sequence']}): its events were erased, so reading it gives no events",
+            markup=False,
+            highlight=False,
+        )
+    rows = [r for r in rows if not r.get("forgotten")]
     if not rows:
-        console.print(f"no events on {subject}", markup=False)
+        if not erased:
+            console.print(f"no events on {subject}", markup=False)
         return
     table = Table(title=subject)
     for col in ("seq", "time", "type", "data"):
@@ -88,6 +107,15 @@ def events_command(
         )
         table.add_row(str(row["sequence"]), row["time"], Text(row["type"]), data)
     console.print(readable(table))
+
+
+def durability_line(store: Any) -> str:
+    """The stream's durability in one line, with what can be lost and the fix."""
+    d = store.durability
+    if d is None:
+        return "unknown (the server did not answer)"
+    warning = d.warning()
+    return str(d.summary()) + (f"; {warning}" if warning else "")
 
 
 @app.command("info")
@@ -125,8 +153,10 @@ def info_command(
                 "duplicate_window_s": cfg.duplicate_window,
                 "allow_atomic": bool(cfg.allow_atomic),
                 "allow_direct": bool(cfg.allow_direct),
+                "durability": durability_line(store),
                 "personal_subjects": list(the_app.personal_subjects),
                 "projectors": [pr.name for pr in the_app.projectors],
+                "reactors": [r.name for r in the_app.reactors],
             }
 
     info = run(go())

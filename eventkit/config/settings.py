@@ -28,10 +28,12 @@ from eventkit.config.values import (
     KEY_HINT,
     MASTER_KEY_BYTES,
     MAX_REPLICAS,
+    SYNC_ALWAYS,
     check_database_url,
     check_file,
     check_nats_url,
     check_server_key,
+    check_server_sync,
     env_name,
     parse_value,
     redact_url,
@@ -87,6 +89,10 @@ class Settings:
     """EVENTKIT_SERVER_KEY: encryption-at-rest key of the embedded server's store."""
     connect_timeout: float = 5.0
     """EVENTKIT_CONNECT_TIMEOUT: seconds."""
+    server_sync: str = SYNC_ALWAYS
+    """EVENTKIT_SERVER_SYNC: how often the embedded server fsyncs its store. ``always`` (the
+    default) fsyncs before every acknowledgement; an interval such as ``2m`` (nats-server's own
+    default) is faster and loses what was acknowledged within it at a power loss."""
 
     def __post_init__(self) -> None:
         # Normalise (frozen: through object.__setattr__), then check every rule.
@@ -293,6 +299,7 @@ class Settings:
             )
         if self.server_store_key is not None:
             check_server_key(self.server_store_key)
+        check_server_sync(self.server_sync)
         timeout = self.connect_timeout
         if (
             isinstance(timeout, bool)

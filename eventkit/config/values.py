@@ -35,12 +35,17 @@ ENV_VARS: dict[str, str] = {
     "master_key": "EVENTKIT_MASTER_KEY",
     "server_store_key": "EVENTKIT_SERVER_KEY",
     "connect_timeout": "EVENTKIT_CONNECT_TIMEOUT",
+    "server_sync": "EVENTKIT_SERVER_SYNC",
 }
 
 DEFAULT_HOME = Path(".eventkit")
 MAX_REPLICAS = 5
 MASTER_KEY_BYTES = 32
 MIN_SERVER_KEY_LENGTH = 16
+
+SYNC_ALWAYS = "always"
+"""The embedded server's default: fsync every write before acknowledging it."""
+SYNC_INTERVAL = re.compile(r"^(\d+(\.\d+)?)(ms|s|m|h)$")
 
 URL_SCHEMES = ("nats", "tls", "ws", "wss")
 APP_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -74,6 +79,8 @@ def parse_value(name: str, raw: str, *, where: str) -> Any:
         return value
     if name == "master_key":
         return decode_master_key(text)
+    if name == "server_sync":
+        return text.lower()
     if name in ("password", "token", "server_store_key"):
         return raw  # secrets are taken verbatim
     return text
@@ -169,6 +176,20 @@ def check_server_key(key: str) -> None:
         )
 
 
+def check_server_sync(value: str) -> None:
+    """``always``, or an interval nats-server understands (``10s``, ``2m``, ``500ms``)."""
+    var = env_name("server_sync")
+    if value == SYNC_ALWAYS:
+        return
+    m = SYNC_INTERVAL.match(value) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise ConfigError(
+            f"{var}={value!r} is neither 'always' nor an interval like '10s' or '2m'; use "
+            f"'always' (the default: every acknowledged append is on disk) or, accepting that a "
+            f"power loss loses the appends acknowledged within it, an interval such as '2m'"
+        )
+
+
 def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
@@ -190,10 +211,12 @@ __all__ = [
     "KEY_HINT",
     "MASTER_KEY_BYTES",
     "MAX_REPLICAS",
+    "SYNC_ALWAYS",
     "check_database_url",
     "check_file",
     "check_nats_url",
     "check_server_key",
+    "check_server_sync",
     "env_name",
     "parse_value",
     "redact_url",

@@ -39,6 +39,10 @@ class Aggregate:
     snapshot_version: ClassVar[int] = 1
     personal_data: ClassVar[bool] = False
     """Every event of this aggregate is stored encrypted with the subject's key when True."""
+    pass_over_foreign: ClassVar[bool] = False
+    """When True, a message another service wrote on this aggregate's subject (no
+    ``Eventkit-Type``) is passed over when loading (logged), and the next save expects the
+    subject's real last sequence; by default loading it fails (``EventDecodeError``)."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
 
@@ -50,7 +54,12 @@ class Aggregate:
             not isinstance(cls.snapshot_every, int) or cls.snapshot_every < 1
         ):
             raise ConfigError(f"{cls.__qualname__}.snapshot_every must be None or an int >= 1")
-        cls._handlers = collect_handlers(cls)
+        if not isinstance(cls.pass_over_foreign, bool):
+            raise ConfigError(
+                f"{cls.__qualname__}.pass_over_foreign must be True or False, got "
+                f"{cls.pass_over_foreign!r}"
+            )
+        cls._handlers = collect_handlers(cls, Aggregate)
 
     def __init__(self, id: str) -> None:
         self.id = id

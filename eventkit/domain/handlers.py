@@ -37,11 +37,39 @@ def on(*event_types: type[Event]) -> Callable[[F], F]:
     return mark
 
 
-def collect_handlers(cls: type) -> dict[type[Event], str]:
-    """Map each handled event class to the name of its handler method, bases first."""
+def collect_handlers(cls: type, base: type | None = None) -> dict[type[Event], str]:
+    """Map each handled event class to the name of its handler method, bases first.
+
+    ``base`` is eventkit's class that ``cls`` extends (``Aggregate``, ``Projector``,
+    ``Reactor``): a handler named like one of its attributes (``apply``, ``handle``, ...)
+    would replace eventkit's own method, so it is refused with a ``ConfigError`` naming it."""
     found: dict[type[Event], str] = {}
+    own = _eventkits_own(cls, base)
     for klass in reversed(cls.__mro__):
         for name, value in vars(klass).items():
-            for t in getattr(value, HANDLES_ATTR, ()):
+            marked = getattr(value, HANDLES_ATTR, ())
+            if marked and name in own:
+                raise ConfigError(
+                    f"{cls.__qualname__}.{name} is an @on handler, but {own[name]}.{name} is "
+                    f"eventkit's own method, which it would replace: rename the handler "
+                    f"(e.g. '_{name}_{marked[0].__name__.lower()}'); any other name works"
+                )
+            for t in marked:
                 found[t] = name
     return found
+
+
+def _eventkits_own(cls: type, base: type | None) -> dict[str, str]:
+    """The attribute names eventkit's classes among ``cls``'s bases define (``base`` and its
+    subclasses inside eventkit, e.g. ``RowProjector``), each with the class that defines it."""
+    if base is None:
+        return {}
+    own: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, base) and klass.__module__.split(".")[0] == "eventkit":
+            own.update(
+                (name, klass.__name__)
+                for name, value in vars(klass).items()
+                if not getattr(value, HANDLES_ATTR, ())
+            )
+    return own

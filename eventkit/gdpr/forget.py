@@ -7,13 +7,18 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
        the server refuses every append to it, from any process, whatever it has cached
     3. shred the subject's data key (secure erase + tombstone): from here on every copy of its
        encrypted events, wherever it is (Raft logs, mirrors, backups), is unreadable
-    4. erase every message of the subject but the marker, one by one (secure erase)
+    4. erase every message of the subject but the marker, one by one (secure erase), then its
+       reactors' deadlines (pending schedules and fired copies; a copy fired later is passed
+       over by the reactor and erased, never handled)
     5. erase its snapshots
-    6. run every reading projector's forget(subject, db), delete its dead letters and redact
-       the errors recorded for its events (a halted projector's ``last_error``), in one SQL
-       transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated); erase
-       the reactors' dead letters of the subject (a secure erase each) and redact the others
-       that quote it
+    6. run every reading projector's forget(subject, db) on every table eventkit knows of it
+       (live, blue/green build, retired copy), fenced like a batch: a version whose runner
+       already applied the marker forgot the subject in stream order and is left alone (a
+       forget now would also undo what other subjects added since); delete its dead letters
+       and redact the errors recorded for its events (a halted projector's ``last_error``), in
+       one SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated);
+       erase the reactors' dead letters of the subject (a secure erase each) and redact the
+       others that quote it
     7. publish the ``forgotten`` notice so other services' projectors forget too
     8. write the audit entry and mark the request finished, in one transaction
 
@@ -48,6 +53,7 @@ from eventkit.gdpr.notice import (
     projectors_for,
     subject_digest,
 )
+from eventkit.reaction.schedule import erase_deadlines
 from eventkit.store.base import EventStore
 from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
@@ -85,6 +91,8 @@ class ForgetReport:
     projectors: list[str] = field(default_factory=list)
     projectors_without_forget: list[str] = field(default_factory=list)
     dead_letters: int = 0
+    deadlines: int = 0
+    """Reactor deadlines about the subject erased (pending schedules and fired copies)."""
     notice_sequence: int | None = None
     marker_sequence: int | None = None
     """The stream sequence of the erasure marker left on the subject."""
@@ -92,6 +100,9 @@ class ForgetReport:
     """The subject was forgotten before (its erasure marker was there) and nothing was left."""
     resumed: bool = False
     previously_finished: datetime | None = None
+    joined: bool = False
+    """Another forget of the subject, run at the same time, finished first and wrote the audit
+    entry: this one erased what was left and wrote none (an auditor reads one per erasure)."""
 
     @property
     def nothing(self) -> bool:
@@ -166,6 +177,7 @@ async def forget_subject(
     report.projectors = [p.name for p in readers]
     report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
     rec.check_tables(engine)
+    audited = await asyncio.to_thread(rec.last_audit_id, engine, stream, digest)
     request = await asyncio.to_thread(rec.load_request, engine, stream, digest)
     if request is not None and request["finished_at"] is None:
         report.resumed = True
@@ -221,7 +233,7 @@ async def forget_subject(
     erased_count = 0
     for _ in range(5):
         for seq in sequences:
-            if await store.delete(seq):
+            if await store.delete(seq, keep_links=False):  # the marker closed its chain
                 erased_count += 1
             step("message", erased_count)
         sequences = [m.sequence async for m in store.read_raw(subject) if not is_marker(m.headers)]
@@ -236,13 +248,16 @@ async def forget_subject(
     report.messages = max(total, erased_count)
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "messages", report.messages)
     step("messages", erased_count)
+    # 4b. deadlines about the subject: a fired copy left behind is passed over (and erased)
+    report.deadlines = await erase_deadlines(store, subject)
+    step("deadlines", report.deadlines)
     # 5. snapshots
     report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "snapshots", report.messages)
     step("snapshots", report.snapshots)
     # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
-        rec.forget_rows, engine, readers, subject, stream, digest
+        rec.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
     )
     report.dead_letters += await _forget_reactor_letters(store, subject)
     step("projectors", len(readers))
@@ -250,8 +265,9 @@ async def forget_subject(
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
     await asyncio.to_thread(rec.save_request, engine, stream, digest, "notice", report.messages)
     step("notice")
-    # 8. audit, done
-    await asyncio.to_thread(rec.finish_request, engine, report)
+    # 8. audit, done (once: a forget of the subject that ran at the same time and finished
+    # first wrote the entry for both)
+    report.joined = not await asyncio.to_thread(rec.finish_request, engine, report, audited)
     step("done")
     return report
 
@@ -328,6 +344,8 @@ async def forget_message(
     if dry_run:
         return report
     rec.check_tables(engine)
+    # its links first (never its data): the rest of its subject's chain still verifies
+    await store.record_erasure(msg)
     report.erased = await store.delete(sequence)
     digest, scheme = subject_digest(msg.subject, stream, store.codec.cipher)
     row = {

@@ -11,13 +11,13 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, insert, inspect, select, text, update
+from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
 from eventkit.gdpr import tables as t
-from eventkit.projection.bluegreen import slots
-from eventkit.projection.checkpoints import checkpoints, dead_letters, touch_rows
+from eventkit.projection.checkpoints import checkpoints, dead_letters
+from eventkit.projection.copies import forget_everywhere
 from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
 
@@ -71,16 +71,24 @@ def save_request(engine: Engine, stream: str, digest: str, step: str, erased: in
             continue  # another forget of the subject inserted the request first: update it
 
 
-def forget_rows(engine: Engine, readers: list[Any], subject: str, stream: str, digest: str) -> int:
+def forget_rows(
+    engine: Engine,
+    readers: list[Any],
+    subject: str,
+    stream: str,
+    digest: str,
+    marker: int | None = None,
+) -> int:
+    """Forget ``subject`` in every table of every reader eventkit knows (live, building and
+    retired copies), fenced against their runners (see :func:`forget_everywhere`: a version
+    past the erasure ``marker`` forgot it in stream order already); delete its dead letters,
+    redact the errors quoting it; one transaction."""
     sqlite = is_sqlite(engine)
     with transaction(engine) as db:
         if sqlite:
             db.execute(text("PRAGMA secure_delete = ON"))
-        for p in readers:  # each runner's batch in flight ends first; it reads its rows again
-            for slot in slots(p, db):
-                touch_rows(db, slot.slot)
         for p in readers:
-            p.forget(subject, db)
+            forget_everywhere(db, p, subject, marker)
         dead = db.execute(  # type: ignore[attr-defined]
             delete(dead_letters).where(dead_letters.c.subject == subject)
         ).rowcount
@@ -109,7 +117,22 @@ def truncate_wal(engine: Engine) -> None:
         raw.close()
 
 
-def finish_request(engine: Engine, report: ForgetReport) -> None:
+def last_audit_id(engine: Engine, stream: str, digest: str) -> int:
+    """The id of the subject's newest audit entry (0: none), read when a forget starts."""
+    a = t.forget_audit
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(func.max(a.c.id)).where(
+                a.c.stream == stream, a.c.subject_hmac == digest, a.c.kind == "subject"
+            )
+        ).scalar()
+    return int(found or 0)
+
+
+def finish_request(engine: Engine, report: ForgetReport, audited: int = 0) -> bool:
+    """Write the audit entry and mark the request done; False (no entry written) when a forget
+    of the subject running at the same time wrote one after ``audited`` (the id
+    :func:`last_audit_id` gave when this one started): one entry per erasure."""
     row = {
         "stream": report.stream,
         "kind": "subject",
@@ -123,14 +146,26 @@ def finish_request(engine: Engine, report: ForgetReport) -> None:
         "projectors_without_forget": json.dumps(report.projectors_without_forget),
         "at": datetime.now(UTC),
     }
-    r = t.forget_requests
+    r, a = t.forget_requests, t.forget_audit
+    mine = (r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
     with transaction(engine) as db:
-        db.execute(insert(t.forget_audit).values(**row))
+        # the request row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises):
+        # two finishing forgets of one subject take turns here
+        db.execute(select(r.c.id).where(*mine).with_for_update()).first()
+        joined = db.execute(
+            select(a.c.id).where(
+                a.c.stream == report.stream,
+                a.c.subject_hmac == report.subject_hmac,
+                a.c.kind == "subject",
+                a.c.id > audited,
+            )
+        ).first()
+        if joined is None:
+            db.execute(insert(a).values(**row))
         db.execute(
-            update(r)
-            .where(r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
-            .values(step="done", updated_at=row["at"], finished_at=row["at"])
+            update(r).where(*mine).values(step="done", updated_at=row["at"], finished_at=row["at"])
         )
+    return joined is None
 
 
 def insert_audit(engine: Engine, row: dict[str, Any]) -> None:
@@ -169,6 +204,7 @@ __all__ = [
     "finish_request",
     "forget_rows",
     "insert_audit",
+    "last_audit_id",
     "load_request",
     "save_request",
     "truncate_wal",

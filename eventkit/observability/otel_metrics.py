@@ -104,7 +104,7 @@ def enable_otel_metrics(meter_provider: Any = None) -> OtelRecorder:
     found = _enabled.get(id(provider))
     if found is not None:
         return found
-    from eventkit import __version__
+    from eventkit._version import __version__
 
     recorder = OtelRecorder(provider.get_meter("eventkit", __version__))
     _enabled[id(provider)] = recorder

@@ -3,7 +3,7 @@
 
 ::
 
-    server = serve_metrics(9464)          # http://0.0.0.0:9464/metrics
+    server = serve_metrics(9464)          # http://127.0.0.1:9464/metrics
     ...
     server.close()
 
@@ -129,7 +129,7 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> MetricsServer:
+def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     """Serve eventkit's metrics at ``http://host:port/metrics`` from a background thread.
 
     Raises ``ConfigError`` when ``prometheus_client`` is missing (with the install hint) or the

@@ -24,7 +24,7 @@ class Observing:
 
 
 def start_observing(
-    log_format: str = "text", metrics_port: int | None = None, metrics_host: str = "0.0.0.0"
+    log_format: str = "text", metrics_port: int | None = None, metrics_host: str = "127.0.0.1"
 ) -> Observing:
     """Set the log format (state changes at INFO), serve ``/metrics`` on ``metrics_port`` (None:
     not served) and report to OpenTelemetry metrics when a meter provider is set.

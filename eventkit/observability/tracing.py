@@ -92,7 +92,7 @@ def tracer() -> Any:
         return _cache[1]
     if isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider):
         return None
-    from eventkit import __version__
+    from eventkit._version import __version__
 
     _cache = (provider, provider.get_tracer(TRACER_NAME, __version__))
     return _cache[1]

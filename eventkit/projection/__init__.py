@@ -11,8 +11,10 @@ from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import ProjectionRunner, RunResult, run_projectors
 from eventkit.projection.sql import make_engine, transaction, upgrade
 from eventkit.projection.status import ProjectorStatus, status
+from eventkit.projection.waiting import NotCaughtUpError, wait_for_projectors
 
 __all__ = [
+    "NotCaughtUpError",
     "ProjectionRunner",
     "Projector",
     "ProjectorStatus",
@@ -27,4 +29,5 @@ __all__ = [
     "status",
     "transaction",
     "upgrade",
+    "wait_for_projectors",
 ]

@@ -27,6 +27,7 @@ from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage, time_from_ns
@@ -87,12 +88,14 @@ class BatchApplier:
         self.system = system
         self._bulk = projector.applies_in_bulk()
         self._told: set[str] = set()
+        self.chains = ChainCheck(trust_first=True) if projector.verify_chains else None
         self.only: Callable[[str], bool] | None = None
         """The subjects to apply when the consumer delivers more (the whole stream); the rest
         is not this projector's and passed over uncounted."""
 
-    def apply(self, items: Sequence[Item], db: Session, *, after: int) -> None:
-        """Apply the items past sequence ``after``; record what was passed over."""
+    def apply(self, items: Sequence[Item], db: Session, *, after: int) -> int:
+        """Apply the items past sequence ``after``; record what was passed over. Returns how
+        many events the projector's handlers were given (the rest was passed over)."""
         projector = self.projector
         handles = projector.handles
         codec = self.store.codec
@@ -106,6 +109,7 @@ class BatchApplier:
         )
         skipped: dict[str, tuple[int, int]] = {}
         only = self.only
+        applied = 0
 
         def flush() -> None:
             if not bulk:
@@ -133,6 +137,13 @@ class BatchApplier:
                 continue
             headers = msg.headers or {}
             event_type = headers.get(p.EVENT_TYPE)
+            if self.chains is not None:
+                at = time_from_ns(item.timestamp_ns)
+                problem = self.chains.check(
+                    StoredMessage(msg.subject, item.sequence, at, headers, msg.data)
+                )
+                if problem is not None:
+                    raise BadEvent(i, problem.error())
             try:
                 if event_type is None:
                     stored = StoredMessage(
@@ -174,6 +185,7 @@ class BatchApplier:
                 if is_outage(e):
                     raise  # the database is out of reach: not this event's fault
                 raise BadEvent(i, e) from e
+            applied += 1
             if bulk is not None:
                 bulk.append((i, record))
                 continue
@@ -186,6 +198,7 @@ class BatchApplier:
         flush()
         if skipped:
             pov.record(db, projector.name, skipped)
+        return applied
 
     def _tell(self, reason: str, sequence: int) -> None:
         if reason in self._told:

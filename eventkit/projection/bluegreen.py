@@ -5,13 +5,19 @@
     class Balances(RowProjector):
         version = 2          # was 1: the runner builds v2 into bank_balances_v2 (checkpoint
                              # "balances_v2") while v1's workers keep serving bank_balances
-    await switch(Balances(), store, engine)   # once v2 caught up: v2 becomes bank_balances
+    await switch(Balances(), store, engine)   # v2 becomes bank_balances, v1 is retired
 
 A version has its own checkpoint, lease and consumer: its *slot* (``name`` for version 1,
-``name_v<N>`` after). ``eventkit_versions`` records which version is live. While a version is
-newer than the live one, a row projector writes a copy of its table (``<table>_v<N>``, created by
-eventkit); ``switch`` renames the copy over the live table in one transaction, retires the old
-slot (its workers can no longer take the lease) and drops the old table.
+``name_v<N>`` after). ``eventkit_versions`` records which version is live and the registry
+(:mod:`eventkit.projection.registry`) every version and the table it writes. Whatever order
+workers of several versions start in, the first to record the projector decides the live
+version; an older version is refused; a newer one writes a copy of the table (``<table>_v<N>``,
+created by eventkit). Every batch of a row projector checks its version's row in the batch
+transaction (:func:`fence`), so a version retired by a switch, or dropped, commits nothing.
+
+``switch`` fences the old version at a known checkpoint (its workers stand by), lets the new
+version reach it, then renames the copy over the live table, retires the old version and drops
+its table; it resumes a switch that was interrupted between its transactions.
 
 A plain ``Projector`` gets its own slot per version too, but eventkit cannot redirect its SQL:
 raising its ``version`` is refused; write the read model as a ``RowProjector`` to rebuild it
@@ -34,17 +40,17 @@ from sqlalchemy import (
     Table,
     insert,
     select,
-    text,
-    update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
+from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
-from eventkit.projection.sql import read_transaction, transaction
-from eventkit.store.positions import pending_after
+from eventkit.projection.sql import transaction
 
 metadata = MetaData()
 versions = Table(
@@ -54,19 +60,16 @@ versions = Table(
     Column("live_version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-RETIRED = "retired"
 FOREVER = 1e15
+SWITCH_TIMEOUT = 60.0
+"""How long ``switch`` waits for the new version to reach the old one's checkpoint."""
 
 
-def slot_name(name: str, version: int) -> str:
-    """The checkpoint, lease and consumer name of one version of a projector."""
-    return name if version == 1 else f"{name}_v{version}"
-
-
-def copy_table(table: Table, version: int) -> Table:
-    """The side-by-side copy of ``table`` a build of ``version`` writes (named indexes renamed)."""
+def copy_table(table: Table, version: int, name: str | None = None) -> Table:
+    """The side-by-side copy of ``table`` a build of ``version`` writes (named indexes renamed),
+    or the same columns under ``name``."""
     md = MetaData(schema=table.schema)
-    t = table.to_metadata(md, name=f"{table.name}_v{version}")
+    t = table.to_metadata(md, name=name or reg.build_name(table.name, version))
     for ix in t.indexes:
         if isinstance(ix.name, str) and ix.name:
             ix.name = f"{ix.name}_v{version}"  # type: ignore[assignment]
@@ -82,6 +85,12 @@ def base_name(projector: Projector) -> str:
     return projector.name if base is None else base
 
 
+def label(projector: Projector) -> str:
+    """How messages name a projector: ``balances``, or ``balances (version 2)``."""
+    v = getattr(projector, "version", 1)
+    return base_name(projector) if v == 1 else f"{base_name(projector)} (version {v})"
+
+
 def _version_of(projector: Projector) -> int:
     v = getattr(projector, "version", 1)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -89,27 +98,35 @@ def _version_of(projector: Projector) -> int:
     return v
 
 
-def live_version(db: Session, projector: Projector) -> int | None:
+def live_version(db: Session, projector: Projector | str) -> int | None:
     """The recorded live version, None when none is recorded yet."""
+    name = projector if isinstance(projector, str) else base_name(projector)
     with cps._eventkit_tables():
-        v = db.execute(
-            select(versions.c.live_version).where(versions.c.projector == base_name(projector))
-        ).scalar()
+        v = db.execute(select(versions.c.live_version).where(versions.c.projector == name)).scalar()
     return None if v is None else int(v)
 
 
-def _resolve_live(db: Session, projector: Projector, version: int) -> int:
-    live = live_version(db, projector)
+def _lock_live(db: Session, name: str) -> int | None:
+    """The live version, its row locked until the transaction ends (PostgreSQL), so a deploy
+    and a switch of one projector never interleave."""
+    q = select(versions.c.live_version).where(versions.c.projector == name)
+    if db.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    with cps._eventkit_tables():
+        v = db.execute(q).scalar()
+    return None if v is None else int(v)
+
+
+def _resolve_live(db: Session, name: str, version: int) -> int:
+    live = _lock_live(db, name)
     if live is not None:
         return live
-    # first use: a projector that ran before versions were recorded ran as version 1
-    ran = cps.get_checkpoint(db, projector.name).updated_at is not None
+    # first use: a projector that ran before versions were recorded ran as version 1; else the
+    # first version to start is live (a concurrent first start of another version fails on
+    # the primary key, and its caller retries, reading this one)
+    ran = cps.get_checkpoint(db, name).updated_at is not None
     live = 1 if ran else version
-    db.execute(
-        insert(versions).values(
-            projector=projector.name, live_version=live, updated_at=cps.utcnow()
-        )
-    )
+    db.execute(insert(versions).values(projector=name, live_version=live, updated_at=cps.utcnow()))
     return live
 
 
@@ -120,150 +137,150 @@ class Slot:
     projector: str
     slot: str
     version: int
-    role: str  # "live" or "building"
+    role: str  # "live", "building" or "retired"
 
 
-def deployed(projector: Projector, engine: Engine) -> Projector:
-    """The projector as its runner uses it: itself at version 1; for a higher version a copy
-    named by its slot, writing the live table or (while it is newer than the live version) the
-    table copy, created here. ``ProjectionError`` for a version older than the live one."""
+def deployed(projector: Projector, engine: Engine, stream: str | None = None) -> Projector:
+    """The projector as its runner uses it, its version recorded in the registry: itself at
+    version 1; for a higher version a copy named by its slot, writing the live table or (while
+    it is newer than the live version) the table copy, created here. :class:`Retired` for a
+    version older than the live one; ``ProjectionError`` when ``stream`` is not the stream its
+    checkpoint follows."""
     if projector.__dict__.get("_slot") is not None:
         return projector
     version = _version_of(projector)
-    if version == 1:
-        return projector
-    if not isinstance(projector, RowProjector):
+    rows = isinstance(projector, RowProjector)
+    if version > 1 and not rows:
         raise ProjectionError(
             f"projector {projector.name!r} is a plain Projector at version {version}: eventkit "
             f"cannot redirect its SQL to a copy; make it a RowProjector to rebuild it blue/green, "
             f"or give the new version new tables under a new name"
         )
-    with transaction(engine) as db:
-        live = _resolve_live(db, projector, version)
-    if version < live:
-        raise ProjectionError(
-            f"projector {projector.name!r}: this code is version {version}, version {live} is "
-            f"live; deploy the current code"
-        )
+    name = projector.name
+    table: Table | None = None
+    for attempt in range(3):
+        try:
+            with transaction(engine) as db:
+                live = _resolve_live(db, name, version)
+                if version < live:
+                    raise Retired(retired_message(name, version, live))
+                role = reg.LIVE if version == live else reg.BUILDING
+                if isinstance(projector, RowProjector):
+                    table = projector.table
+                    if role == reg.BUILDING:
+                        table = copy_table(projector.table, version)
+                        table.create(db.connection(), checkfirst=True)
+                known = reg.copy_of(db, name, version)
+                if known is not None and known.role == reg.RETIRED:
+                    raise Retired(retired_message(name, version, live))
+                where = None if table is None else table.name
+                if known is None or known.role != role or known.table_name != where:
+                    schema = None if table is None else table.schema
+                    reg.record(db, name, version, role, where, schema)
+                if stream is not None:
+                    cp = cps.get_checkpoint(db, slot_name(name, version))
+                    cps.check_stream(cp, stream, label(projector))
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    if version == 1:
+        return projector
     slot = copy.copy(projector)
     slot.__dict__.pop("_bound_handlers", None)
-    slot.__dict__["name"] = slot_name(projector.name, version)
-    slot.__dict__["_slot"] = projector.name
-    if version > live:
-        table = copy_table(projector.table, version)
-        table.create(engine, checkfirst=True)
-        slot.__dict__["_target"] = table
+    slot.__dict__["name"] = slot_name(name, version)
+    slot.__dict__["_slot"] = name
+    if table is not None and table is not projector.table:  # type: ignore[attr-defined]
+        _writes(slot, table)
     return slot
 
 
+def _writes(projector: Projector, table: Table | None) -> None:
+    """Point a version's projector at the table it writes: its copy (``table``, also what
+    ``self.table`` is in its handlers and its ``forget``), or the live table (None)."""
+    if table is None:
+        projector.__dict__.pop("table", None)
+        projector.__dict__["_target"] = None
+        return
+    projector.__dict__["_copy"] = table
+    projector.__dict__["table"] = table
+    projector.__dict__["_target"] = table
+
+
+def fence(db: Session, projector: Projector) -> None:
+    """In a batch transaction (after the lease): the table this version writes now, from the
+    registry; :class:`Retired` when it is neither live nor building (a switch retired it, or
+    its copy was dropped)."""
+    name = base_name(projector)
+    version = getattr(projector, "version", 1)
+    found = reg.copy_of(db, name, version)
+    if found is None or found.role == reg.RETIRED:
+        live = live_version(db, name) or version
+        if found is None and live <= version:
+            raise Retired(
+                f"version {version} of projector {name!r} is no longer registered (its copy was "
+                f"dropped with `eventkit versions drop`): this worker stops; start it again to "
+                f"build the version from the start"
+            )
+        raise Retired(retired_message(name, version, live))
+    if found.role == reg.LIVE:
+        _writes(projector, None)
+        return
+    built: Table | None = projector.__dict__.get("_copy")
+    if built is None:
+        built = copy_table(type(projector).table, version)  # type: ignore[attr-defined]
+    _writes(projector, built)
+
+
 def slots(projector: Projector, db: Session) -> list[Slot]:
-    """The live slot, and the building one when this code is newer than the live version."""
+    """Every version of the projector eventkit knows (live, building, retired: a switch not
+    finished), and this code's version when it has not run yet."""
+    name = base_name(projector)
     version = _version_of(projector)
-    if version == 1:
-        return [Slot(projector.name, projector.name, 1, "live")]
-    live = live_version(db, projector)
-    if live is None:
-        ran = cps.get_checkpoint(db, projector.name).updated_at is not None
-        live = 1 if ran else version
-    out = [Slot(projector.name, slot_name(projector.name, live), live, "live")]
-    if version > live:
-        out.append(Slot(projector.name, slot_name(projector.name, version), version, "building"))
-    return out
+    out = [Slot(name, c.slot, c.version, c.role) for c in reg.copies(db, name)]
+    if not any(s.version == version for s in out):
+        live = live_version(db, name)
+        if live is None:
+            ran = cps.get_checkpoint(db, name).updated_at is not None
+            if ran and version > 1:
+                out.append(Slot(name, name, 1, reg.LIVE))
+            live = 1 if ran else version
+        role = reg.LIVE if version == live else reg.BUILDING if version > live else reg.RETIRED
+        out.append(Slot(name, slot_name(name, version), version, role))
+    return sorted(out, key=lambda s: s.version)
 
 
-def _quote(engine: Engine, table: Table, name: str | None = None) -> str:
-    prep = engine.dialect.identifier_preparer
-    if name is None:
-        return prep.format_table(table)
-    return prep.quote(name)
+def quoted(db: Session, table: str, schema: str | None = None) -> str:
+    """``table`` (in ``schema``) quoted for the session's database."""
+    prep = db.get_bind().dialect.identifier_preparer
+    return prep.format_table(Table(table, MetaData(schema=schema)))
 
 
-async def switch(projector: Projector, store: Any, engine: Engine) -> str:
-    """Make the built version live: refused unless it caught up with the stream and is not
-    halted. Renames the copy over the live table, retires the old version's slot (its workers
-    can no longer take the lease) and drops the old table. Returns what it did."""
-    version = _version_of(projector)
-    if not isinstance(projector, RowProjector):
-        raise ProjectionError(
-            f"projector {projector.name!r} is a plain Projector: only a RowProjector switches "
-            f"versions (eventkit renames its table copy)"
-        )
-    with read_transaction(engine) as db:
-        live = live_version(db, projector)
-        new_slot = slot_name(projector.name, version)
-        cp = cps.get_checkpoint(db, new_slot)
-    if live is None or version <= live:
-        raise ProjectionError(
-            f"projector {projector.name!r}: no newer version to switch to (this code is version "
-            f"{version}, live is {live or version}); raise `version` and run it first"
-        )
-    if cp.updated_at is None:
-        raise ProjectionError(
-            f"version {version} of {projector.name!r} has not run yet: run it "
-            f"(eventkit run {projector.name}) until it caught up"
-        )
-    if cp.state == "halted":
-        raise ProjectionError(
-            f"version {version} of {projector.name!r} is halted ({cp.last_error}); fix it first"
-        )
-    lag = await pending_after(store, projector.filters(store.stream), cp.last_sequence)
-    if lag:
-        raise ProjectionError(
-            f"version {version} of {projector.name!r} is {lag} events behind the stream; let it "
-            f"catch up (eventkit status shows its lag) and switch again"
-        )
-    old_slot = slot_name(projector.name, live)
-    table = projector.table
-    build = copy_table(table, version)
-    retired = f"{table.name}_retired_v{live}"
+async def switch(
+    projector: Projector,
+    store: Any,
+    engine: Engine,
+    *,
+    timeout: float = SWITCH_TIMEOUT,
+    **runner_options: Any,
+) -> str:
+    """Make the built version live (see :func:`eventkit.projection.switching.switch`)."""
+    from eventkit.projection import switching
 
-    with transaction(engine) as db:
-        # the lease rows first: waits for a batch in flight of either version to commit
-        db.execute(
-            update(cps.leases)
-            .where(cps.leases.c.projector == new_slot)
-            .values(expires_at=cps.leases.c.expires_at)
-        )
-        owner = f"{RETIRED}: version {version} of {projector.name} is live"
-        if not db.execute(
-            update(cps.leases)
-            .where(cps.leases.c.projector == old_slot)
-            .values(owner=owner, expires_at=FOREVER)
-        ).rowcount:  # type: ignore[attr-defined]
-            db.execute(
-                insert(cps.leases).values(projector=old_slot, owner=owner, expires_at=FOREVER)
-            )
-        if live_version(db, projector) != live:
-            raise ProjectionError(f"projector {projector.name!r} switched meanwhile")
-        db.execute(
-            text(f"ALTER TABLE {_quote(engine, table)} RENAME TO {_quote(engine, table, retired)}")
-        )
-        db.execute(
-            text(
-                f"ALTER TABLE {_quote(engine, build)} RENAME TO {_quote(engine, table, table.name)}"
-            )
-        )
-        db.execute(
-            update(versions)
-            .where(versions.c.projector == projector.name)
-            .values(live_version=version, updated_at=cps.utcnow())
-        )
-    old = Table(retired, MetaData(schema=table.schema))
-    with transaction(engine) as db:
-        db.execute(text(f"DROP TABLE {_quote(engine, old)}"))
-        db.execute(cps.checkpoints.delete().where(cps.checkpoints.c.projector == old_slot))
-        db.execute(cps.dead_letters.delete().where(cps.dead_letters.c.projector == old_slot))
-    return (
-        f"{projector.name!r}: version {version} is live in {table.name} (checkpoint "
-        f"{cp.last_sequence}); version {live} retired and its table dropped"
-    )
+    return await switching.switch(projector, store, engine, timeout=timeout, **runner_options)
 
 
 __all__ = [
+    "FOREVER",
+    "Retired",
     "Slot",
     "copy_table",
     "deployed",
+    "fence",
+    "label",
     "live_version",
+    "quoted",
+    "retired_message",
     "slot_name",
     "slots",
     "switch",

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
     insert,
     select,
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from eventkit.errors import ConfigError
+from eventkit.errors import ConfigError, ProjectionError
 
 State = Literal["running", "halted"]
 
@@ -53,6 +54,10 @@ checkpoints = Table(
     Column("last_error", Text),
     # bumped by writers of the projector's rows outside its runner (migration 0005)
     Column("revision", BigInteger, nullable=False, server_default="0"),
+    # the stream whose sequences it counts (migration 0006; None: not claimed yet)
+    Column("stream", String(200), nullable=True),
+    # the event id (Nats-Msg-Id) of the message at last_sequence (migration 0006)
+    Column("last_event_id", String(200)),
 )
 
 dead_letters = Table(
@@ -101,6 +106,10 @@ class Checkpoint:
     last_error: str | None
     revision: int = 0
     """Bumped by every writer of the projector's rows outside its runner (:func:`touch_rows`)."""
+    stream: str | None = None
+    """The stream whose sequences ``last_sequence`` counts (None until a batch claimed it)."""
+    last_event_id: str | None = None
+    """The event id of the message applied at ``last_sequence`` (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,25 +166,48 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
         state=row.state,
         last_error=row.last_error,
         revision=int(row.revision or 0),
+        stream=row.stream,
+        last_event_id=row.last_event_id,
     )
+
+
+def check_stream(cp: Checkpoint, stream: str, label: str | None = None) -> None:
+    """Refuse a checkpoint that counts the sequences of another stream: a projector of the same
+    name on another stream would start at a foreign position (skipping or re-applying events)
+    and write the same tables."""
+    if cp.stream is not None and cp.stream != stream:
+        raise ProjectionError(
+            f"projector {label or cp.projector!r} in this database follows stream "
+            f"{cp.stream!r} (checkpoint {cp.last_sequence}), not {stream!r}: two apps on "
+            f"different streams cannot share a projector name in one database; give one of "
+            f"them another name (and tables), or use another database"
+        )
 
 
 def touch_rows(db: Session, projector: str) -> None:
     """Say that ``projector``'s rows change outside its runner (a retried dead letter, a
-    forget), first thing in the writer's transaction.
+    forget, a hand edit), first thing in the writer's transaction. ``projector`` is the
+    projector's name (every version of it that runs, the live one after a blue/green switch
+    included) or one version's slot (``balances_v2``).
 
     On PostgreSQL the writer first waits for the runner's batch in flight, by locking the lease
     row every batch locks first, so the two never interleave (SQLite runs one writer at a time).
     The checkpoint's ``revision`` is bumped: a runner that keeps rows in memory between batches
     (a ``RowProjector``'s row cache) reads them from SQL again from its next batch on."""
+    from eventkit.projection.registry import slots_named
+
     conn = db.connection()
+    names = sorted(slots_named(db, projector))
     if conn.dialect.name == "postgresql":
         conn.execute(
-            select(leases.c.projector).where(leases.c.projector == projector).with_for_update()
+            select(leases.c.projector)
+            .where(leases.c.projector.in_(names))
+            .order_by(leases.c.projector)
+            .with_for_update()
         )
     conn.execute(
         update(checkpoints)
-        .where(checkpoints.c.projector == projector)
+        .where(checkpoints.c.projector.in_(names))
         .values(revision=checkpoints.c.revision + 1)
     )
 
@@ -188,9 +220,24 @@ def save_checkpoint(
     last_event_time: datetime | None = None,
     state: State | None = None,
     last_error: str | Literal[False] | None = False,
+    stream: str | None = None,
+    last_event_id: str | None = None,
 ) -> None:
-    """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is)."""
+    """Insert or update a checkpoint (``last_error=False`` leaves the stored error as it is;
+    ``stream`` claims it for a stream).
+
+    ``last_event_id``: the id of the event at ``last_sequence``; without it a checkpoint that
+    moves forgets the id it had (one that stays keeps it)."""
     values: dict[str, Any] = {"last_sequence": last_sequence, "updated_at": utcnow()}
+    if stream is not None:
+        values["stream"] = stream
+    if last_event_id is not None:
+        values["last_event_id"] = last_event_id
+    else:
+        values["last_event_id"] = case(
+            (checkpoints.c.last_sequence == last_sequence, checkpoints.c.last_event_id),
+            else_=None,
+        )
     if last_event_time is not None:
         values["last_event_time"] = last_event_time
     if state is not None:
@@ -201,6 +248,7 @@ def save_checkpoint(
         update(checkpoints).where(checkpoints.c.projector == projector).values(**values)
     )
     if result.rowcount == 0:
+        values["last_event_id"] = last_event_id
         values.setdefault("state", "running")
         values.setdefault("last_error", None)
         db.execute(insert(checkpoints).values(projector=projector, **values))
@@ -401,6 +449,7 @@ __all__ = [
     "Checkpoint",
     "DeadLetter",
     "Lease",
+    "check_stream",
     "checkpoints",
     "dead_letters",
     "get_checkpoint",

@@ -40,6 +40,7 @@ class BadEvents:
     projector: Projector
     checkpoint: int
     processed: int
+    parked: int
     state: Any
     halted_error: str | None
     _lease: RunnerLease
@@ -117,7 +118,7 @@ class BadEvents:
                 last_event_time=time_from_ns(item.timestamp_ns),
             )
         self.checkpoint = item.sequence
-        self.processed += 1
+        self.parked += 1
 
     def _halt(self, item: Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)
@@ -137,7 +138,7 @@ class BadEvents:
         at = self.checkpoint
         self._idle_ends = self._idle_ends + 1 if self._idle_at == at else 1
         self._idle_at = at
-        limit = 2 * self._lease.ttl
+        limit = self._lease.ttl
         if self._idle_ends < IDLE_STRIKES:
             log.warning(
                 "%s: PostgreSQL ended a batch transaction idle for over %gs (after seq %d); "
@@ -149,8 +150,8 @@ class BadEvents:
             return False
         message = (
             f"seq > {at}: PostgreSQL ended the batch transaction {IDLE_STRIKES} times for "
-            f"sitting idle over {limit:g}s (idle_in_transaction_session_timeout, twice the lease "
-            f"ttl): a handler waits between its statements; do slow work outside the "
+            f"sitting idle over {limit:g}s (idle_in_transaction_session_timeout, the lease ttl): "
+            f"a handler waits between its statements; do slow work outside the "
             f"transaction, or raise the lease ttl (eventkit run --lease-ttl)"
         )
         try:

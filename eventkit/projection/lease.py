@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.registry import retired_by_switch
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
 
 log = logging.getLogger("eventkit.projection")
@@ -55,9 +56,9 @@ class RunnerLease:
 
     @contextlib.contextmanager
     def _bounded(self) -> Iterator[Session]:
-        """Every transaction on the lease row: its lock waits bounded by the ttl and its idleness
-        by twice that (PostgreSQL), so a process frozen (SIGSTOP) inside one, a batch or a
-        renewal, loses its session and frees the row for a standby."""
+        """Every transaction on the lease row: its lock waits and its idleness bounded by the
+        ttl (PostgreSQL), so a process frozen (SIGSTOP) inside one, a batch or a renewal, loses
+        its session about a ttl after its last statement and frees the row for a standby."""
         with transaction(self.engine) as db:
             bound_waits(db, self.ttl)
             yield db
@@ -66,6 +67,7 @@ class RunnerLease:
         """Take the lease if it is free or expired (and mark a halted projector running)."""
         with self._bounded() as db:
             if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
+                retired_by_switch(db, self.name)
                 return None
             cp = cps.get_checkpoint(db, self.name)
             if cp.updated_at is None:

@@ -8,9 +8,11 @@ from typing import Any, ClassVar, Literal, Protocol
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
+from eventkit.config.options import bool_option, number_option, subjects_option
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ProjectionError
+from eventkit.runtime.partitions import check_partitions, default_key
 from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import validate_filter
@@ -46,6 +48,9 @@ class Projector:
     max_retries: ClassVar[int] = 3
     retry_backoff: ClassVar[float] = 0.2
     batch_size: ClassVar[int] = 256
+    verify_chains: ClassVar[bool] = False
+    """Check each event's hash chain as it is applied (a broken one fails it like a bad event:
+    ``IntegrityError``, then ``on_error``)."""
     metadata: ClassVar[MetaData | None] = None
     """The SQLAlchemy ``MetaData`` of the read-model tables (``eventkit db revision
     --autogenerate`` compares it with the database)."""
@@ -55,6 +60,10 @@ class Projector:
     ``Nats-Msg-Id`` (else ``<stream>:<sequence>``), the time and sequence the server's."""
     version: ClassVar[int] = 1
     """Raise it to rebuild blue/green beside the live version (RowProjector; see bluegreen)."""
+    partitions: ClassVar[int] = 1
+    """Split the projector into this many partitions, shared by every ``eventkit run`` process
+    running it; the events of one key (by default: one subject) always land in one partition
+    and are applied in stream order. Changing it is a rebuild (raise ``version``)."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}
@@ -69,10 +78,25 @@ class Projector:
                 f"(it names a durable consumer)"
             )
         if cls.on_error not in ("halt", "park"):
-            raise ConfigError(f"{cls.__qualname__}.on_error must be 'halt' or 'park'")
+            raise ConfigError(
+                f"{cls.__qualname__}.on_error must be 'halt' or 'park', got {cls.on_error!r}"
+            )
+        subjects_option(cls, "subjects", cls.subjects, "bank.account.>")
+        check_partitions(cls.__qualname__, cls.partitions)
+        if not callable(cls.partition_key):
+            raise ConfigError(
+                f"{cls.__qualname__}.partition_key must be a method "
+                f"'def partition_key(self, rec) -> str'"
+            )
         for s in cls.subjects:
             validate_filter(s)
-        cls._handlers = collect_handlers(cls)
+        number_option(cls, "batch_size", cls.batch_size, minimum=1, integer=True)
+        number_option(cls, "max_retries", cls.max_retries, minimum=0, integer=True)
+        number_option(
+            cls, "retry_backoff", cls.retry_backoff, minimum=0, integer=False, maximum=3600
+        )
+        bool_option(cls, "idempotent", cls.idempotent)
+        cls._handlers = collect_handlers(cls, Projector)
         cls._by_type_name = {t.event_type: t for t in cls._handlers}
         check_bindings(cls.__qualname__, cls.foreign_events, cls._handlers)
 
@@ -115,6 +139,24 @@ class Projector:
     def foreign_class(self, subject: str) -> type[Event] | None:
         """The ``Event`` class a foreign message on ``subject`` is read as, if bound."""
         return bound_class(self.foreign_events, subject)
+
+    def partition_key(self, rec: RecordedEvent[Any]) -> str:
+        """The key whose hash picks the partition of an event (with ``partitions > 1``).
+
+        The default is the subject (without the stream name): one entity's events stay in
+        order. Override it to keep something else together, e.g. one customer's accounts::
+
+            def partition_key(self, rec):
+                return rec.event.customer_id
+
+        Only events of types this projector handles are keyed by it; the others (forget
+        markers, system events) by their subject."""
+        return default_key(rec.subject)
+
+    @classmethod
+    def keys_partitions(cls) -> bool:
+        """Whether the projector overrides :meth:`partition_key`."""
+        return cls.partition_key is not Projector.partition_key
 
     # -- hooks ----------------------------------------------------------------------------
     def forget(self, subject: str, db: Session) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import passedover as pov
+from eventkit.projection.bluegreen import label
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import (
     DEFAULT_LEASE_TTL,
@@ -44,8 +45,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 CLOCK_SKEW = timedelta(seconds=2)
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
+def parse_when(
+    text: str,
+    now: datetime | None = None,
+    *,
+    everything: str = "--from-start to replay everything",
+) -> datetime:
     """``--from-time``: ISO 8601 with a zone, or relative ``90s``/``15m``/``2h``/``3d`` ago.
+    ``everything`` names the way to reach back to the start (said when a time is out of range).
 
     Example::
 
@@ -58,8 +65,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
             return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
         except OverflowError:
             raise ConfigError(
-                f"relative time {text!r} reaches before year 1: give a smaller one, or "
-                f"--from-start to replay everything"
+                f"relative time {text!r} reaches before year 1: give a smaller one, or {everything}"
             ) from None
     raw = text.strip()
     try:
@@ -90,6 +96,8 @@ class ReplayPlan:
     stream_last_sequence: int
     events: int
     from_time: datetime | None = None
+    shown: str = ""
+    """How messages name the projector (``balances (version 2)`` for a blue/green version)."""
 
     def describe(self) -> str:
         how = {
@@ -99,9 +107,9 @@ class ReplayPlan:
         }[self.method]
         at = f" (first event at or after {self.from_time.isoformat()})" if self.from_time else ""
         return (
-            f"replay {self.projector!r} from sequence {self.start_sequence}{at}: {how}; "
-            f"{self.events} events to apply (checkpoint now {self.checkpoint}, stream end "
-            f"{self.stream_last_sequence})"
+            f"replay {self.shown or self.projector!r} from sequence {self.start_sequence}{at}: "
+            f"{how}; {self.events} messages on its subjects to go through (checkpoint now "
+            f"{self.checkpoint}, stream end {self.stream_last_sequence})"
         )
 
 
@@ -179,8 +187,8 @@ async def plan_replay(
         start = found.sequence
     if mode != "start" and start > checkpoint + 1:
         raise ConfigError(
-            f"projector {projector.name!r} has only applied up to sequence {checkpoint}; a replay "
-            f"from {start} would skip events. Run it to catch up instead (eventkit run)"
+            f"projector {label(projector)!r} has only applied up to sequence {checkpoint}; a "
+            f"replay from {start} would skip events. Run it to catch up instead (eventkit run)"
         )
     method = _method(projector, mode)
     events = await pending_after(store, projector.filters(store.stream), start - 1)
@@ -193,6 +201,7 @@ async def plan_replay(
         stream_last_sequence=last,
         events=events,
         from_time=from_time if mode == "time" else None,
+        shown=label(projector),
     )
 
 
@@ -203,10 +212,13 @@ async def replay(
     engine: Engine,
     *,
     on_progress: Callable[[int, int], None] | None = None,
+    runners: list[ProjectionRunner] | None = None,
     **runner_options: Any,
 ) -> RunResult:
     """Carry out ``plan``: reset or rewind with the new checkpoint in one transaction, then
     catch up to the stream's end. Fails (changing nothing) while another runner holds the lease.
+    ``runners`` (a list) receives the runner once it exists: its ``stop()`` ends the replay after
+    the batch in flight, with the lease released (the checkpoint says where it stopped).
 
     Example::
 
@@ -243,7 +255,7 @@ async def replay(
 
     def progress(runner: ProjectionRunner, _n: int) -> None:
         if on_progress is not None:
-            on_progress(runner.processed, plan.events)
+            on_progress(runner.processed + runner.passed_over, plan.events)
 
     runner = ProjectionRunner(
         projector,
@@ -255,6 +267,8 @@ async def replay(
         on_batch=progress,
         **runner_options,
     )
+    if runners is not None:
+        runners.append(runner)
     return await runner.catch_up()
 
 

@@ -3,7 +3,7 @@ SQL only the rows it has not seen.
 
 ::
 
-    cache = RowCache(limit=50_000)
+    cache = RowCache(limit=50_000, max_bytes=48 * 2**20)
     with lease.fenced() as db:
         db.info[ROW_CACHE] = cache     # the runner's batch transaction only
         ...                            # RowProjector.apply_many: lookup, stage
@@ -14,30 +14,19 @@ have happened: when the runner takes the lease (another runner may have written)
 fails or is rolled back, when the projector forgets or resets rows, when the checkpoint's
 ``revision`` moved (a dead letter retried or a forget, see ``touch_rows``), and when the table
 the projector writes changes (a blue/green switch). Rows whose values would not read back from
-SQL as they are (a type the column converts) are not kept: a handler sees the same values
-cached or not.
+SQL as they are (a type the column converts, a PostgreSQL ``REAL`` that rounds a double to
+single precision) are not kept: a handler sees the same values cached or not.
+
+The cache is bounded in rows and in bytes: each row's size is estimated as it is kept (the
+dict, its key and values as ``sys.getsizeof`` counts them, and the cache's own entry), and the
+rows written longest ago go first once either bound is passed, so a runner's memory does not
+grow with the width of its rows.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import sys
 from typing import Any, Final
-
-from sqlalchemy import (
-    Boolean,
-    Date,
-    DateTime,
-    Enum,
-    Float,
-    Integer,
-    Interval,
-    LargeBinary,
-    String,
-    TypeDecorator,
-)
-from sqlalchemy.types import TypeEngine
-
-from eventkit.projection.rowsql import PLAIN_TYPES
 
 Row = dict[str, Any]
 
@@ -54,12 +43,29 @@ MISS: Final = _Miss()
 """What :meth:`RowCache.lookup` gives for a key it does not know (read it from SQL)."""
 
 
+ENTRY = 120
+"""Bytes an entry takes in the cache's own tables (two dict slots, the size's int)."""
+
+
+def row_size(key: Any, row: Row | None) -> int:
+    """About how many bytes keeping ``row`` under ``key`` takes."""
+    size = ENTRY + sys.getsizeof(key)
+    if row is not None:
+        size += sys.getsizeof(row)
+        for v in row.values():
+            size += sys.getsizeof(v)
+    return size
+
+
 class RowCache:
     """``key -> row as stored`` (``None``: known to have no row) for one table, at most
-    ``limit`` keys (the oldest written first out)."""
+    ``limit`` keys and about ``max_bytes`` (the oldest written first out)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 48 * 2**20) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._sizes: dict[Any, int] = {}
         self._table: str | None = None
         self._rows: dict[Any, Row | None] = {}
         self._staged: dict[Any, Row | _Miss | None] = {}
@@ -97,17 +103,27 @@ class RowCache:
 
     def commit(self) -> None:
         """The transaction committed: keep what it staged."""
-        rows = self._rows
+        rows, sizes = self._rows, self._sizes
         if self._cleared:
             rows.clear()
+            sizes.clear()
+            self.bytes = 0
+        total = self.bytes
         for key, row in self._staged.items():
-            rows.pop(key, None)
+            if rows.pop(key, MISS) is not MISS:
+                total -= sizes.pop(key)
             if row is not MISS:
                 rows[key] = row  # type: ignore[assignment]
+                size = sizes[key] = row_size(key, row)  # type: ignore[arg-type]
+                total += size
         self._staged.clear()
         self._cleared = False
-        while len(rows) > self.limit:
-            del rows[next(iter(rows))]
+        limit, max_bytes = self.limit, self.max_bytes
+        while rows and (len(rows) > limit or total > max_bytes):
+            oldest = next(iter(rows))
+            del rows[oldest]
+            total -= sizes.pop(oldest)
+        self.bytes = total
 
     def rollback(self) -> None:
         """The transaction failed or was rolled back: keep nothing (the rows are unknown)."""
@@ -115,38 +131,10 @@ class RowCache:
 
     def invalidate(self) -> None:
         self._rows.clear()
+        self._sizes.clear()
+        self.bytes = 0
         self._staged.clear()
         self._cleared = False
 
 
-ZERO = timedelta(0)
-_IMMUTABLE = (*PLAIN_TYPES, Interval, LargeBinary)
-
-
-def kept_as(t: TypeEngine[Any]) -> tuple[tuple[type, ...], bool | None]:
-    """The exact Python types a column of type ``t`` reads back as what was written, and
-    whether its datetimes are aware (``None``: not datetimes); no types when the column
-    converts what it is given (decimals are rounded to the scale, enums, JSON, custom types)."""
-    if isinstance(t, TypeDecorator | Enum):  # PickleType is a TypeDecorator
-        return (), None
-    if isinstance(t, Boolean):
-        return (bool,), None
-    if isinstance(t, Integer):
-        return (int,), None
-    if isinstance(t, String):
-        return (str,), None
-    if isinstance(t, Float) and not t.asdecimal and t.precision is None:
-        return (float,), None
-    if isinstance(t, DateTime):
-        return (datetime,), bool(t.timezone)
-    if isinstance(t, Date):
-        return (date,), None
-    return (), None
-
-
-def immutable(t: TypeEngine[Any]) -> bool:
-    """Whether a column's values cannot be changed in place (JSON and arrays can)."""
-    return isinstance(t, _IMMUTABLE) and not isinstance(t, TypeDecorator)
-
-
-__all__ = ["MISS", "ROW_CACHE", "ZERO", "RowCache", "immutable", "kept_as"]
+__all__ = ["MISS", "ROW_CACHE", "RowCache", "row_size"]

@@ -30,13 +30,14 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
-from eventkit.projection.rowcache import MISS, ROW_CACHE, ZERO, RowCache, immutable, kept_as
+from eventkit.projection.rowcache import MISS, ROW_CACHE, RowCache
 from eventkit.projection.rowsql import (
     array_upsert,
     compiled_upsert,
     read_statement,
     upsert_statement,
 )
+from eventkit.projection.rowtypes import immutable, keeps, kept_as, key_types
 from eventkit.store.records import RecordedEvent
 from eventkit.store.subjects import entity_id_of
 
@@ -63,22 +64,32 @@ class RowProjector(Projector):
     - A replay from a sequence or a time applies events over the current rows: allowed when
       ``idempotent = True`` (handlers that only set values), refused otherwise (handlers that
       add, like a balance).
-    - The runner keeps up to ``row_cache`` rows it wrote in memory between batches and reads
-      from SQL only the others (:mod:`eventkit.projection.rowcache`: dropped whenever anything
-      else may have written them). Only tables whose columns read back exactly what was written
-      are cached (integers, strings, booleans, floats, dates and times); set ``row_cache = 0``
-      when something outside eventkit writes the table while a runner runs.
+    - The key's type is the key column's: the default key (a subject token, a string) is
+      converted for an integer or UUID key column (an entity id that does not convert halts
+      the projector, naming it); a ``key()`` that returns another type than its column's
+      halts too (a key that would never match its stored row must not start the row over).
+    - The runner keeps up to ``row_cache`` rows, and up to about ``row_cache_bytes`` of them,
+      it wrote in memory between batches and reads from SQL only the others
+      (:mod:`eventkit.projection.rowcache`: dropped whenever anything else may have written
+      them). Only tables whose columns read back exactly what was written are cached
+      (integers, strings, booleans, double floats, dates and times; not PostgreSQL's ``REAL``,
+      which rounds to single precision); set ``row_cache = 0`` when something outside eventkit
+      writes the table while a runner runs and does not call ``touch_rows``.
     """
 
     table: ClassVar[Table]
     row_cache: ClassVar[int] = 50_000
     """Rows the runner keeps in memory between batches (0: read every batch's rows from SQL)."""
+    row_cache_bytes: ClassVar[int] = 48 * 2**20
+    """About how much memory those rows may take (estimated per row as it is kept)."""
 
     _pk: ClassVar[tuple[str, ...]] = ()
     _columns: ClassVar[frozenset[str]] = frozenset()
     _defaults: ClassVar[tuple[tuple[str, Any, bool], ...]] = ()
     _aware: ClassVar[tuple[str, ...]] = ()
-    _kept: ClassVar[tuple[tuple[str, tuple[type, ...], bool | None], ...] | None] = None
+    _kept_by: ClassVar[dict[str, tuple[tuple[str, tuple[type, ...], bool | None], ...] | None]]
+    _key_type: ClassVar[type | None] = None
+    _key_from_id: ClassVar[type | None] = None
     _mutable: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -94,6 +105,12 @@ class RowProjector(Projector):
                 f"{cls.__qualname__}.row_cache must be a whole number of rows >= 0 (0: no "
                 f"cache), got {size!r}"
             )
+        size = cls.row_cache_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(
+                f"{cls.__qualname__}.row_cache_bytes must be a whole number of bytes >= 0 (0: "
+                f"no cache), got {size!r}"
+            )
         pk = tuple(c.name for c in table.primary_key.columns)
         if not pk:
             raise ConfigError(
@@ -106,6 +123,7 @@ class RowProjector(Projector):
                 f"{list(pk)}: define key(rec) returning a tuple in that order"
             )
         cls._pk = pk
+        cls._key_type, cls._key_from_id = key_types(cls, table, pk, cls.key is RowProjector.key)
         cls._columns = frozenset(c.name for c in table.columns)
         defaults = []
         for c in table.columns:
@@ -122,8 +140,7 @@ class RowProjector(Projector):
             for c in table.columns
             if isinstance(c.type, DateTime) and getattr(c.type, "timezone", False)
         )
-        kept = [(c.name, *kept_as(c.type)) for c in table.columns]
-        cls._kept = None if any(not types for _, types, _ in kept) else tuple(kept)
+        cls._kept_by = {}
         cls._mutable = tuple(c.name for c in table.columns if not immutable(c.type))
 
     # -- the user's hooks -------------------------------------------------------------------
@@ -138,34 +155,67 @@ class RowProjector(Projector):
         return self.table if target is None else target
 
     def _follow_switch(self, db: Session) -> None:
-        """A build whose version was switched live meanwhile writes the live table from now on
-        (the switch renamed the copy; it waited for this slot's batch in flight)."""
-        if self.__dict__.get("_target") is None:
+        """The table of this version now, from the registry (a runner's batch does it in its
+        fence; a reset or a retried dead letter outside a batch does it here)."""
+        if self.__dict__.get("_slot") is None and self.version == 1:
             return
-        from eventkit.projection.bluegreen import live_version
+        from eventkit.projection.bluegreen import fence
 
-        if live_version(db, self) == self.version:
-            self.__dict__["_target"] = None
+        fence(db, self)
+
+    def _kept(self, dialect: str) -> tuple[tuple[str, tuple[type, ...], bool | None], ...] | None:
+        """Per column, the types that read back exactly on ``dialect`` (None: not cached)."""
+        by = type(self)._kept_by
+        if dialect not in by:
+            kept = [(c.name, *kept_as(c.type, dialect)) for c in self.table.columns]
+            by[dialect] = None if any(not types for _, types, _ in kept) else tuple(kept)
+        return by[dialect]
+
+    def _key(self, rec: RecordedEvent[Any]) -> Any:
+        """``key(rec)`` in the key column's type (converted from the default key's string)."""
+        k = self.key(rec)
+        convert = self._key_from_id
+        if convert is not None and type(self).key is RowProjector.key:
+            try:
+                return convert(k)
+            except (TypeError, ValueError):
+                raise ProjectionError(
+                    f"{type(self).__qualname__}: entity id {k!r} of {rec.subject} is not a "
+                    f"{self._key_type.__name__ if self._key_type else '?'} for key column "
+                    f"{self._pk[0]!r}; define key(rec) to map it"
+                ) from None
+        expected = self._key_type
+        if expected is not None and not isinstance(k, expected):
+            raise ProjectionError(
+                f"{type(self).__qualname__}.key() returned {k!r} ({type(k).__name__}) for key "
+                f"column {self._pk[0]!r} of type {expected.__name__}: it would never match the "
+                f"stored row; return a {expected.__name__}"
+            )
+        return k
 
     def apply(self, record: RecordedEvent[Any], db: Session) -> None:
+        """One event outside a runner's batch (a retried dead letter): into this version's
+        table as the registry says now."""
+        self._follow_switch(db)
         self.apply_many([record], db)
 
     def apply_many(self, records: Sequence[RecordedEvent[Any]], db: Session) -> None:
         """Fold ``records`` into their rows: one read, the handlers in memory, one write."""
         handlers = self._bound()
         keyed: list[tuple[Any, RecordedEvent[Any], Callable[..., Any]]] = []
-        key_of = self.key
+        custom = type(self).key is not RowProjector.key
+        key_of = self._key if custom or self._key_from_id is not None else self.key
         for r in records:
             h = handlers.get(type(r.event))
             if h is not None:
                 keyed.append((key_of(r), r, h))
         if not keyed:
             return
-        self._follow_switch(db)
         table = self.target()
         conn = db.connection()
         keys = {k for k, _, _ in keyed}
-        cache: RowCache | None = db.info.get(ROW_CACHE) if self._kept is not None else None
+        kept = self._kept(conn.dialect.name)
+        cache: RowCache | None = db.info.get(ROW_CACHE) if kept is not None else None
         if cache is None:
             stored = self._read(conn, table, keys)
         else:
@@ -210,21 +260,7 @@ class RowProjector(Projector):
                 cache.stage(k, None)
             for row in changed:
                 k = self._key_of_row(row)
-                cache.stage(k, row if self._keeps(row) else MISS)
-
-    def _keeps(self, row: Row) -> bool:
-        """Whether ``row`` reads back from SQL exactly as it is (then it may be cached)."""
-        for name, types, aware in self._kept or ():
-            v = row[name]
-            if v is None:
-                continue
-            if type(v) not in types:
-                return False
-            if aware is not None and (v.tzinfo is None) == aware:
-                return False
-            if aware and v.utcoffset() != ZERO:
-                return False
-        return True
+                cache.stage(k, row if keeps(row, kept) else MISS)
 
     def _bound(self) -> dict[type, Callable[..., Any]]:
         bound: dict[type, Callable[..., Any]] | None = self.__dict__.get("_bound_handlers")
@@ -332,23 +368,19 @@ class RowProjector(Projector):
         db.execute(delete(self.target()))
 
     def forget(self, subject: str, db: Session) -> None:
-        """Delete the row keyed by the subject's entity id (default ``key`` only)."""
+        """Delete the row keyed by the subject's entity id (default ``key`` only), in the table
+        this version writes (``eventkit forget`` runs it on every copy eventkit made)."""
         if type(self).key is not RowProjector.key:
             return
         _cleared(db)
-        for table in self._tables_in_use(db):
-            db.execute(delete(table).where(table.c[self._pk[0]] == entity_id_of(subject)))
-
-    def _tables_in_use(self, db: Session) -> list[Table]:
-        """The live table, and the copy a blue/green build of this version writes."""
-        if self.version == 1:
-            return [self.table]
-        from eventkit.projection.bluegreen import copy_table, live_version
-
-        live = live_version(db, self)
-        if live is not None and live < self.version:
-            return [self.table, copy_table(self.table, self.version)]
-        return [self.table]
+        key: Any = entity_id_of(subject)
+        if self._key_from_id is not None:
+            try:
+                key = self._key_from_id(key)
+            except (TypeError, ValueError):
+                return  # no row can have this key
+        table = self.target()
+        db.execute(delete(table).where(table.c[self._pk[0]] == key))
 
     @classmethod
     def declares_forget(cls) -> bool:

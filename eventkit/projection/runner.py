@@ -36,10 +36,12 @@ from sqlalchemy.exc import DBAPIError
 from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.bluegreen import deployed
+from eventkit.projection.bluegreen import base_name, deployed, label
 from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector, SystemEvents
+from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.runtime.pulling import AckMode, Puller, parse_reply
@@ -67,13 +69,18 @@ def default_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a runner ended: its checkpoint, how many messages it committed, whether it halted."""
+    """How a runner ended: its checkpoint, how many events its handlers applied (``processed``),
+    how many messages it passed over (eventkit's own, types it does not handle, foreign ones)
+    and parked, whether it halted."""
 
     projector: str
     checkpoint: int
     processed: int
     halted: bool = False
     error: str | None = None
+    passed_over: int = 0
+    parked: int = 0
+    version: int = 1
 
 
 class ProjectionRunner(Committing):
@@ -107,7 +114,7 @@ class ProjectionRunner(Committing):
     ) -> None:
         if lease_ttl <= 0:
             raise ConfigError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
-        projector = deployed(projector, engine)  # blue/green: the slot of this version
+        projector = deployed(projector, engine, store.stream)  # blue/green: this version's slot
         self.projector = projector
         self.store = store
         self.engine = engine
@@ -131,11 +138,13 @@ class ProjectionRunner(Committing):
         self.state: RunnerState = "starting"
         self.checkpoint = 0
         self.processed = 0
+        self.passed_over = 0
+        self.parked = 0
         self.lag = 0
         self.halted_error: str | None = None
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
-        self.obs = WorkerObserver("projector", projector.name, log)
+        self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
         self._next_cseq = 1
         self._clear_error = False
@@ -145,7 +154,8 @@ class ProjectionRunner(Committing):
         )
         self._own_subjects = subject_filter(self.filters)
         size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
-        self._rows = RowCache(size) if size > 0 else None
+        room: int = getattr(projector, "row_cache_bytes", 0)
+        self._rows = RowCache(size, room) if size > 0 and room > 0 else None
         self._revision = -1
 
     kind = "projector"
@@ -187,12 +197,15 @@ class ProjectionRunner(Committing):
                 self.obs.lease_taken(self.owner, self.checkpoint)
                 try:
                     finished = await self._consume(end)
+                except Retired as e:
+                    self._retire(e)
+                    break
                 except LeaseLost:
                     self.obs.lease_lost(self.owner)
                     if once:
                         raise ProjectionError(
-                            f"projector {self.name!r}: another runner took the lease while "
-                            f"catching up; it carries on from the checkpoint"
+                            f"projector {label(self.projector)!r}: another runner took the "
+                            f"lease while catching up; it carries on from the checkpoint"
                         ) from None
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
@@ -219,11 +232,14 @@ class ProjectionRunner(Committing):
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
         return RunResult(
-            self.name,
+            base_name(self.projector),
             self.checkpoint,
             self.processed,
             halted=self.state == "halted",
             error=self.halted_error,
+            passed_over=self.passed_over,
+            parked=self.parked,
+            version=getattr(self.projector, "version", 1),
         )
 
     # -- lease ------------------------------------------------------------------------------
@@ -242,6 +258,9 @@ class ProjectionRunner(Committing):
         while not self.stopping:
             try:
                 acquired = await asyncio.to_thread(self._try_acquire)
+            except Retired as e:
+                self._retire(e)
+                return False
             except DBAPIError as e:
                 if not is_outage(e):
                     raise
@@ -255,8 +274,8 @@ class ProjectionRunner(Committing):
             if deadline is not None and time.monotonic() >= deadline:
                 holder = await asyncio.to_thread(self._lease.holder)
                 raise ProjectionError(
-                    f"projector {self.name!r} is being run by {holder}; stop that runner "
-                    f"(or wait {self.lease_ttl:g}s after it died) and try again"
+                    f"projector {label(self.projector)!r} is being run by {holder}; stop that "
+                    f"runner (or wait {self.lease_ttl:g}s after it died) and try again"
                 )
             await self._sleep(min(1.0, self.lease_ttl / 4))
         return False
@@ -284,6 +303,8 @@ class ProjectionRunner(Committing):
     async def _consume(self, end: int | None) -> bool:
         """Apply batches until stopped or done; True when the runner should not go on."""
         while True:
+            if await halted_on_rewind(self):
+                return True
             if end is not None and self.checkpoint >= end:
                 return True
             await self._puller.start(self.checkpoint + 1)
@@ -316,12 +337,15 @@ class ProjectionRunner(Committing):
             items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
             if items:
                 started = time.perf_counter()
+                before = self.processed
                 halted = await self._commit(items)
                 if halted:
                     return True
                 last = items[-1]
                 self.lag = last.pending
-                self.obs.batch(len(items), last.sequence, last.timestamp_ns, last.pending, started)
+                self.obs.batch(
+                    self.processed - before, last.sequence, last.timestamp_ns, last.pending, started
+                )
                 await self._puller.ack_all(last.msg)
                 if self.on_batch is not None:
                     self.on_batch(self, len(items))
@@ -361,6 +385,18 @@ class ProjectionRunner(Committing):
         return items, False
 
 
+def runner_for(
+    projector: Projector, store: Any, engine: Engine, **options: Any
+) -> ProjectionRunner:
+    """The runner of one projector: a :class:`ProjectionRunner`, or for ``partitions > 1`` a
+    :class:`~eventkit.projection.partitioned.PartitionedRunner` (this process's share)."""
+    if projector.partitions > 1:
+        from eventkit.projection.partitioned import PartitionedRunner
+
+        return PartitionedRunner(projector, store, engine, **options)
+    return ProjectionRunner(projector, store, engine, **options)
+
+
 async def run_projectors(
     app: Any,
     store: Any,
@@ -383,11 +419,18 @@ async def run_projectors(
     projectors = app.select(list(names or []))
     if "system" not in options and hasattr(app, "system_events"):
         options["system"] = app.system_events(store)
-    made = [ProjectionRunner(pr, store, engine, **options) for pr in projectors]
+    made = [runner_for(pr, store, engine, **options) for pr in projectors]
     if runners is not None:
         runners.extend(made)
     coros = [r.catch_up() if once else r.run() for r in made]
     return list(await asyncio.gather(*coros))
 
 
-__all__ = ["DEFAULT_LEASE_TTL", "ProjectionRunner", "RunResult", "default_owner", "run_projectors"]
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "ProjectionRunner",
+    "RunResult",
+    "default_owner",
+    "run_projectors",
+    "runner_for",
+]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.bluegreen import base_name, deployed, label
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import DEFAULT_LEASE_TTL, default_owner
 from eventkit.projection.sql import read_transaction, transaction
@@ -25,6 +26,7 @@ class SkipResult:
     subject: str
     event_type: str
     error: str | None
+    version: int = 1
 
 
 async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) -> SkipResult:
@@ -39,18 +41,22 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
     """
     if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
         raise ConfigError(f"--seq must be a whole number >= 1, got {sequence!r}")
+    # the version this code runs (the live one after a blue/green switch: its own checkpoint)
+    shown = label(projector)
+    projector = deployed(projector, engine, store.stream)
+    slot = projector.name
     with read_transaction(engine) as db:
-        cp = cps.get_checkpoint(db, projector.name)
+        cp = cps.get_checkpoint(db, slot)
     if cp.state != "halted":
         raise ConfigError(
-            f"projector {projector.name!r} is not halted (checkpoint {cp.last_sequence}); skip "
+            f"projector {shown!r} is not halted (checkpoint {cp.last_sequence}); skip "
             f"only moves a halted projector past the event it halted at"
         )
     found = await first_matching(store, projector.filters(store.stream), cp.last_sequence + 1)
     if found is None or found.sequence != sequence:
         at = f"sequence {found.sequence}" if found is not None else "no stored event"
         raise ConfigError(
-            f"projector {projector.name!r} halted at {at}, not {sequence} (last error: "
+            f"projector {shown!r} halted at {at}, not {sequence} (last error: "
             f"{cp.last_error}); pass --seq {found.sequence if found else '?'}"
         )
     event_type = found.headers.get(p.EVENT_TYPE, "?")
@@ -62,21 +68,21 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
 
     def apply() -> None:
         with transaction(engine) as db:
-            if not cps.try_acquire_lease(db, projector.name, owner, DEFAULT_LEASE_TTL):
-                lease = cps.get_lease(db, projector.name)
+            if not cps.try_acquire_lease(db, slot, owner, DEFAULT_LEASE_TTL):
+                lease = cps.get_lease(db, slot)
                 raise ProjectionError(
-                    f"projector {projector.name!r} is being run by "
+                    f"projector {shown!r} is being run by "
                     f"{lease.owner if lease else 'another runner'}; stop it first (nothing "
                     f"was changed)"
                 )
-            now = cps.get_checkpoint(db, projector.name)
+            now = cps.get_checkpoint(db, slot)
             if now.state != "halted" or now.last_sequence != cp.last_sequence:
                 raise ProjectionError(
-                    f"projector {projector.name!r} moved while skipping; nothing was changed"
+                    f"projector {shown!r} moved while skipping; nothing was changed"
                 )
             cps.park(
                 db,
-                projector.name,
+                slot,
                 sequence=sequence,
                 subject=found.subject,
                 event_type=event_type,
@@ -85,16 +91,23 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
             )
             cps.save_checkpoint(
                 db,
-                projector.name,
+                slot,
                 last_sequence=sequence,
                 last_event_time=found.time,
                 state="running",
                 last_error=None,
             )
-            cps.release_lease(db, projector.name, owner)
+            cps.release_lease(db, slot, owner)
 
     await asyncio.to_thread(apply)
-    return SkipResult(projector.name, sequence, found.subject, event_type, cp.last_error)
+    return SkipResult(
+        base_name(projector),
+        sequence,
+        found.subject,
+        event_type,
+        cp.last_error,
+        getattr(projector, "version", 1),
+    )
 
 
 __all__ = ["SkipResult", "skip"]

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from eventkit.bundled import migrations_folder
 from eventkit.errors import ConfigError
 
 VERSION_TABLE = "eventkit_alembic_version"
@@ -87,6 +88,14 @@ def make_engine(
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        # postgres:// (Heroku, libpq, docker images) and a bare postgresql:// mean PostgreSQL on
+        # psycopg 3, the driver of the extra (SQLAlchemy alone knows neither the first name nor
+        # that driver as the default)
+        driver = parsed.drivername.partition("+")[2] or "psycopg"
+        parsed = parsed.set(drivername=f"postgresql+{driver}")
+        url = parsed.render_as_string(hide_password=False)
+        backend = "postgresql"
     if backend != "postgresql":
         raise ConfigError(
             f"{backend}:// databases are not supported: eventkit's read models run on SQLite "
@@ -130,18 +139,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 def bound_waits(db: Session, seconds: float) -> None:
-    """Bound how long this transaction waits for a lock to ``seconds``, and how long its session
-    may sit idle inside it to twice that (PostgreSQL; SQLite has its busy timeout). A runner
-    frozen inside a transaction (SIGSTOP, a long GC pause) then loses its session, which frees
-    the lease row for a standby, and its own commit fails when it wakes (it is fenced)."""
+    """Bound how long this transaction waits for a lock, and how long its session may sit idle
+    inside it, to ``seconds`` (the lease ttl; PostgreSQL, SQLite has its busy timeout). A runner
+    frozen inside a transaction (SIGSTOP, a long GC pause) then loses its session about a ttl
+    after its last statement, which frees the lease row for a standby (its lease has expired
+    by then), and its own commit fails when it wakes (it is fenced)."""
     if db.get_bind().dialect.name != "postgresql":
         return
     ms = max(1, int(seconds * 1000))
-    # both in one statement (once per batch); set_config(..., true) is SET LOCAL. Twice the
-    # ttl for idleness: a batch whose handlers work a while between statements is not ended
+    # both in one statement (once per batch); set_config(..., true) is SET LOCAL. The idle
+    # bound is the ttl: a batch idle longer than its lease could not have kept it anyway
     db.connection().exec_driver_sql(
         f"SELECT set_config('lock_timeout', '{ms}', true), "
-        f"set_config('idle_in_transaction_session_timeout', '{2 * ms}', true)"
+        f"set_config('idle_in_transaction_session_timeout', '{ms}', true)"
     )
 
 
@@ -179,7 +189,7 @@ def read_transaction(engine: Engine) -> Iterator[Session]:
 
 def migrations_location() -> str:
     """The folder of eventkit's Alembic environment, wherever the package is installed."""
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    return str(migrations_folder())
 
 
 def upgrade(engine: Engine, *, app_migrations: str | None = None, revision: str = "head") -> None:
@@ -211,10 +221,11 @@ def upgrade(engine: Engine, *, app_migrations: str | None = None, revision: str 
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision of eventkit's tables, None before the first upgrade."""
+    """The revision of eventkit's tables, None before the first upgrade (a read that never
+    waits behind a writer: on SQLite a worker frozen inside a batch holds the write lock)."""
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
+    with engine.execution_options(**{READONLY_OPTION: True}).connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

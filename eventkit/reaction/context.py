@@ -22,8 +22,10 @@ from eventkit.domain.aggregate import Aggregate
 from eventkit.domain.events import Event
 from eventkit.errors import ConfigError
 from eventkit.store.base import EventStore, Write
+from eventkit.store.protocol import system_prefix
 from eventkit.store.records import RecordedEvent
 from eventkit.store.repository import Repository
+from eventkit.store.subjects import validate_subject
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -46,13 +48,18 @@ def cause_of(record: RecordedEvent[Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Deadline:
-    """A deadline a handler asked for: ``event`` delivered back to ``reactor`` at ``due``."""
+    """A deadline a handler asked for: ``event`` delivered back to ``reactor`` at ``due``.
+
+    ``about``: the subject the deadline concerns (the delivered event's, unless the handler
+    named another): its data key seals a personal deadline, forgetting it erases the deadline,
+    and a deadline whose subject was forgotten is never delivered."""
 
     reactor: str
     event: Event
     due: datetime
     event_id: str
     headers: dict[str, str]
+    about: str | None = None
 
 
 class Scheduler(Protocol):
@@ -128,10 +135,20 @@ class ReactorContext:
         await self.repository(cls).save_all(list(aggregates))
 
     async def schedule(
-        self, event: Event, *, at: datetime | None = None, after: timedelta | None = None
+        self,
+        event: Event,
+        *,
+        at: datetime | None = None,
+        after: timedelta | None = None,
+        about: str | None = None,
     ) -> datetime:
         """Deliver ``event`` back to this reactor at ``at`` (tz-aware) or ``after`` from now,
         through the server's message schedules; returns the due time. A past time is due at once.
+
+        The deadline is about ``about`` (default: the delivered event's subject), and it is
+        delivered with that subject as ``rec.subject``. When that subject (or the event's class)
+        holds personal data, the deadline is stored encrypted under the subject's data key;
+        ``forget`` of the subject erases it, and once forgotten it is never delivered.
         """
         if not isinstance(event, Event):
             raise ConfigError(f"ctx.schedule takes an Event, got {type(event).__name__}")
@@ -147,8 +164,15 @@ class ReactorContext:
             due = datetime.now(UTC) + after
         if self._scheduler is None:
             raise ConfigError("this context has no scheduler (deadlines need a reactor runner)")
+        if about is None:
+            subject = self.record.subject
+            about = None if subject.startswith(system_prefix(self.store.stream)) else subject
+        else:
+            validate_subject(about, self.store.stream)
         (event_id,) = self.next_ids(1)
-        await self._scheduler.schedule(Deadline(self.reactor, event, due, event_id, self.headers))
+        await self._scheduler.schedule(
+            Deadline(self.reactor, event, due, event_id, self.headers, about)
+        )
         return due
 
 

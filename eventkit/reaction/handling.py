@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from eventkit.errors import EventkitError, ForgottenError
 from eventkit.reaction.context import ReactorContext
-from eventkit.reaction.schedule import DUE_ID, DUE_TYPE, RETRY_SEQUENCE
+from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, RETRY_SEQUENCE, open_due
 from eventkit.runtime.deadletters import DeadLetter, now
 from eventkit.runtime.port import Delivery
 from eventkit.store import protocol as p
+from eventkit.store.chain import ChainCheck
 from eventkit.store.records import RecordedEvent, StoredMessage, time_from_ns
 
 if TYPE_CHECKING:
@@ -65,16 +66,24 @@ class Handling:
         return await self._decode(stored), d.subject
 
     async def _due(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
-        headers = dict(stored.headers)
-        if DUE_TYPE not in headers:
-            return None
-        headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
-        headers[p.MSG_ID] = headers.get(DUE_ID, "")
-        return await self._decode(
-            StoredMessage(stored.subject, stored.sequence, stored.time, headers, stored.data)
-        )
+        if not hasattr(self.store, "last_message"):  # in memory: ReactorScenario checked it
+            headers = dict(stored.headers)
+            if DUE_TYPE not in headers:
+                return None
+            headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
+            headers[p.MSG_ID] = headers.get(DUE_ID, "")
+            about = headers.get(DUE_SUBJECT, stored.subject)
+            return await self._decode(
+                StoredMessage(about, stored.sequence, stored.time, headers, stored.data)
+            )
+        opened = await open_due(self.store, stored)  # None: about a forgotten subject
+        return None if opened is None else await self._decode(opened)
 
     async def _decode(self, stored: StoredMessage) -> RecordedEvent[Any] | None:
+        if self.reactor.verify_chains:
+            problem = ChainCheck(links=False).check(stored)
+            if problem is not None:
+                raise problem.error()
         event_type = stored.headers.get(p.EVENT_TYPE)
         if event_type is None:
             bound = self.reactor.foreign_class(stored.subject)

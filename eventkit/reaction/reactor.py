@@ -7,13 +7,14 @@ Every option is a class attribute, checked when the class is defined (a bad one 
 from __future__ import annotations
 
 import inspect
-import math
+import warnings
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from eventkit.config.options import number_option, subjects_option
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
-from eventkit.errors import ConfigError
+from eventkit.errors import ConfigError, ConfigWarning
 from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.protocol import SYSTEM_TOKEN
 from eventkit.store.subjects import subject_matches, validate_filter
@@ -67,6 +68,10 @@ class Reactor:
     name: ClassVar[str] = ""
     subjects: ClassVar[list[str]] = []
     foreign_events: ClassVar[dict[str, type[Event]]] = {}
+    verify_chains: ClassVar[bool] = False
+    """Check each event's own link (its content) before its handler runs: a changed event is
+    parked with ``IntegrityError``, like an undecodable one. Links between events are checked by
+    projectors and ``eventkit verify`` (competing workers each see part of a subject)."""
     """Subjects other services write, bound to the ``Event`` class their JSON bodies are read
     as (see :class:`eventkit.Projector`)."""
     deliver_policy: ClassVar[DeliverPolicy] = "all"
@@ -90,7 +95,7 @@ class Reactor:
         if not cls.__dict__.get("name"):
             cls.name = cls.__name__.lower()
         validate_options(cls)
-        cls._handlers = collect_handlers(cls)
+        cls._handlers = collect_handlers(cls, Reactor)
         for t, method in cls._handlers.items():
             if not inspect.iscoroutinefunction(getattr(cls, method)):
                 raise ConfigError(
@@ -152,13 +157,50 @@ def consumer_name(reactor: str) -> str:
     return f"eventkit_reactor_{reactor}"
 
 
+MAX_SECONDS = 86_400.0
+"""The longest ``ack_wait`` and ``backoff`` delay: one day. A handler that runs longer sends
+in-progress acks (the runner does); a later retry is a deadline (``ctx.schedule``)."""
+
+
 def _number(cls: type, option: str, value: object, *, minimum: float, integer: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if not ok or not math.isfinite(float(value)) or float(value) < minimum:  # type: ignore[arg-type]
-        kind = "an int" if integer else "a number of seconds"
-        raise ConfigError(
-            f"{cls.__qualname__}.{option} must be {kind} >= {minimum:g}, got {value!r}"
+    number_option(
+        cls,
+        option,
+        value,
+        minimum=minimum,
+        integer=integer,
+        maximum=None if integer else MAX_SECONDS,
+    )
+
+
+def _declared(cls: type, option: str) -> bool:
+    """Whether ``option`` was set by the user's classes (not left at Reactor's default)."""
+    return any(option in vars(k) for k in cls.__mro__ if k is not Reactor and k is not object)
+
+
+def check_combinations(cls: type[Reactor]) -> None:
+    """Warn (``ConfigWarning``) about options that do not apply with the chosen ones."""
+    q = cls.__qualname__
+    unused: list[str] = []
+    if cls.ack_policy == "all" and cls.concurrency > 1 and _declared(cls, "concurrency"):
+        unused.append(
+            f"{q}.concurrency = {cls.concurrency} does not apply with ack_policy = 'all' (one "
+            f"handler at a time: an ack acknowledges every event before it)"
         )
+    if cls.ack_policy == "none":
+        for option in ("max_deliver", "backoff"):
+            if _declared(cls, option):
+                unused.append(
+                    f"{q}.{option} does not apply with ack_policy = 'none' (the server never "
+                    f"delivers again: a failure parks the event at once)"
+                )
+        if cls.ordered == "subject":
+            unused.append(
+                f"{q}.ordered = 'subject' does not apply with ack_policy = 'none' (a failure "
+                f"is parked, not retried in place, so later events of the subject go first)"
+            )
+    for text in unused:
+        warnings.warn(f"{text}; remove it or change the policy", ConfigWarning, stacklevel=4)
 
 
 def validate_options(cls: type[Reactor]) -> None:
@@ -170,10 +212,7 @@ def validate_options(cls: type[Reactor]) -> None:
             f"reactor name {name!r} must be 1-64 letters, digits, '-' or '_' "
             f"(it names the durable consumer every worker shares)"
         )
-    if isinstance(cls.subjects, str) or not isinstance(cls.subjects, list):
-        raise ConfigError(
-            f"{q}.subjects must be a list of subject filters, e.g. ['bank.account.*']"
-        )
+    subjects_option(cls, "subjects", cls.subjects, "bank.account.*")
     for s in cls.subjects:
         validate_filter(s)
     if cls.deliver_policy not in DELIVER_POLICIES:
@@ -235,11 +274,13 @@ def validate_options(cls: type[Reactor]) -> None:
             f"{q}.ordered must be 'none' or 'subject' (keep each subject's order over all "
             f"workers); got {cls.ordered!r}"
         )
+    check_combinations(cls)
 
 
 __all__ = [
     "ACK_POLICIES",
     "DELIVER_POLICIES",
+    "MAX_SECONDS",
     "REPLAY_POLICIES",
     "UPDATABLE",
     "Reactor",

@@ -34,6 +34,7 @@ from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
 from eventkit.reaction.handling import Handling
 from eventkit.reaction.reactor import Reactor, consumer_name
+from eventkit.reaction.rewound import RewindWatch
 from eventkit.reaction.schedule import JetStreamScheduler, due_subject, retry_subject
 from eventkit.runtime.deadletters import DeadLetterStore
 from eventkit.runtime.memory import MemoryConsumer
@@ -104,6 +105,8 @@ class ReactorRunner:
         self.scheduler = scheduler or (JetStreamScheduler(store) if jetstream else None)
         self._presence = jetstream
         self._handling = Handling(self)
+        self._watch = RewindWatch(self) if jetstream else None
+        """The stream's "went back" check (a stream that lost what was handled stops it)."""
         self.backoff_scale = backoff_scale
         """Scales the ``backoff`` delays (``ReactorScenario``: 0, retries at once)."""
         self.last_failure: BaseException | None = None
@@ -162,6 +165,8 @@ class ReactorRunner:
         if once:
             ends = [await self.store.last_sequence(f) for f in self.consumer.filters]
             end = max(ends, default=0)
+        if self._watch is not None:
+            await self._watch.start()  # before pulling: a stream that went back stops it here
         await self.consumer.start()
         self.state = "running"
         self.obs.state("running")
@@ -202,8 +207,12 @@ class ReactorRunner:
                 await self.consumer.stop()
                 if presence is not None:
                     await presence.leave()
+                if self._watch is not None:
+                    await self._watch.stop()
                 self.state = "stopped"
                 self.obs.state("stopped", checkpoint=self.obs.figures.checkpoint)
+        if self._watch is not None:
+            self._watch.raise_if_rewound()
         return self.stats
 
     async def _drain(self) -> None:
@@ -223,6 +232,8 @@ class ReactorRunner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _spawn(self, d: Delivery) -> None:
+        if self._watch is not None:
+            self._watch.saw(d)
         held = self._held.get(d.sequence)
         self._held[d.sequence] = d
         if held is not None:

@@ -8,8 +8,8 @@
 - :mod:`eventkit.runtime.presence`: workers' heartbeats.
 - :mod:`eventkit.runtime.deadletters`: one dead-letter model; :mod:`eventkit.runtime.parked`
   keeps reactors' letters.
-- :mod:`eventkit.runtime.lease`: what a worker that owns a share of the work holds (the seam of
-  partitions).
+- :mod:`eventkit.runtime.lease`: what a worker that owns a share of the work holds;
+  :mod:`eventkit.runtime.partitions`: partitioned workers.
 
 Data flows one way: ``store`` <- ``runtime`` <- ``projection`` / ``reaction``.
 """

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from eventkit.config.values import SYNC_ALWAYS, check_server_sync
 from eventkit.errors import ConfigError
 from eventkit.server.binary import find_server_binary, server_version
 from eventkit.server.home import (
@@ -42,11 +44,17 @@ from eventkit.server.process import (
     start_server_process,
 )
 
+log = logging.getLogger(__name__)
+
 # ---------------------------------------------------------------------- the home server
 
 
 class EmbeddedServer:
     """Start, reuse, stop and inspect the nats-server that serves one home directory.
+
+    ``sync_interval`` (EVENTKIT_SERVER_SYNC): ``"always"`` (the default) fsyncs every write
+    before the server acknowledges it; an interval such as ``"2m"`` (nats-server's own default)
+    is faster, and a power loss then loses what was acknowledged within the interval.
 
     Example::
 
@@ -56,9 +64,17 @@ class EmbeddedServer:
         server.stop(Path(".eventkit"))      # True if it was running
     """
 
-    def __init__(self, binary: Path | None = None, ready_timeout: float = READY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        binary: Path | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+        *,
+        sync_interval: str = SYNC_ALWAYS,
+    ) -> None:
+        check_server_sync(sync_interval)
         self._binary = binary
         self.ready_timeout = ready_timeout
+        self.sync_interval = sync_interval
 
     @property
     def binary(self) -> Path:
@@ -106,6 +122,14 @@ class EmbeddedServer:
                         f"EVENTKIT_SERVER_KEY is set but the running server of {home} stores data "
                         f"unencrypted; stop it (eventkit server stop) and use a fresh "
                         f"EVENTKIT_HOME for an encrypted store, or unset EVENTKIT_SERVER_KEY"
+                    )
+                if info.sync_interval != self.sync_interval:
+                    log.warning(
+                        "the running server of %s was started with sync_interval %s, not %s "
+                        "(EVENTKIT_SERVER_SYNC); restart it to apply: eventkit server stop",
+                        home,
+                        info.sync_interval or "2m (nats-server's default)",
+                        self.sync_interval,
                     )
                 return info
             return self._start_locked(home, port=port, encrypt_key=encrypt_key)
@@ -244,6 +268,7 @@ class EmbeddedServer:
             port if port is not None else free_port(),
             server_name=f"eventkit-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}",
             encrypt_key=encrypt_key,
+            sync_interval=self.sync_interval,
             config_file=home / _CONFIG,
             log_file=home / _LOG,
             pid_file=home / _PID,
@@ -268,6 +293,7 @@ class EmbeddedServer:
             store_dir=str(handle.store_dir),
             version=server_version(handle.binary),
             encrypted=encrypt_key is not None,
+            sync_interval=self.sync_interval,
         )
         _write_state(home, info)
         return info
@@ -279,15 +305,25 @@ _default = EmbeddedServer()
 
 
 def ensure_running(
-    home: Path | None = None, *, encrypt_key: str | None = None, port: int | None = None
+    home: Path | None = None,
+    *,
+    encrypt_key: str | None = None,
+    port: int | None = None,
+    sync_interval: str = SYNC_ALWAYS,
 ) -> ServerInfo:
     """Reuse or start the embedded server of ``home`` (default ``./.eventkit``).
 
+    ``sync_interval``: see :class:`EmbeddedServer` (``"always"`` unless you opt out).
+
     Example::
 
-        info = ensure_running(settings.home, encrypt_key=settings.server_store_key)
+        info = ensure_running(settings.home, encrypt_key=settings.server_store_key,
+                              sync_interval=settings.server_sync)
     """
-    return _default.ensure_running(home, encrypt_key=encrypt_key, port=port)
+    server = _default
+    if sync_interval != server.sync_interval:
+        server = EmbeddedServer(sync_interval=sync_interval)
+    return server.ensure_running(home, encrypt_key=encrypt_key, port=port)
 
 
 def status(home: Path | None = None) -> ServerInfo | None:

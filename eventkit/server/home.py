@@ -41,6 +41,9 @@ class ServerInfo:
     store_dir: str
     version: str
     encrypted: bool = False
+    sync_interval: str = ""
+    """What the server was started with: ``always``, an interval, or empty (not recorded: a
+    server started by an older eventkit, with nats-server's default of 2 minutes)."""
 
     def to_json(self) -> str:
         """The JSON written to ``server.json``."""
@@ -58,6 +61,7 @@ class ServerInfo:
             store_dir=str(data["store_dir"]),
             version=str(data["version"]),
             encrypted=bool(data.get("encrypted", False)),
+            sync_interval=str(data.get("sync_interval", "")),
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eventkit.server.binary import find_server_binary, server_version
+from eventkit.server.conftext import config_text
 from eventkit.server.layout import (
     _CONFIG,
     _LOG,
@@ -89,53 +90,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _quote(value: str | Path) -> str:
-    return json.dumps(str(value))
-
-
 # Popen objects of servers this process started, kept so they are reaped (no zombies) and
 # do not warn "subprocess is still running" when collected.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 # ---------------------------------------------------------------------- one server process
-
-
-def _config_text(
-    *,
-    port: int,
-    http_port: int | None,
-    store_dir: Path,
-    log_file: Path | None,
-    pid_file: Path | None,
-    server_name: str | None,
-    encrypted: bool,
-    cluster: str | None,
-    extra_config: str,
-) -> str:
-    lines = [
-        "# Written by eventkit; regenerated at every start.",
-        f"listen: {_quote(f'{LOOPBACK}:{port}')}",
-    ]
-    if http_port is not None:
-        lines.append(f"http: {_quote(f'{LOOPBACK}:{http_port}')}")
-    if server_name:
-        lines.append(f"server_name: {_quote(server_name)}")
-    if pid_file is not None:
-        lines.append(f"pid_file: {_quote(pid_file)}")
-    if log_file is not None:
-        lines.append(f"log_file: {_quote(log_file)}")
-    lines.append("jetstream {")
-    lines.append(f"  store_dir: {_quote(store_dir)}")
-    if encrypted:
-        lines.append("  cipher: chachapoly")
-        lines.append(f"  key: ${KEY_ENV}")
-    lines.append("}")
-    if cluster:
-        lines.append(cluster.strip())
-    if extra_config:
-        lines.append(extra_config.strip())
-    return "\n".join(lines) + "\n"
 
 
 class ServerProcess:
@@ -294,6 +254,7 @@ def start_server_process(
     server_name: str | None = None,
     cluster: str | None = None,
     extra_config: str = "",
+    sync_interval: str | None = None,
     encrypt_key: str | None = None,
     config_file: Path | None = None,
     log_file: Path | None = None,
@@ -306,10 +267,12 @@ def start_server_process(
 ) -> ServerProcess:
     """Start a JetStream nats-server on 127.0.0.1 and wait until it is ready.
 
-    ``port``/``http_port`` None pick free ports. The config file and log go into ``store_dir``
-    unless given. ``cluster`` is a ``cluster { ... }`` block and ``extra_config`` any further
-    config text, for multi-node setups (then pass ``server_name`` too, and ``wait=False`` until
-    every node is started if they need each other to become healthy).
+    ``port``/``http_port`` None pick free ports. ``sync_interval`` (``"always"``, ``"2m"``)
+    sets how often the store is fsynced; None keeps nats-server's default (2 minutes). The
+    config file and log go into ``store_dir`` unless given. ``cluster`` is a ``cluster { ... }``
+    block and ``extra_config`` any further config text (a ``jetstream { ... }`` block in it is
+    merged into eventkit's), for multi-node setups (then pass ``server_name`` too, and
+    ``wait=False`` until every node is started if they need each other to become healthy).
 
     Example::
 
@@ -329,7 +292,7 @@ def start_server_process(
     log_file = None if log_stdout else (log_file if log_file is not None else store_dir / _LOG)
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(
-        _config_text(
+        config_text(
             port=port,
             http_port=http_port,
             store_dir=store_dir,
@@ -339,6 +302,7 @@ def start_server_process(
             encrypted=encrypt_key is not None,
             cluster=cluster,
             extra_config=extra_config,
+            sync_interval=sync_interval,
         )
     )
     handle = ServerProcess(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from eventkit.domain.events import Event, new_event_id, validate_event_id
 from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
 from eventkit.observability.tracing import trace_headers
+from eventkit.store.chain import seal
 from eventkit.store.codec import Codec
 from eventkit.store.protocol import (
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -99,12 +100,16 @@ class Encoding(Protocol):
 
 
 async def encode_writes(
-    store: Encoding, writes: Sequence[Write], max_payload: int
+    store: Encoding,
+    writes: Sequence[Write],
+    max_payload: int,
+    heads: Callable[[Sequence[Write]], Awaitable[list[str]]] | None = None,
 ) -> list[EncodedMessage]:
     """Validate an append and encode every event before anything is sent.
 
     The expectation headers go on the first event of each write; an event over ``max_payload``
-    raises ``EventTooLargeError`` (so nothing of the append is sent).
+    raises ``EventTooLargeError`` (so nothing of the append is sent). ``heads(writes)`` gives the
+    head of each write's chain: its events are then chained (:mod:`eventkit.store.chain`).
     """
     if not writes:
         raise ConfigError("append needs at least one write")
@@ -142,10 +147,14 @@ async def encode_writes(
     out: list[EncodedMessage] = []
     encode = codec.encode
     traced = trace_headers()  # the append's span (None when tracing is off)
-    for w in writes:
+    prevs = await heads(writes) if heads is not None else None
+    for n, w in enumerate(writes):
         subject = w.subject
+        prev = prevs[n] if prevs is not None else None
         for i, (event, eid) in enumerate(zip(w.events, w.ids, strict=True)):
             headers, payload = encode(subject, event, eid)
+            if prev is not None:
+                prev = seal(prev, subject, headers, payload)
             if w.headers:
                 headers.update(w.headers)
             if traced:
@@ -154,7 +163,7 @@ async def encode_writes(
                 headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(w.expected_sequence)
                 if w.boundary is not None:
                     headers[EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] = w.boundary
-            if len(payload) + 4096 > limit or len(eid) + len(event.event_type) > 1024:
+            if len(payload) + 4096 > limit or len(eid) + len(event.event_type) > 900:
                 size = message_size(subject, headers, payload)
                 if size > limit:
                     raise EventTooLargeError(subject, size, limit)
@@ -178,6 +187,25 @@ def trusted_write(
     return w
 
 
+Consistency = Literal["eventual", "strong"]
+"""``eventual``: any replica may answer (a process still sees its own writes); ``strong``: the
+stream leader says what the last message is, so a read sees every append acknowledged before it
+started, whoever made it."""
+
+
+def check_consistency(consistency: object, at_least: object = None) -> None:
+    """``ConfigError`` unless ``consistency`` is ``eventual``/``strong`` and ``at_least`` None or
+    a stream sequence (an int >= 0, e.g. what ``Repository.save`` returned)."""
+    if consistency not in ("eventual", "strong"):
+        raise ConfigError(f"consistency must be 'eventual' or 'strong', got {consistency!r}")
+    if at_least is not None and (
+        isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 0
+    ):
+        raise ConfigError(
+            f"at_least must be a stream sequence (an int >= 0, as save() returns), got {at_least!r}"
+        )
+
+
 def check_read_position(from_sequence: object, from_time: object) -> None:
     """``ConfigError`` unless ``from_sequence`` is an int >= 1 and ``from_time`` None or aware."""
     if isinstance(from_sequence, bool) or not isinstance(from_sequence, int) or from_sequence < 1:
@@ -191,6 +219,8 @@ class EventStore(abc.ABC):
 
     stream: str
     codec: Codec
+    verify_chains: bool = True
+    """Check the hash chain of every subject read (``read``, ``Repository.load``)."""
 
     async def append(
         self,
@@ -218,8 +248,19 @@ class EventStore(abc.ABC):
         """Append to several subjects in one atomic batch; return each write's last sequence."""
 
     @abc.abstractmethod
-    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
-        """Every event of ``subject`` with a sequence above ``after``, in order."""
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
+        """Every event of ``subject`` with a sequence above ``after``, in order.
+
+        ``consistency="strong"``: including every append acknowledged before the call (the
+        stream leader answers for the tail). ``at_least=N``: at least as fresh as stream
+        sequence ``N`` (a position ``save`` returned), strong only when a replica lags it."""
 
     @abc.abstractmethod
     def read_all(
@@ -237,8 +278,11 @@ class EventStore(abc.ABC):
         """Stored messages without decoding (for erasure and diagnostics)."""
 
     @abc.abstractmethod
-    async def last_sequence(self, subject: str | None = None) -> int:
-        """The last sequence of ``subject`` (or filter), or of the stream; 0 when empty."""
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
+        """The last sequence of ``subject`` (or filter), or of the stream; 0 when empty.
+        ``consistency="strong"``: as the stream leader knows it."""
 
     @abc.abstractmethod
     async def mark_forgotten(self, subject: str) -> int:
@@ -249,9 +293,19 @@ class EventStore(abc.ABC):
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence, None when absent or deleted."""
 
+    async def record_erasure(self, erased: StoredMessage) -> None:
+        """Keep the links (never the data) of the chained message ``erased`` on
+        ``<stream>._eventkit.erased.<rest of its subject>``, so the rest of its subject still
+        verifies once it is erased; :meth:`delete` does it first (unless the subject is
+        forgotten); an unchained message needs nothing."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no erasure records")
+
     @abc.abstractmethod
-    async def delete(self, sequence: int) -> bool:
-        """Erase one message (secure erase on JetStream); False when it was already gone."""
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
+        """Erase one message (secure erase on JetStream); False when it was already gone. A
+        chained message's links are kept first (:meth:`record_erasure`), so its subject's chain
+        still verifies; ``keep_links=False`` when its subject's erasure marker is already there
+        (``forget`` of the whole subject: the marker closed the chain)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -157,9 +157,9 @@ class Codec:
             raise EventDecodeError(
                 f"no {p.EVENT_TYPE} header: another service wrote it. Projectors can read such "
                 f"subjects typed (foreign_events); an aggregate's subject must hold eventkit "
-                f"events only: have that service write to its own subjects, and read this "
-                f"entity past the message with store.read(subject, after=<sequence>) meanwhile "
-                f"(nothing needs to be erased; see docs/wire-format.md)",
+                f"events only: have that service write to its own subjects, and set "
+                f"pass_over_foreign = True on the aggregate class to load and save it past the "
+                f"message meanwhile (nothing needs to be erased; see docs/wire-format.md)",
                 subject=msg.subject,
                 sequence=msg.sequence,
             )

@@ -20,19 +20,35 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
-from eventkit.errors import ConfigError, EventkitError, ServerVersionError, StoreUnavailableError
+from eventkit.errors import (
+    ConfigError,
+    EventkitError,
+    ServerVersionError,
+    StoreUnavailableError,
+    StreamMissingError,
+)
 from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
+from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject
 from eventkit.store.codec import Codec, PayloadCipher
+from eventkit.store.durability import Durability
+from eventkit.store.durability import report as report_durability
+from eventkit.store.erasure import BODY, is_marker
 from eventkit.store.nats.appending import Appending, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
-from eventkit.store.nats.connection import FIRST_CONNECT_ATTEMPTS, open_connection
+from eventkit.store.nats.connection import (
+    FIRST_CONNECT_ATTEMPTS,
+    open_connection,
+    until_answered,
+)
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import JetStreamError, is_gone, translate_api
+from eventkit.store.nats.errors import JetStreamError, ack_error, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.provenance import missing_message, record_created, traces_of
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
+from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_stream_name
 
 log = logging.getLogger(__name__)
@@ -66,6 +82,7 @@ class JetStreamEventStore(Appending, EventStore):
         own_connection: bool = True,
         publish_timeout: float = 2.0,
         retry_for: float = 20.0,
+        verify_chains: bool = True,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -84,7 +101,14 @@ class JetStreamEventStore(Appending, EventStore):
         self._denials.inbox = self._inbox
         self.server_version = "0.0.0"
         self._fresh = Freshness()
+        self._heads = ChainHeads()
+        self._closed: set[str] = set()
+        self.verify_chains = verify_chains
         self._connection_listeners: list[Callable[[], None]] = []
+        self.embedded: Any = None
+        """The embedded server's ``ServerInfo`` when :meth:`connect` started or reused it."""
+        self.durability: Durability | None = None
+        """What an acknowledged append survives here, as seen at :meth:`connect`."""
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
@@ -100,6 +124,8 @@ class JetStreamEventStore(Appending, EventStore):
         settings: Any = None,
         publish_timeout: float = 2.0,
         retry_for: float = 20.0,
+        verify_chains: bool = True,
+        create_stream: bool | None = None,
         **connect_options: Any,
     ) -> Self:
         """Connect, then create or update the stream with what eventkit needs.
@@ -108,6 +134,13 @@ class JetStreamEventStore(Appending, EventStore):
         (started on demand under ``./.eventkit``). ``duplicate_window`` (seconds) bounds how long a
         retried append is recognised by its event ids alone. Raises ``ServerVersionError`` when the
         server is older than 2.12 (atomic batches), ``StoreUnavailableError`` when unreachable.
+        ``verify_chains=False`` skips the hash-chain check of every subject read (``read``,
+        ``Repository.load``); appends chain their events either way.
+
+        ``create_stream``: None (default) creates a missing stream only when nothing shows that it
+        existed (eventkit's record of the streams it made, its KV buckets of the stream), and
+        raises ``StreamMissingError`` otherwise, saying what to restore; True creates it anyway
+        (starting over on purpose); False never creates it.
         """
         validate_stream_name(stream)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
@@ -122,18 +155,28 @@ class JetStreamEventStore(Appending, EventStore):
             codec=codec or Codec(cipher=cipher),
             publish_timeout=publish_timeout,
             retry_for=retry_for,
+            verify_chains=verify_chains,
         )
         store._errors = conn.errors
         store._denials = conn.denials
         store._connection_listeners = conn.listeners
+        store.embedded = conn.embedded
         conn.denials.inbox = store._inbox
         try:
             await conn.denials.guard(
-                store.ensure_stream(replicas=replicas, duplicate_window=duplicate_window)
+                until_answered(
+                    lambda: store.ensure_stream(
+                        replicas=replicas, duplicate_window=duplicate_window, create=create_stream
+                    ),
+                    nc,
+                    retry_for,
+                    f"stream {stream!r}",
+                )
             )
         except BaseException:
             await nc.close()
             raise
+        store.durability = await report_durability(store)
         return store
 
     def on_connection_change(self, listener: Callable[[], None]) -> None:
@@ -145,15 +188,20 @@ class JetStreamEventStore(Appending, EventStore):
     def check_server_version(self, version: str | None = None) -> None:
         """``ServerVersionError`` unless the server (or ``version``) supports atomic batches."""
         if version is None:
-            server = self.nc._current_server
-            version = (server.server_version if server is not None else "") or "0.0.0"
+            try:
+                v = self.nc.connected_server_version
+                version = f"{v.major}.{v.minor}.{v.patch}"
+            except ValueError:  # not a semantic version: unknown
+                version = "0.0.0"
         self.server_version = version
         if parse_version(version) < parse_version(p.ATOMIC_BATCH_SERVER):
             raise ServerVersionError(
                 "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
             )
 
-    async def ensure_stream(self, *, replicas: int = 1, duplicate_window: float = 120.0) -> None:
+    async def ensure_stream(
+        self, *, replicas: int = 1, duplicate_window: float = 120.0, create: bool | None = None
+    ) -> None:
         """Create the stream (marked ``metadata: {eventkit: "1"}``), or check an existing one.
 
         A stream eventkit made is kept as asked (replicas, duplicate window, the flags it needs).
@@ -166,6 +214,15 @@ class JetStreamEventStore(Appending, EventStore):
         try:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
+            if create is not True:
+                traces = await traces_of(self)
+                if traces:
+                    raise StreamMissingError(missing_message(self.stream, traces)) from None
+                if create is False:
+                    raise StreamMissingError(
+                        f"stream {self.stream!r} does not exist and create_stream=False; create "
+                        f"it by connecting once without create_stream=False"
+                    ) from None
             want = StreamConfig(
                 name=self.stream,
                 subjects=[f"{self.stream}.>"],
@@ -180,6 +237,7 @@ class JetStreamEventStore(Appending, EventStore):
                 await self.js.add_stream(want)
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"creating stream {self.stream!r}") from e
+            await record_created(self, replicas)
             return
         except nats.js.errors.APIError as e:
             raise self._translate_api(e, f"looking up stream {self.stream!r}") from e
@@ -237,6 +295,32 @@ class JetStreamEventStore(Appending, EventStore):
                 await self.js.update_stream(cfg)
             except nats.js.errors.APIError as e:
                 raise self._translate_api(e, f"updating stream {self.stream!r}") from e
+
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
+        """Erase one message securely (payload overwritten); False when already gone. A chained
+        message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
+        (the erasure marker closed its chain)."""
+        msg = await self.get(sequence) if keep_links else None
+        if msg is not None and p.CHAIN in msg.headers and msg.subject not in self._closed:
+            last = await self.last_message(msg.subject)
+            if last is None or not is_marker(last.headers):
+                await self.record_erasure(msg)
+            elif len(self._closed) < 10_000:
+                self._closed.add(msg.subject)  # forgotten: its other messages need no record
+        return await super().delete(sequence)
+
+    async def record_erasure(self, erased: StoredMessage) -> None:
+        headers = erased_link_headers(erased.subject, erased)
+        if headers is None:
+            return
+        subject = erased_subject(self.stream, erased.subject)
+        ack = await self._send(
+            lambda: self._request(subject, BODY, headers, self.publish_timeout),
+            f"recording the erasure of sequence {erased.sequence}",
+        )
+        err = ack_error(ack)
+        if err is not None:
+            raise JetStreamError(err[0], err[1], f"recording an erasure: {err[2]}")
 
     def _translate_api(self, e: nats.js.errors.APIError, doing: str) -> EventkitError:
         return translate_api(e, doing)

@@ -9,9 +9,19 @@ from typing import Any
 
 from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
 from eventkit.observability.tracing import traced_append
-from eventkit.store.base import EventStore, Write, check_read_position, encode_writes
+from eventkit.store import protocol as p
+from eventkit.store.base import (
+    Consistency,
+    EventStore,
+    Write,
+    check_consistency,
+    check_read_position,
+    encode_writes,
+)
+from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
+from eventkit.store.protocol import EVENT_TYPE
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
 from eventkit.store.subjects import (
@@ -21,6 +31,7 @@ from eventkit.store.subjects import (
     validate_stream_name,
     validate_subject,
 )
+from eventkit.store.verifying import check_read
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """The default max payload of nats-server (1 MiB)."""
@@ -41,6 +52,7 @@ class InMemoryEventStore(EventStore):
         *,
         codec: Codec | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        verify_chains: bool = True,
     ) -> None:
         self.stream = validate_stream_name(stream)
         self.codec = codec or Codec()
@@ -50,10 +62,29 @@ class InMemoryEventStore(EventStore):
         self._ids: dict[str, tuple[str, int]] = {}
         self._last_seq = 0
         self.snapshots = InMemorySnapshotStore()
+        self.verify_chains = verify_chains
+        self._heads = ChainHeads()
+
+    async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
+        """The link each write's first event follows: the head after the subject's last
+        message (the expectation, checked below, makes that the message it follows)."""
+        return [self._head(w.subject) for w in writes]
+
+    def _head(self, subject: str) -> str:
+        """The last link of ``subject`` (its last chained message's)."""
+        for seq in reversed(self._by_subject.get(subject, [])):
+            value = self._messages[seq].headers.get(p.CHAIN)
+            if value is not None:
+                return value
+        return GENESIS
 
     @traced_append
     async def append_many(self, writes: Sequence[Write]) -> list[int]:
-        encoded = await encode_writes(self, writes, self.max_payload)
+        while True:  # encoding may wait (keys): chain after what is last when storing
+            before = [self._subject_last(w.subject) for w in writes]
+            encoded = await encode_writes(self, writes, self.max_payload, self.chain_heads)
+            if before == [self._subject_last(w.subject) for w in writes]:
+                break
         # a retried append whose events are all stored already is reported as done
         found = [self._ids.get(eid, ("", 0))[0] == w.subject for w in writes for eid in w.ids]
         if all(found):
@@ -86,7 +117,15 @@ class InMemoryEventStore(EventStore):
             result.append(self._last_seq)
         return result
 
-    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
+        check_consistency(consistency, at_least)  # one copy: every read is strong
         validate_subject(subject, self.stream)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
@@ -94,8 +133,10 @@ class InMemoryEventStore(EventStore):
         if self._forgotten(subject):
             return []
         start = bisect.bisect_right(index, after)
+        raw = [self._messages[seq] for seq in index[start:]]
+        await check_read(self, subject, raw, after, verify=self.verify_chains, heads=self._heads)
         decode = self.codec.decode
-        return [decode(self._messages[seq]) for seq in index[start:]]
+        return [decode(m) for m in raw]
 
     async def read_all(
         self,
@@ -105,7 +146,7 @@ class InMemoryEventStore(EventStore):
     ) -> AsyncIterator[RecordedEvent[Any]]:
         check_read_position(from_sequence, from_time)
         async for m in self._scan(from_sequence, from_time, subjects):
-            if not is_marker(m.headers):
+            if not is_marker(m.headers) and EVENT_TYPE in m.headers:  # as JetStreamEventStore
                 yield self.codec.decode(m)
 
     async def read_raw(
@@ -129,7 +170,10 @@ class InMemoryEventStore(EventStore):
                 continue
             yield m
 
-    async def last_sequence(self, subject: str | None = None) -> int:
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
+        check_consistency(consistency)
         if subject is None:
             return self._last_seq
         validate_filter(subject, self.stream)
@@ -147,6 +191,10 @@ class InMemoryEventStore(EventStore):
             default=0,
         )
 
+    def _subject_last(self, subject: str) -> int:
+        index = self._by_subject.get(subject)
+        return index[-1] if index else 0
+
     def _forgotten(self, subject: str) -> bool:
         index = self._by_subject.get(subject)
         return bool(index) and is_marker(self._messages[index[-1]].headers)  # type: ignore[index]
@@ -156,21 +204,36 @@ class InMemoryEventStore(EventStore):
         index = self._by_subject.setdefault(subject, [])
         if index and is_marker(self._messages[index[-1]].headers):
             return index[-1]
+        headers = marker_headers(subject)  # its Eventkit-Chain-Prev keeps the last link
+        seal(self._head(subject), subject, headers, BODY)
         self._last_seq += 1
         seq = self._last_seq
-        self._messages[seq] = StoredMessage(
-            subject, seq, datetime.now(UTC), marker_headers(subject), BODY
-        )
+        self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)
         index.append(seq)
         return seq
 
     async def get(self, sequence: int) -> StoredMessage | None:
         return self._messages.get(sequence)
 
-    async def delete(self, sequence: int) -> bool:
-        m = self._messages.pop(sequence, None)
+    async def record_erasure(self, erased: StoredMessage) -> None:
+        headers = erased_link_headers(erased.subject, erased)
+        if headers is None or any(
+            m.headers.get(p.MSG_ID) == headers[p.MSG_ID] for m in self._messages.values()
+        ):
+            return
+        subject = erased_subject(self.stream, erased.subject)
+        self._last_seq += 1
+        seq = self._last_seq
+        self._messages[seq] = StoredMessage(subject, seq, datetime.now(UTC), headers, BODY)
+        self._by_subject.setdefault(subject, []).append(seq)
+
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
+        m = self._messages.get(sequence)
         if m is None:
             return False
+        if keep_links and not self._forgotten(m.subject):  # a marker closed a forgotten chain
+            await self.record_erasure(m)
+        del self._messages[sequence]
         index = self._by_subject[m.subject]
         index.remove(sequence)
         if not index:

@@ -26,6 +26,10 @@ SYSTEM = "Eventkit-System"
 """On eventkit's own events (no ``Eventkit-Type``): their kind, e.g. ``forgotten``."""
 ENCRYPTION = "Eventkit-Enc"
 """Present when the payload is encrypted: the key id it was sealed with."""
+CHAIN = "Eventkit-Chain"
+"""This event's link in its subject's hash chain (see :mod:`eventkit.store.chain`)."""
+CHAIN_PREV = "Eventkit-Chain-Prev"
+"""The link of the chained message before it on the subject (64 zeros for the first)."""
 
 # JetStream err_code values
 ERR_WRONG_LAST_SEQUENCE = 10071

@@ -8,11 +8,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from eventkit.domain.aggregate import Aggregate
-from eventkit.errors import AggregateNotFound, ConcurrencyError, ConfigError
-from eventkit.store.base import EventStore, Write, trusted_write
+from eventkit.errors import AggregateNotFound, ConcurrencyError, ConfigError, EventDecodeError
+from eventkit.store import protocol as p
+from eventkit.store.base import Consistency, EventStore, Write, trusted_write
+from eventkit.store.erasure import is_marker
+from eventkit.store.records import RecordedEvent
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.subjects import entity_subject
 
@@ -75,8 +78,18 @@ class Repository(Generic[A]):
         *,
         as_of_sequence: int | None = None,
         as_of_time: datetime | None = None,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
     ) -> A:
         """The aggregate with every stored event applied; ``AggregateNotFound`` if it has none.
+
+        ``consistency="strong"``: with every event acknowledged before the call, whoever saved
+        it (the stream leader answers; on one server every read is). ``at_least=N``: at least as
+        fresh as the position ``N`` a ``save`` returned (read from the leader only when the
+        replica that answered lags it)::
+
+            position = await accounts.save(acct)               # in one process ...
+            acct = await accounts.load("a-1", at_least=position)   # ... and in another
 
         ``as_of_sequence=N`` / ``as_of_time=T`` give the aggregate as it was: only its events up
         to stream sequence ``N`` / stored at or before ``T`` (aware) are applied, no snapshot is
@@ -95,13 +108,12 @@ class Repository(Generic[A]):
             if snap is not None and self._usable(snap):
                 agg.restore_state(snap.state)
                 agg.version = after = snap.version
-        records = await self.store.read(subject, after=after)
+        records, last = await self._read(subject, after, consistency, at_least)
         if not records and after == 0:
             raise AggregateNotFound(subject)
         for r in records:
             agg.apply(r.event)
-        if records:
-            agg.version = records[-1].sequence
+        agg.version = last
         agg._since_snapshot = len(records)
         if snaps is not None and len(records) >= (self.aggregate.snapshot_every or 0):
             await self._snapshot(agg)
@@ -117,7 +129,7 @@ class Repository(Generic[A]):
         subject = self.subject(id)
         records = [
             r
-            for r in await self.store.read(subject)
+            for r in (await self._read(subject, 0))[0]
             if (sequence is None or r.sequence <= sequence) and (when is None or r.time <= when)
         ]
         if not records:
@@ -127,6 +139,53 @@ class Repository(Generic[A]):
             agg.apply(r.event)
         agg.version = records[-1].sequence
         return agg
+
+    async def _read(
+        self,
+        subject: str,
+        after: int,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> tuple[list[RecordedEvent[Any]], int]:
+        """The subject's events after ``after``, and the sequence of its last message read (the
+        version a save expects). With ``pass_over_foreign`` on the aggregate, messages another
+        service wrote on the subject are passed over (logged), not a failed load."""
+        try:
+            if consistency == "eventual" and at_least is None:
+                records = await self.store.read(subject, after=after)
+            else:
+                records = await self.store.read(
+                    subject, after=after, consistency=consistency, at_least=at_least
+                )
+        except EventDecodeError as e:
+            if not self.aggregate.pass_over_foreign:
+                raise
+            return await self._read_past_foreign(subject, after, e)
+        return records, (records[-1].sequence if records else after)
+
+    async def _read_past_foreign(
+        self, subject: str, after: int, error: EventDecodeError
+    ) -> tuple[list[RecordedEvent[Any]], int]:
+        raw = [m async for m in self.store.read_raw(subject, from_sequence=after + 1)]
+        own = [m for m in raw if p.EVENT_TYPE in m.headers]
+        foreign = [
+            m.sequence for m in raw if p.EVENT_TYPE not in m.headers and not is_marker(m.headers)
+        ]
+        if not foreign:
+            raise error  # not another service's message: an event that cannot be read
+        log.warning(
+            "%s: passing over %d message(s) without Eventkit-Type at sequence(s) %s (%s sets "
+            "pass_over_foreign); have the service that wrote them use its own subjects",
+            subject,
+            len(foreign),
+            ", ".join(map(str, foreign[:10])),
+            self.aggregate.__qualname__,
+        )
+        cipher = self.store.codec.cipher
+        if cipher is not None and any(p.ENCRYPTION in m.headers for m in own):
+            await cipher.prepare([subject], create=False)
+        decode = self.store.codec.decode
+        return [decode(m) for m in own], (raw[-1].sequence if raw else after)
 
     def _usable(self, snap: Snapshot) -> bool:
         return (
@@ -172,22 +231,27 @@ class Repository(Generic[A]):
             self.subject(agg.id), list(agg.pending), agg.version, list(agg.pending_ids)
         )
 
-    async def save(self, agg: A) -> None:
+    async def save(self, agg: A) -> int:
         """Store the pending events atomically, expecting ``agg.version``; ``ConcurrencyError``
-        (nothing stored) if someone else saved first."""
+        (nothing stored) if someone else saved first. Returns the stream sequence of the last
+        stored event (``agg.version`` afterwards): a position to read at least up to
+        (``load(..., at_least=...)``, :func:`eventkit.projection.wait_for_projectors`)."""
         if not agg.pending:
-            return
+            return agg.version
         (last,) = await self.store.append_many([self._write(agg)])
         await self._saved(agg, last)
+        return last
 
-    async def save_all(self, aggregates: Sequence[A]) -> None:
-        """Save several aggregates in one atomic append, each with its own expectation."""
+    async def save_all(self, aggregates: Sequence[A]) -> int:
+        """Save several aggregates in one atomic append, each with its own expectation; returns
+        the append's last stream sequence (0 when nothing was pending)."""
         pending = [a for a in aggregates if a.pending]
         if not pending:
-            return
+            return 0
         lasts = await self.store.append_many([self._write(a) for a in pending])
         for a, last in zip(pending, lasts, strict=True):
             await self._saved(a, last)
+        return max(lasts)
 
     async def _saved(self, agg: A, last: int) -> None:
         """The pending events are stored up to ``last``: clear them, snapshot when one is due."""

@@ -20,7 +20,7 @@ from nats.js.api import PubAck
 
 from eventkit.errors import ConfigError, ServerVersionError, StoreUnavailableError
 from eventkit.store import protocol as p
-from eventkit.store.jetstream import parse_version
+from eventkit.store.jetstream import OWNER_KEY, OWNER_VALUE, parse_version
 
 SCHEDULE = "Nats-Schedule"
 SCHEDULE_TARGET = "Nats-Schedule-Target"
@@ -36,7 +36,9 @@ def schedule_at(when: datetime) -> str:
 
 
 async def enable_schedules(store: Any) -> None:
-    """Make sure the store's stream has ``allow_msg_schedules`` (updating it once if not);
+    """Make sure the store's stream has ``allow_msg_schedules``: a stream eventkit made is
+    updated once (the server then also allows rollup headers on it, for good); a stream another
+    service made is never changed: ``ConfigError`` naming the setting and the fix.
     ``ServerVersionError`` on a server older than 2.12."""
     if getattr(store, "_schedules_enabled", False):
         return
@@ -45,8 +47,18 @@ async def enable_schedules(store: Any) -> None:
         raise ServerVersionError("deadlines (ADR-51 message schedules)", SCHEDULES_SERVER, version)
     try:
         info = await store.js.stream_info(store.stream)
-        if not info.config.allow_msg_schedules:
-            cfg = info.config
+        cfg = info.config
+        if not cfg.allow_msg_schedules:
+            if (cfg.metadata or {}).get(OWNER_KEY) != OWNER_VALUE:
+                raise ConfigError(
+                    f"deadlines (ctx.schedule) need allow_msg_schedules on stream "
+                    f"{store.stream!r}, which another service made, and eventkit never changes "
+                    f"such a stream (turning it on also allows rollup headers, which the server "
+                    f"cannot turn off again). Set allow_msg_schedules: true in that service's "
+                    f"stream config (NestJS: streamConfig), or hand the stream to eventkit: nats "
+                    f"stream edit {store.stream} --metadata {OWNER_KEY}={OWNER_VALUE} "
+                    f"(see docs/wire-format.md)"
+                )
             cfg.allow_msg_schedules = True
             await store.js.update_stream(cfg)
     except nats.js.errors.APIError as e:

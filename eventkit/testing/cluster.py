@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from eventkit.errors import StoreUnavailableError
 from eventkit.server import (
     LOOPBACK,
@@ -221,6 +223,32 @@ class Cluster:
             if loop.time() > deadline:
                 raise StoreUnavailableError(f"stream {stream!r} has no leader after {timeout}s")
             await asyncio.sleep(0.1)
+
+    async def wait_stream_ready(
+        self, stream: str, *, replicas: int | None = None, timeout: float = 60.0
+    ) -> str:
+        """Wait until every running node answers ``stream info`` for ``stream`` with a leader
+        elected and every replica current; return the leader's name.
+
+        A stream just created is not yet known to every node: a request sent through a node
+        that has not caught up fails with "stream not found" (10059), and one sent before the
+        election waits for it. Call this after creating a replicated stream, before a test
+        connects to it through other nodes. ``replicas``: followers to expect, as in
+        :meth:`wait_stream_current`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        leader = ""
+        for node in self.running():
+            nc = await nats.connect(node.url)
+            try:
+                js = nc.jetstream()
+                left = max(deadline - loop.time(), 0.1)
+                await self.wait_stream_current(js, stream, replicas=replicas, timeout=left)
+                leader = await self.stream_leader(js, stream, timeout=left)
+            finally:
+                await nc.close()
+        return leader
 
     async def wait_stream_current(
         self, js: Any, stream: str, *, replicas: int | None = None, timeout: float = 60.0

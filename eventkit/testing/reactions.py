@@ -24,10 +24,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from eventkit.errors import ForgottenError
 from eventkit.reaction.context import Deadline
 from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.runner import ReactorRunner
-from eventkit.reaction.schedule import DUE_ID, DUE_TYPE, due_subject
+from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, due_subject
 from eventkit.runtime.deadletters import DeadLetter
 from eventkit.runtime.memory import MemoryConsumer
 from eventkit.runtime.port import Delivery
@@ -121,9 +122,14 @@ class ReactorScenario:
             if now is not None and d.due > now:
                 continue
             self._fired.add(d.event_id)
-            headers, payload = self.store.codec.encode(subject, d.event, d.event_id)
+            about = getattr(d, "about", None)
+            if about is not None and await self._forgotten(about):
+                continue  # a deadline about a forgotten subject is never delivered
+            headers, payload = self.store.codec.encode(about or subject, d.event, d.event_id)
             headers[DUE_TYPE] = headers.pop(p.EVENT_TYPE)
             headers[DUE_ID] = d.event_id
+            if about is not None:
+                headers[DUE_SUBJECT] = about
             headers.update(d.headers)
             delivery = _Fired(
                 subject,
@@ -138,6 +144,13 @@ class ReactorScenario:
             await self.runner._handling.handle(delivery)
             fired += 1
         return fired
+
+    async def _forgotten(self, subject: str) -> bool:
+        try:
+            await self.store.last_sequence(subject)
+        except ForgottenError:
+            return True
+        return False
 
 
 __all__ = ["ReactorScenario"]

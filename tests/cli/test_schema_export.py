@@ -31,10 +31,10 @@ def test_schema_export_writes_every_event_type_of_the_app(tmp_path: Path) -> Non
     assert expected <= set(schema["$defs"])
     deposited = schema["$defs"]["MoneyDeposited"]
     assert deposited["properties"]["amount"]["type"] == "integer"
-    assert deposited["x-eventkit"] == {
-        "type": "MoneyDeposited",
-        "schema_version": 1,
-        "personal_data": False,
-    }
-    assert {"$ref": "#/$defs/MoneyDeposited"} in schema["oneOf"]
+    assert "Eventkit-Type MoneyDeposited, schema version 1" in deposited["description"]
+    (picks,) = [
+        c for c in schema["allOf"] if c["if"]["properties"]["type"]["const"] == "MoneyDeposited"
+    ]
+    assert picks["then"]["properties"]["body"] == {"$ref": "#/$defs/MoneyDeposited"}
+    assert picks["then"]["properties"]["schema_version"] == {"const": 1}
     assert not (tmp_path / "home").exists()  # exporting touches no server and no database

@@ -4,7 +4,6 @@ gone."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -20,6 +19,7 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.records import RecordedEvent
+from eventkit.testing.waiting import wait_until
 
 pytestmark = [pytest.mark.nats]
 
@@ -41,9 +41,21 @@ class Ticks(Projector):
 class SlowRenewals(ProjectionRunner):
     """A database that answers renewals late: each one lands 0.3 s after it was sent."""
 
-    def _renew(self) -> bool:
-        time.sleep(0.3)
-        return super()._renew()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent = 0
+        self.landed = 0
+        renew = self._lease.renew
+
+        def slow_renew() -> bool:
+            self.sent += 1
+            try:
+                time.sleep(0.3)
+                return renew()
+            finally:
+                self.landed += 1
+
+        self._lease.renew = slow_renew  # type: ignore[method-assign]
 
 
 async def test_a_renewal_in_flight_does_not_bring_a_released_lease_back(
@@ -56,7 +68,9 @@ async def test_a_renewal_in_flight_does_not_bring_a_released_lease_back(
     )()
     first = SlowRenewals(projector, store, engine, owner="first", lease_ttl=0.6)
     await first.catch_up()
-    await asyncio.sleep(1.0)  # every renewal sent before the return has landed by now
+    # every renewal sent before the return has landed
+    assert first.sent > 0  # renewals were sent during the run
+    assert await wait_until(lambda: first.landed == first.sent, 30), (first.sent, first.landed)
     with read_transaction(engine) as db:
         lease = cps.get_lease(db, projector.name)
     assert lease is not None and not lease.live and lease.owner != "first"

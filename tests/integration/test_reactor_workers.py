@@ -71,18 +71,33 @@ async def test_three_workers_share_the_work_and_finish_a_killed_ones(
         for w in workers:
             assert w.stdout is not None
             assert w.stdout.readline().strip() == b"ready"
-        for start_n in range(0, total, 500):
-            await asyncio.gather(
-                *[
-                    store.append(f"{store.stream}.job.{n % 50}", [RwJob(n=n)])
-                    for n in range(start_n, start_n + 500)
-                ]
-            )
+
+        async def append_jobs(ns: range) -> None:
+            for start_n in range(ns.start, ns.stop, 500):
+                await asyncio.gather(
+                    *[
+                        store.append(f"{store.stream}.job.{n % 50}", [RwJob(n=n)])
+                        for n in range(start_n, min(start_n + 500, ns.stop))
+                    ]
+                )
+
+        # half the jobs, the first worker killed once it has handled some (with events in
+        # flight), then the other half: the survivors' share does not depend on how the
+        # machine scheduled the three processes
+        await append_jobs(range(0, total // 2))
         deadline = time.monotonic() + 120
-        while sum(1 for _ in logs[0].open()) < 200 and time.monotonic() < deadline:  # noqa: ASYNC110
+
+        def first_busy_or_half_done() -> bool:
+            return (
+                sum(1 for _ in logs[0].open()) >= 100
+                or sum(sum(1 for _ in log.open()) for log in logs) >= total // 2
+            )
+
+        while not first_busy_or_half_done() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        workers[0].send_signal(signal.SIGKILL)  # mid-stream, with events in flight
+        workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(10)
+        await append_jobs(range(total // 2, total))
         while time.monotonic() < deadline:
             counts = await done_counts(store)
             if len(counts) == total:
@@ -96,8 +111,10 @@ async def test_three_workers_share_the_work_and_finish_a_killed_ones(
         counts = await done_counts(store)
         assert counts == collections.Counter(range(total))  # each output stored exactly once
         per_worker = [sum(1 for _ in log.open()) for log in logs]
-        assert all(n > 0 for n in per_worker), per_worker  # the work was spread
-        assert per_worker[1] + per_worker[2] > total / 3  # the survivors took over the rest
+        assert per_worker[0] > 0, per_worker  # the killed worker had its share
+        # the survivors took over the rest: every job the first worker did not handle, and
+        # at least the half appended after it died
+        assert per_worker[1] + per_worker[2] >= max(total - per_worker[0], total // 2), per_worker
     finally:
         for w in workers[1:]:
             w.send_signal(signal.SIGTERM)

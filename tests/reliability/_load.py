@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,14 +99,3 @@ def fold_totals(records: Any) -> dict[str, int]:
         if isinstance(r.event, RelAdded):
             out[r.subject] = out.get(r.subject, 0) + r.event.amount
     return out
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``condition`` (state owned by another task or process) until true or ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True

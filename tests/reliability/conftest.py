@@ -10,16 +10,19 @@ Sizes (CI defaults are small; RELIABILITY.md reports the large runs):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from eventkit.server import ServerProcess, start_server_process
+from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.testing.cluster import Cluster
 
 RESULTS: list[dict[str, Any]] = []
@@ -66,6 +69,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest_asyncio.fixture
+async def r3_stream(cluster: Cluster) -> AsyncIterator[str]:
+    """A fresh eventkit stream replicated on the 3 nodes, yielded once every node knows it,
+    its leader is elected and its replicas are current (a test that connects through another
+    node right after creating it would otherwise meet "stream not found")."""
+    name = new_stream("r3")
+    store = await JetStreamEventStore.connect(cluster.urls, stream=name, replicas=3)
+    await store.close()
+    await cluster.wait_stream_ready(name)
+    yield name
+    with contextlib.suppress(Exception):
+        cleanup = await JetStreamEventStore.connect(cluster.urls, stream=name, replicas=3)
+        await cleanup.js.delete_stream(name)
+        await cleanup.close()
 
 
 @pytest.fixture

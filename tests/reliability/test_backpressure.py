@@ -18,9 +18,9 @@ import pytest
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.server import ServerProcess
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.testing.waiting import wait_until
 
 from ._domain import RelAdded
-from ._load import wait_until
 from ._readmodel import read_model, sqlite_engine, totals_projector
 from .conftest import env_int, new_stream, record_result
 

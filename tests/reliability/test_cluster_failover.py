@@ -18,10 +18,11 @@ from eventkit.errors import StoreUnavailableError
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.testing.cluster import Cluster
+from eventkit.testing.waiting import wait_until
 
-from ._load import LoadLog, check_stream, fold_totals, wait_until, writer
+from ._load import LoadLog, check_stream, fold_totals, writer
 from ._readmodel import read_model, sqlite_engine, totals_projector
-from .conftest import env_float, new_stream, record_result
+from .conftest import env_float, record_result
 
 pytestmark = [pytest.mark.nats, pytest.mark.cluster, pytest.mark.slow]
 
@@ -63,9 +64,9 @@ async def wait_checkpoint(runner: ProjectionRunner, target: int, timeout: float)
 
 
 async def test_leader_kill_loses_nothing_and_duplicates_nothing(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, r3_stream: str, tmp_path: Path
 ) -> None:
-    stream = new_stream("failover")
+    stream = r3_stream
     store = await JetStreamEventStore.connect(
         cluster.urls, stream=stream, replicas=3, retry_for=30.0
     )

@@ -19,15 +19,15 @@ from eventkit.store.repository import Repository
 from eventkit.testing.cluster import Cluster
 
 from ._domain import RelAdded, RelCounter
-from .conftest import env_float, new_stream, record_result
+from .conftest import env_float, record_result
 
 pytestmark = [pytest.mark.nats, pytest.mark.cluster, pytest.mark.slow]
 
 
 async def test_r3_reads_see_own_writes_and_conflicts_are_concurrency_errors(
-    cluster: Cluster,
+    cluster: Cluster, r3_stream: str
 ) -> None:
-    stream = new_stream("r3reads")
+    stream = r3_stream
     seconds = env_float("EVENTKIT_RELIABILITY_LOAD_SECONDS", 3.0)
     urls = cluster.urls
     first = await JetStreamEventStore.connect(urls[0], stream=stream, replicas=3)
@@ -128,8 +128,10 @@ class LaggingReplica(JetStreamEventStore):
         return msgs, more
 
 
-async def test_a_lagging_replica_never_hides_ones_own_write(cluster: Cluster) -> None:
-    stream = new_stream("r3lag")
+async def test_a_lagging_replica_never_hides_ones_own_write(
+    cluster: Cluster, r3_stream: str
+) -> None:
+    stream = r3_stream
     store = await LaggingReplica.connect(cluster.urls[1], stream=stream, replicas=3)
     repo = Repository(store, RelCounter)
     counter = RelCounter(uuid.uuid4().hex)

@@ -16,9 +16,10 @@ from eventkit.errors import EventkitError
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.server import ServerProcess
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.testing.waiting import wait_until
 
 from ._domain import RelAdded
-from ._load import fold_totals, wait_until
+from ._load import fold_totals
 from ._readmodel import read_model, sqlite_engine, totals_projector
 from .conftest import new_stream, record_result
 

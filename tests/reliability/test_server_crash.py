@@ -16,9 +16,10 @@ import pytest
 from eventkit.errors import StoreUnavailableError
 from eventkit.server import ServerProcess, free_port
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.testing.waiting import wait_until
 
 from ._domain import RelAdded
-from ._load import LoadLog, check_stream, wait_until, writer
+from ._load import LoadLog, check_stream, writer
 from .conftest import env_float, new_stream, record_result
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]

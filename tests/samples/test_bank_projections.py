@@ -129,7 +129,9 @@ async def test_projectors_continue_from_their_checkpoints(
     second = {r.projector: r for r in await run_projectors(bank_app, store, engine, once=True)}
     # the second catch-up only sees the second scenario: 3 customers, 15 account events
     assert second["customers"].processed == 3
-    assert second["balances"].processed == second["ledger"].processed == 15
+    assert second["balances"].processed == 15
+    # the ledger has no row for an opening: it applies the 12 others and passes the 3 over
+    assert (second["ledger"].processed, second["ledger"].passed_over) == (12, 3)
     assert second["balances"].checkpoint > first["balances"].checkpoint
     assert len(rows(engine, balances, balances.c.account_id.in_(ids.values()))) == 3
 

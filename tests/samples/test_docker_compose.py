@@ -4,6 +4,9 @@ eventkit command in it parses with the CLI."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
 import subprocess
 import time
@@ -62,14 +65,22 @@ def test_nats_service_command_line_is_accepted_by_the_wheel_server(
         if a in ("--store_dir", "-sd"):
             mapped += [a, str(tmp_path / "data")]
             next(it)
+        elif a in ("--config", "-c"):
+            mapped += [a, str(ROOT / "deploy" / "nats" / Path(next(it)).name)]
         elif a in ("--http_port", "-m"):
             mapped += [a, str(http_port)]
             next(it)
         else:
             mapped.append(a)
     mapped += ["-a", "127.0.0.1", "-p", str(free_port())]
+    env = dict(os.environ)
+    for key, value in compose["services"]["nats"]["environment"].items():
+        env[key] = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's default
     proc = subprocess.Popen(
-        [str(find_server_binary()), *mapped], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [str(find_server_binary()), *mapped],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 10
@@ -84,6 +95,11 @@ def test_nats_service_command_line_is_accepted_by_the_wheel_server(
                 time.sleep(0.1)
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         assert healthy, "the server never reported JetStream healthy"
+        # the stack's server fsyncs before it acknowledges, with the store where the flag says
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/varz", timeout=2) as r:
+            config = json.loads(r.read())["jetstream"]["config"]
+        assert config["sync_always"] is True
+        assert config["store_dir"].startswith(str(tmp_path / "data"))
     finally:
         proc.terminate()
         proc.wait(10)

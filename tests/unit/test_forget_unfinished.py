@@ -19,7 +19,7 @@ class UnfinishedNoted(Event):
 class StubbornStore(InMemoryEventStore):
     """Deletes report success but nothing goes: as if a writer kept appending."""
 
-    async def delete(self, sequence: int) -> bool:
+    async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         return True
 
 

@@ -18,10 +18,10 @@ class TestInMemoryStoreContract(EventStoreContract):
 
 
 async def test_max_payload_is_configurable() -> None:
-    store = InMemoryEventStore(stream="s", max_payload=200)
+    store = InMemoryEventStore(stream="s", max_payload=400)
     with pytest.raises(EventTooLargeError) as info:
-        await store.append("s.note.1", [ContractNoted(text="x" * 300)])
-    assert info.value.limit == 200
+        await store.append("s.note.1", [ContractNoted(text="x" * 500)])
+    assert info.value.limit == 400
     assert await store.append("s.note.1", [ContractNoted(text="ok")]) == 1
 
 

@@ -16,6 +16,7 @@ from eventkit.errors import (
     ConfigError,
     EventTooLargeError,
     ForgottenError,
+    OvertakenError,
     PermissionDeniedError,
     ServerVersionError,
     StoreUnavailableError,
@@ -24,8 +25,11 @@ from eventkit.observability.metrics import PROCESS
 from eventkit.observability.tracing import traced_append
 from eventkit.store import protocol as p
 from eventkit.store.base import EncodedMessage, Write, encode_writes
+from eventkit.store.chain import seal
 from eventkit.store.erasure import BODY, is_marker, marker_headers
 from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.chaining import Chaining
+from eventkit.store.nats.contention import Overtaken, SubjectQueues
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.errors import (
     TRANSIENT,
@@ -33,11 +37,11 @@ from eventkit.store.nats.errors import (
     ack_error,
     actual_from,
 )
-from eventkit.store.nats.reading import Reading
+from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 
 
-class Appending(Reading):
+class Appending(Chaining):
     """The appending half of the store (see :class:`JetStreamEventStore`)."""
 
     nc: Any
@@ -54,41 +58,79 @@ class Appending(Reading):
         """Append to several subjects in one atomic batch; return each write's last sequence.
 
         A write without ``expected_sequence`` is sent with the expectation of its subject's
-        last sequence, read just before (and read again when another writer came between), so
-        that the server refuses it on a forgotten subject (``ForgottenError``)."""
+        last message, read just before (see :mod:`eventkit.store.nats.contention`): the server
+        refuses it on a forgotten subject (``ForgottenError``), and when another writer came
+        between, it is read and sent again (for up to ``retry_for`` seconds of such conflicts:
+        then ``OvertakenError``, a ``ConcurrencyError``)."""
         if all(isinstance(w, Write) and w.expected_sequence is not None for w in writes):
             return await self._append_checked(writes)
-        for _ in range(UNCHECKED_ATTEMPTS):
-            derived = {w.subject for w in writes if w.expected_sequence is None}
-            lasts = await self.last_messages(sorted(derived))
-            checked: list[Write] = []
-            for w in writes:
-                if w.subject not in derived:
-                    checked.append(w)
-                    continue
-                last = lasts.get(w.subject)
-                if last is not None and is_marker(last.headers):
-                    raise ForgottenError(w.subject)
-                checked.append(with_expectation(w, last.sequence if last is not None else 0))
+        if not all(isinstance(w, Write) for w in writes):
+            return await self._append_checked(writes)  # refused there, nothing sent
+        derived = {w.subject for w in writes if w.expected_sequence is None}
+        queues = self._subject_queues()
+        async with queues.hold(derived):
+            return await self._append_overtaken(writes, derived)
+
+    def _subject_queues(self) -> SubjectQueues:
+        queues: SubjectQueues | None = getattr(self, "_queues", None)
+        if queues is None:
+            queues = self._queues = SubjectQueues()
+        return queues
+
+    async def _append_overtaken(self, writes: Sequence[Write], derived: set[str]) -> list[int]:
+        """:meth:`append_many` of writes some of which (``derived``) carry no expectation: each
+        try reads their subjects' last messages and expects those."""
+        overtaken: Overtaken | None = None
+        queues = self._subject_queues()
+        while True:
+            # what this process appended last, while its appends queued, needs no read
+            tails = {s: t for s in derived if (t := queues.tail(s)) is not None}
+            missing = [s for s in derived if s not in tails]
+            if missing:
+                tails.update(await self.tails(sorted(missing)))
+            checked = [
+                following(w, tails.get(w.subject)) if w.subject in derived else w for w in writes
+            ]
             try:
-                return await self._append_checked(checked)
+                last = await self._append_checked(checked)
             except ConcurrencyError as e:
                 if e.subject not in derived:
-                    raise
+                    raise  # a write with the caller's own expectation: theirs to handle
+                # another writer appended in between (a forgotten subject's marker is found
+                # by the next read)
+                for subject in derived:
+                    queues.stale(subject)
+                overtaken = overtaken or Overtaken(self.retry_for)
                 PROCESS.retried(self.stream)
-        raise StoreUnavailableError(
-            f"append to {writes[0].subject!r}: other writers kept appending to its subject "
-            f"between reading its last sequence and appending ({UNCHECKED_ATTEMPTS} tries)"
-        )
+                if not await overtaken.wait():
+                    raise OvertakenError(
+                        e.subject, e.expected, e.actual, overtaken.tries, self.retry_for
+                    ) from e
+                continue
+            for w, seq in zip(writes, last, strict=True):
+                if w.subject in derived:
+                    queues.appended(w.subject, seq)
+            return last
+
+    async def tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+        """The last message of each of ``subjects`` (absent: no message yet), which an append
+        without expectation follows; ``ForgottenError`` when one is an erasure marker."""
+        lasts = await self.last_messages(subjects)
+        for subject, last in lasts.items():
+            if is_marker(last.headers):
+                raise ForgottenError(subject)
+            self._heads.note_last(subject, last)  # the chain follows what was just read
+        return lasts
 
     async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
-        msgs = await encode_writes(self, writes, self.max_payload)
+        msgs = await encode_writes(self, writes, self.max_payload, self.chain_heads)
         if len(msgs) == 1:
             last = [await self._publish_one(writes[0], msgs[0])]
         else:
             last = await self._publish_batch(writes, msgs)
         for w, seq in zip(writes, last, strict=True):
             self._fresh.note(w.subject, seq)
+        self._heads.note_appended(msgs, {w.subject: s for w, s in zip(writes, last, strict=True)})
         return last
 
     async def _request(
@@ -246,8 +288,10 @@ class Appending(Reading):
         last = await self.last_message(subject)
         if last is not None and is_marker(last.headers):
             return last.sequence
+        headers = marker_headers(subject)  # its Eventkit-Chain-Prev keeps the chain's last link
+        seal(await self.marker_head(subject, last), subject, headers, BODY)
         ack = await self._send(
-            lambda: self._request(subject, BODY, marker_headers(subject), self.publish_timeout),
+            lambda: self._request(subject, BODY, headers, self.publish_timeout),
             f"marking {subject!r} forgotten",
         )
         err = ack_error(ack)
@@ -257,8 +301,10 @@ class Appending(Reading):
         return int(ack["seq"])
 
 
-UNCHECKED_ATTEMPTS = 50
-"""Tries of an append without expectation while other writers keep moving its subject."""
+def following(w: Write, last: StoredMessage | None) -> Write:
+    """A copy of ``w`` (same event ids) that expects ``last`` (None: no message) to be its
+    subject's last message."""
+    return with_expectation(w, last.sequence if last is not None else 0)
 
 
 def with_expectation(w: Write, expected: int) -> Write:

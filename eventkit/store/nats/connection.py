@@ -9,14 +9,18 @@ import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
 from eventkit.errors import PermissionDeniedError, StoreUnavailableError
+from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.errors import JetStreamError
 from eventkit.store.nats.inbox import Denials
+
+T = TypeVar("T")
 
 FIRST_CONNECT_ATTEMPTS = 2
 """Tries per server of the first connect; afterwards the connection reconnects for ever."""
@@ -30,6 +34,8 @@ class Connection:
     errors: collections.deque[Exception]
     denials: Denials
     listeners: list[Callable[[], None]] = field(default_factory=list)
+    embedded: Any = None
+    """The ``ServerInfo`` of the embedded server when eventkit started or reused one."""
 
 
 async def open_connection(
@@ -37,6 +43,7 @@ async def open_connection(
 ) -> Connection:
     """Connect to ``url`` (else the servers of ``settings``, else the embedded server)."""
     options: dict[str, Any] = {}
+    embedded = None
     if settings is not None:
         options.update(settings.nats_connect_options())
     if url is not None:
@@ -45,10 +52,15 @@ async def open_connection(
         from eventkit.server import ensure_running
 
         if settings is not None:
-            info = ensure_running(settings.home, encrypt_key=settings.server_store_key)
+            info = ensure_running(
+                settings.home,
+                encrypt_key=settings.server_store_key,
+                sync_interval=settings.server_sync,
+            )
         else:
             info = ensure_running()
         options["servers"] = [info.url]
+        embedded = info
     options.setdefault("name", "eventkit")
     options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.25)
@@ -100,7 +112,7 @@ async def open_connection(
             f"as the server expects (EVENTKIT_TLS_*)?"
         ) from e
     nc.options["max_reconnect_attempts"] = reconnects
-    return Connection(nc, errors, denials, listeners)
+    return Connection(nc, errors, denials, listeners, embedded)
 
 
 async def first_connect(
@@ -131,3 +143,56 @@ def chained(
             await user_cb()
 
     return cb
+
+
+async def until_answered(
+    work: Callable[[], Awaitable[T]], nc: NATS, retry_for: float, what: str
+) -> T:
+    """``work()`` (the JetStream calls of connecting), tried again while JetStream does not
+    answer (a timeout, 503) for up to ``retry_for`` seconds, as reads are: a replicated stream
+    or the cluster's meta group may be electing a leader. Afterwards the error says which of
+    an election or a server without JetStream it most likely is."""
+    backoff: Backoff | None = None
+    while True:
+        try:
+            return await work()
+        except nats.errors.NoRespondersError as e:
+            raise StoreUnavailableError(no_jetstream(nc, what)) from e
+        except (StoreUnavailableError, JetStreamError, nats.errors.TimeoutError) as e:
+            if not unanswered(e):
+                raise
+            error: Exception = e
+        backoff = backoff or Backoff(retry_for, first_delay=0.1)
+        if not await backoff.wait():
+            raise StoreUnavailableError(unanswered_message(nc, what, retry_for)) from error
+
+
+def unanswered(e: Exception) -> bool:
+    """Whether an error of connecting is JetStream not answering (yet), worth waiting out."""
+    if isinstance(e, JetStreamError):
+        return e.code == 503
+    if isinstance(e, nats.errors.TimeoutError):
+        return True
+    return isinstance(e.__cause__, nats.errors.TimeoutError | asyncio.TimeoutError)
+
+
+def unanswered_message(nc: NATS, what: str, retry_for: float) -> str:
+    info: dict[str, Any] = getattr(nc, "_server_info", None) or {}
+    cluster = info.get("cluster")
+    if cluster and info.get("jetstream", True):
+        return (
+            f"JetStream did not answer for {what} within {retry_for:g}s: the cluster "
+            f"{cluster!r} is electing a leader (the stream's, or its JetStream meta leader) and "
+            f"has not finished; a majority of its nodes must be up and see each other (check "
+            f"`nats server report jetstream`); retry_for (seconds) sets how long to wait"
+        )
+    return no_jetstream(nc, what)
+
+
+def no_jetstream(nc: NATS, what: str) -> str:
+    info: dict[str, Any] = getattr(nc, "_server_info", None) or {}
+    server = info.get("server_name") or info.get("server_id") or "the server"
+    return (
+        f"JetStream did not answer for {what} (server {server}): is JetStream enabled on the "
+        f"server (nats-server -js) and may this user's account use it?"
+    )

@@ -6,23 +6,46 @@ task of its own. The messages of these subscriptions are taken from the connecti
 as bytes instead: the header block is parsed in one pass (about 3 µs) into the same dict, and
 the handler runs at once. Other subscriptions of the connection are left to nats-py.
 
-The hook is the client's message dispatch (``Client._process_msg``, nats-py 2.x), replaced on
-the one connection only; a client without it gets ordinary subscriptions, and the same
-:class:`Delivered` messages built from nats-py's.
+This fast path is the one place eventkit steps past nats-py's public API: it replaces the
+client's message dispatch (``Client._process_msg``, nats-py 2.x) on the one connection, and
+reads ``sub._id`` and ``nc._error_cb``. It is guarded three ways:
+
+- ``EVENTKIT_NATS_FAST_PATH=0`` turns it off: ordinary nats-py subscriptions (callbacks on
+  ``Msg``), the same :class:`Delivered` messages, nothing private touched.
+- It is taken only on a client whose dispatch has the signature it was written against.
+- A self-test on each connection, before its first subscription: a probe message to a fresh
+  inbox must reach the hook with its subject, reply, body and headers intact (no later than
+  nats-py's own delivery of it to a second subscription, give or take a grace). Otherwise
+  the hook is removed, a warning is logged, and the connection uses ordinary subscriptions:
+  a nats-py release that dispatches another way costs speed, never a stalled request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from eventkit.errors import ConfigError
+
 log = logging.getLogger("eventkit.store")
+
+FAST_PATH_ENV = "EVENTKIT_NATS_FAST_PATH"
+"""``0`` (or ``off``, ``false``, ``no``): nats-py's own dispatch for every subscription."""
+
+SELF_TEST_TIMEOUT = 10.0
+"""Seconds the connect-time self-test waits for its probe to come back; past that it falls
+back (ordinary subscriptions) rather than wait longer."""
+
+SELF_TEST_GRACE = 2.0
+"""Seconds the hook may lag nats-py's own delivery of the same probe."""
 
 STATUS = "Status"
 DESCRIPTION = "Description"
@@ -95,14 +118,23 @@ class _Router:
     def __init__(self, nc: NATS) -> None:
         self.handlers: dict[int, Handler] = {}
         self._nc = nc
-        self._original = nc._process_msg
+        self.original = nc._process_msg
+        self._had_own = "_process_msg" in vars(nc)
+
+    def remove(self) -> None:
+        """Give the connection its own dispatch back."""
+        if self._had_own:
+            self._nc._process_msg = self.original  # type: ignore[method-assign]
+        else:
+            with contextlib.suppress(AttributeError):
+                del self._nc._process_msg
 
     async def process(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> None:
         handler = self.handlers.get(sid)
         if handler is None:
-            await self._original(sid, subject, reply, data, headers or b"")
+            await self.original(sid, subject, reply, data, headers or b"")
             return
         stats = self._nc.stats
         stats["in_msgs"] += 1
@@ -137,13 +169,99 @@ def _hookable(cls: type) -> bool:
     return names == _DISPATCH_PARAMETERS
 
 
-def _router(nc: NATS) -> _Router | None:
-    router: _Router | None = getattr(nc, "_eventkit_router", None)
-    if router is None and _hookable(type(nc)):
-        router = _Router(nc)
-        nc._process_msg = router.process  # type: ignore[method-assign]
-        nc._eventkit_router = router  # type: ignore[attr-defined]
-    return router
+def fast_path_wanted() -> bool:
+    """Whether ``EVENTKIT_NATS_FAST_PATH`` leaves the fast path on (the default)."""
+    raw = os.environ.get(FAST_PATH_ENV, "").strip().lower()
+    if raw in ("", "1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(
+        f"{FAST_PATH_ENV}={raw!r} is not a switch: use 1 (the fast path, the default) or 0 "
+        "(nats-py's own message dispatch)"
+    )
+
+
+_PROBE_BODY = b"eventkit dispatch self-test"
+_PROBE_HEADERS = {"Eventkit-Probe": "1", "Nats-Msg-Id": "probe"}
+
+_DECIDED = "_eventkit_dispatch"
+"""Attribute of a connection: the future of its router, installed and self-tested once (None:
+ordinary subscriptions). On the connection itself, so it goes when the connection goes."""
+
+
+async def _router(nc: NATS) -> _Router | None:
+    decided: asyncio.Future[_Router | None] | None = getattr(nc, _DECIDED, None)
+    if decided is None:
+        decided = asyncio.ensure_future(_install(nc))
+        setattr(nc, _DECIDED, decided)
+    return await asyncio.shield(decided)
+
+
+async def _install(nc: NATS) -> _Router | None:
+    if not fast_path_wanted() or not _hookable(type(nc)):
+        return None
+    router = _Router(nc)
+    nc._process_msg = router.process  # type: ignore[method-assign]
+    why = await _self_test(nc, router)
+    if why is None:
+        return router
+    router.remove()
+    log.warning(
+        "eventkit: the fast message path is off for this connection (%s); nats-py's own "
+        "dispatch is used instead, slower but correct. Set %s=0 to skip this self-test.",
+        why,
+        FAST_PATH_ENV,
+    )
+    return None
+
+
+async def _self_test(nc: NATS, router: _Router) -> str | None:
+    """None when a probe published to a fresh inbox reached the hook intact; else why not.
+
+    A second, ordinary subscription to the inbox is the witness: once nats-py has handed it
+    the probe, the hook's copy (sent by the server in the same burst) has been read too, or
+    is read within ``SELF_TEST_GRACE``. No flush: nats-py writes its PING ahead of buffered
+    publishes, so a PONG proves nothing about them."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[Delivered] = loop.create_future()
+    seen_by_nats_py: asyncio.Future[None] = loop.create_future()
+
+    async def probe(msg: Delivered) -> None:
+        if not got.done():
+            got.set_result(msg)
+
+    async def witness(msg: Msg) -> None:
+        if not seen_by_nats_py.done():
+            seen_by_nats_py.set_result(None)
+
+    subject = nc.new_inbox()
+    subs: list[Any] = []
+    try:
+        subs.append(await nc.subscribe(subject))
+        router.handlers[subs[0]._id] = probe
+        subs.append(await nc.subscribe(subject, cb=witness))
+        await nc.publish(subject, _PROBE_BODY, reply=subject + ".r", headers=_PROBE_HEADERS)
+        try:
+            await asyncio.wait_for(seen_by_nats_py, SELF_TEST_TIMEOUT)
+        except TimeoutError:
+            return f"no probe came back within {SELF_TEST_TIMEOUT}s"
+        try:
+            msg = await asyncio.wait_for(got, SELF_TEST_GRACE)
+        except TimeoutError:
+            return "the probe message did not reach the hook: this nats-py dispatches another way"
+    except Exception as e:
+        return f"the probe failed: {e!r}"
+    finally:
+        if subs:
+            router.handlers.pop(subs[0]._id, None)
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+    seen = (msg.subject, msg.reply, msg.data, msg.headers)
+    if seen != (subject, subject + ".r", _PROBE_BODY, _PROBE_HEADERS):
+        return f"the probe message reached the hook changed: {seen!r}"
+    return None
 
 
 class RawSubscription:
@@ -164,7 +282,7 @@ class RawSubscription:
 async def subscribe(nc: NATS, subject: str, handler: Handler) -> RawSubscription:
     """Subscribe ``handler`` to ``subject``; it runs in the connection's read loop, so it must
     not wait for anything but a publish."""
-    router = _router(nc)
+    router = await _router(nc)
     if router is None:
 
         async def adapt(msg: Msg) -> None:

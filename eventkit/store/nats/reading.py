@@ -14,7 +14,8 @@ from nats.js import JetStreamContext
 
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
 from eventkit.store import protocol as p
-from eventkit.store.base import check_read_position
+from eventkit.store.base import Consistency, check_consistency, check_read_position
+from eventkit.store.chain import ChainHeads
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
@@ -23,6 +24,7 @@ from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
 from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES, Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.leader import leader_get, leader_tail
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, to_stored
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import (
@@ -31,6 +33,7 @@ from eventkit.store.subjects import (
     validate_filter,
     validate_subject,
 )
+from eventkit.store.verifying import check_read
 
 READ_BATCH = 1000
 """Messages per batched direct get request."""
@@ -51,6 +54,8 @@ class Reading:
     _reader: DirectReader
     _denials: Denials
     _fresh: Freshness
+    _heads: ChainHeads
+    verify_chains: bool
 
     def _lagging(self, subject: str, last: int) -> bool:
         """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
@@ -97,11 +102,23 @@ class Reading:
                         f"{e}; still unanswered after {self.retry_for:g}s of retries"
                     ) from e
 
-    async def read(self, subject: str, after: int = 0) -> list[RecordedEvent[Any]]:
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
         """Every event of ``subject`` after sequence ``after``, in order (batched direct gets).
 
+        ``consistency="strong"``: the stream leader says which is the subject's last message,
+        and what a lagging replica has not got yet is read from the leader, so every append
+        acknowledged before the call is in (whoever made it). ``at_least=N`` (a position
+        ``save`` returned): the same, but only when the replica's answer ends below ``N``.
         A forgotten subject (see :mod:`eventkit.store.erasure`) has no events."""
         validate_subject(subject, self.stream)
+        check_consistency(consistency, at_least)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ConfigError(f"after must be an int >= 0, got {after!r}")
         raw = [m async for m in self._scan(after + 1, subject, None, None)]
@@ -112,8 +129,14 @@ class Reading:
             tries += 1
             start = raw[-1].sequence + 1 if raw else after + 1
             raw += [m async for m in self._scan(start, subject, None, None)]
+        top = raw[-1].sequence if raw else after
+        if consistency == "strong" or (at_least is not None and top < at_least):
+            last = await leader_get(self, {"last_by_subj": subject})
+            if last is not None and last.sequence > top:
+                raw += await leader_tail(self, top + 1, subject, last.sequence)
         if raw:
             self._fresh.note(subject, raw[-1].sequence)
+        await check_read(self, subject, raw, after, verify=self.verify_chains, heads=self._heads)
         cipher = self.codec.cipher
         if any(is_marker(m.headers) for m in raw):
             forgotten = getattr(cipher, "forgotten", None)
@@ -162,7 +185,9 @@ class Reading:
         subjects: Sequence[str] | None = None,
     ) -> AsyncIterator[RecordedEvent[Any]]:
         """Stream every event (of ``subjects`` filters, when given) from a sequence or a time,
-        in stream order, up to the stream's last sequence at the call::
+        in stream order, up to the stream's last sequence at the call. Messages other services
+        wrote (no ``Eventkit-Type``: docs/wire-format.md) and erasure markers are passed over,
+        never a failed scan; ``read_raw`` gives them::
 
             async for rec in store.read_all(from_time=datetime(2026, 1, 1, tzinfo=UTC)):
                 print(rec.sequence, rec.event)
@@ -173,23 +198,40 @@ class Reading:
         end = await self.last_sequence()
         if end == 0:
             return
-        cipher = self.codec.cipher
-        decode = self.codec.decode
-        system = p.system_prefix(self.stream)  # eventkit's own events (GDPR notices)
+        seen = 0
         async for m in self._scan(from_sequence, single, from_time, end):
-            if m.sequence < from_sequence or m.subject.startswith(system):
-                continue
-            if (
-                filters
-                and single is None
-                and not any(subject_matches(f, m.subject) for f in filters)
-            ):
-                continue
-            if is_marker(m.headers):
-                continue
-            if cipher is not None and p.ENCRYPTION in m.headers:
-                await cipher.prepare([m.subject], create=False)
-            yield decode(m)
+            seen = m.sequence
+            rec = await self._kept(m, from_sequence, filters, single)
+            if rec is not None:
+                yield rec
+        if seen < end and (seen > 0 or from_time is None):
+            # the replica that answered lags the leader, whose ``end`` this read promised:
+            # the rest comes from the leader (read_all never ends short of it)
+            start = max(seen + 1, from_sequence)
+            for m in await leader_tail(self, start, single or f"{self.stream}.>", end):
+                rec = await self._kept(m, from_sequence, filters, single)
+                if rec is not None:
+                    yield rec
+
+    async def _kept(
+        self,
+        m: StoredMessage,
+        from_sequence: int,
+        filters: list[str] | None,
+        single: str | None,
+    ) -> RecordedEvent[Any] | None:
+        """``m`` decoded when ``read_all`` gives it, else None."""
+        if m.sequence < from_sequence or m.subject.startswith(p.system_prefix(self.stream)):
+            return None  # eventkit's own events (GDPR notices)
+        if filters and single is None and not any(subject_matches(f, m.subject) for f in filters):
+            return None
+        if is_marker(m.headers) or p.EVENT_TYPE not in m.headers:
+            return None  # an erasure marker, or another service's message (see the docstring)
+        cipher = self.codec.cipher
+        if cipher is not None and p.ENCRYPTION in m.headers:
+            await cipher.prepare([m.subject], create=False)
+        rec: RecordedEvent[Any] = self.codec.decode(m)
+        return rec
 
     async def read_raw(
         self, subject: str | None = None, from_sequence: int = 1
@@ -282,12 +324,23 @@ class Reading:
                         f"no answer for stream info of {name!r} within {self.retry_for:g}s"
                     ) from e
 
-    async def last_sequence(self, subject: str | None = None) -> int:
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
         """The last sequence of ``subject`` (or of any subject a filter matches), or of the
-        stream; 0 when there is none. ``ForgottenError`` for a forgotten subject."""
+        stream; 0 when there is none. ``ForgottenError`` for a forgotten subject.
+
+        The stream's is always the leader's; ``consistency="strong"`` asks the leader for a
+        subject's too (any replica answers otherwise; this process still sees its own writes)."""
+        check_consistency(consistency)
         if subject is None:
             return await self.last_sequence_of_stream(self.stream)
         validate_filter(subject, self.stream)
+        if consistency == "strong":
+            found = await leader_get(self, {"last_by_subj": subject})
+            if found is not None and not is_wildcard(subject) and is_marker(found.headers):
+                raise ForgottenError(subject)
+            return found.sequence if found is not None else 0
         if not is_wildcard(subject):
             last = await self.last_message(subject)
             if last is not None and is_marker(last.headers):

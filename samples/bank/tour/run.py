@@ -51,7 +51,11 @@ class Tour(Writes, Projections, Erasure, Reactions):
         settings = self.settings
         if settings.uses_embedded_server:
             before = server.status(settings.home)
-            info = server.ensure_running(settings.home, encrypt_key=settings.server_store_key)
+            info = server.ensure_running(
+                settings.home,
+                encrypt_key=settings.server_store_key,
+                sync_interval=settings.server_sync,
+            )
             how = "reused" if before is not None and before.pid == info.pid else "started"
             at_rest = ", encrypted at rest" if info.encrypted else ""
             self.server_line = (

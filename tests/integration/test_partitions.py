@@ -1,0 +1,277 @@
+"""A partitioned projector over several worker processes: every event applied once, each
+entity's events in stream order, partitions moving when workers die, freeze, join and leave."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from partition_worker import (  # type: ignore[import-not-found]
+    append_ticks,
+    check_model,
+    create_tables,
+    make_projector,
+    tables,
+)
+from sqlalchemy import Engine, func, select
+
+from eventkit.errors import ConfigError
+from eventkit.projection import partition_rows as pr
+from eventkit.projection.partitioned import PartitionedRunner
+from eventkit.projection.runner import runner_for
+from eventkit.projection.sql import read_transaction
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+
+WORKER = Path(__file__).with_name("partition_worker.py")
+TTL = 1.5
+
+
+class Workers:
+    """Worker processes of one partitioned projector, stopped at the end of the test."""
+
+    def __init__(self, nats_url: str, stream: str, db_url: str, prefix: str) -> None:
+        self.args = [
+            "--nats-url", nats_url, "--stream", stream, "--db-url", db_url, "--prefix", prefix,
+        ]  # fmt: skip
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, name: str, *extra: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), *self.args, "--owner", name, "--lease-ttl", str(TTL),
+             *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        self.procs[name] = proc
+        return proc
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def workers_of(nats_url: str, db_url: str) -> Iterator[Callable[[str, str], Workers]]:
+    made: list[Workers] = []
+
+    def make(stream: str, prefix: str) -> Workers:
+        made.append(Workers(nats_url, stream, db_url, prefix))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.stop_all()
+
+
+def partition_rows(engine: Engine, name: str) -> list[pr.PartitionRow]:
+    with read_transaction(engine) as db:
+        return pr.rows(db, name)
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> float:
+    """Wait until ``check()``; the seconds it took (fails after ``timeout``)."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        await asyncio.sleep(step)
+    return time.monotonic() - start
+
+
+def owners(engine: Engine, name: str) -> dict[int, str]:
+    return {r.partition: r.owner for r in partition_rows(engine, name) if r.live}
+
+
+def caught_up(engine: Engine, name: str, end: int) -> bool:
+    rows = partition_rows(engine, name)
+    return bool(rows) and all(r.last_sequence >= end for r in rows)
+
+
+def applied_by(engine: Engine, prefix: str, worker: str) -> int:
+    _, _, applied = tables(prefix)
+    with engine.connect() as conn:
+        return int(
+            conn.execute(select(func.count()).where(applied.c.worker == worker)).scalar_one()
+        )
+
+
+async def test_four_workers_apply_every_event_once_in_per_entity_order(
+    store: Any, engine: Engine, workers_of: Callable[[str, str], Workers]
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    w = workers_of(store.stream, px)
+    for i in range(4):
+        w.start(f"w{i}", "--live", "--partitions", "8")
+    # all four share the partitions before the events come
+    await until(lambda: len(set(owners(engine, name).values())) == 4, 30, "four owners")
+    expected = await append_ticks(store, 10_000, 200)
+    end = await store.last_sequence()
+    await until(lambda: caught_up(engine, name, end), 180, "all partitions at the end", 0.2)
+    by_worker = check_model(engine, px, expected)
+    assert set(by_worker) == {"w0", "w1", "w2", "w3"}
+    assert sum(by_worker.values()) == 10_000
+
+
+async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl(
+    store: Any, engine: Engine, workers_of: Callable[[str, str], Workers]
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    w = workers_of(store.stream, px)
+    for i in range(4):
+        w.start(f"w{i}", "--live", "--partitions", "8", "--slow", "0.002", "--batch-size", "16")
+    await until(lambda: len(set(owners(engine, name).values())) == 4, 30, "four owners")
+    expected = await append_ticks(store, 3000, 100)
+    end = await store.last_sequence()
+    # both mid-batch: after they committed something, while events remain
+    await until(
+        lambda: applied_by(engine, px, "w1") > 20 and applied_by(engine, px, "w2") > 20,
+        60,
+        "w1 and w2 applying",
+    )
+    assert not caught_up(engine, name, end)
+    # SQLite: a process frozen inside its write transaction holds the file's lock, and every
+    # writer waits for it (a limit of SQLite, documented): there both workers are killed
+    freeze = engine.dialect.name == "postgresql"
+    w.signal("w1", signal.SIGKILL)
+    w.signal("w2", signal.SIGSTOP if freeze else signal.SIGKILL)
+    moved = await until(
+        lambda: (
+            not ({"w1", "w2"} & set(owners(engine, name).values()))
+            and len(owners(engine, name)) == 8
+        ),
+        30,
+        "the partitions of w1 and w2 taken over",
+    )
+    # membership forgets them after a ttl, their leases expire a ttl after their last renewal
+    assert moved < 4 * TTL + 3, f"took {moved:.1f}s"
+    await until(lambda: caught_up(engine, name, end), 120, "all partitions at the end", 0.2)
+    if freeze:
+        frozen_before = applied_by(engine, px, "w2")
+        w.signal("w2", signal.SIGCONT)  # it wakes with a batch in hand: it must commit nothing
+        await asyncio.sleep(4 * TTL)
+        assert applied_by(engine, px, "w2") == frozen_before
+        assert w.procs["w2"].poll() is None  # it carries on as a worker
+    by_worker = check_model(engine, px, expected)
+    assert by_worker.get("w0", 0) and by_worker.get("w3", 0)
+
+
+async def test_a_worker_joins_live_then_two_leave_with_no_double_apply_or_stall(
+    store: Any, engine: Engine, workers_of: Callable[[str, str], Workers]
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    w = workers_of(store.stream, px)
+    for i in range(3):
+        w.start(f"w{i}", "--live", "--partitions", "8", "--slow", "0.001", "--batch-size", "16")
+    expected: dict[str, list[int]] = {}
+
+    async def feed(events: int) -> None:
+        for s, seqs in (await append_ticks(store, events, 100)).items():
+            expected.setdefault(s, []).extend(seqs)
+
+    await feed(1000)
+    w.start("w3", "--live", "--partitions", "8", "--slow", "0.001", "--batch-size", "16")
+    await until(lambda: "w3" in owners(engine, name).values(), 30, "w3 holding partitions")
+    await feed(1000)
+    w.signal("w0", signal.SIGTERM)
+    w.signal("w1", signal.SIGTERM)
+    assert w.procs["w0"].wait(timeout=30) == 0 and w.procs["w1"].wait(timeout=30) == 0
+    await feed(1000)
+    end = await store.last_sequence()
+    await until(lambda: caught_up(engine, name, end), 120, "all partitions at the end", 0.2)
+    assert set(owners(engine, name).values()) == {"w2", "w3"}
+    by_worker = check_model(engine, px, expected)
+    assert by_worker.get("w3", 0) > 0
+
+
+async def test_catch_up_returns_when_every_partition_is_at_the_end(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 600, 40)
+    end = await store.last_sequence()
+    runners = [
+        runner_for(make_projector(px, 4, worker=f"w{i}"), store, engine, owner=f"w{i}")
+        for i in range(2)
+    ]
+    assert all(isinstance(r, PartitionedRunner) for r in runners)
+    results = await asyncio.gather(*(r.catch_up() for r in runners))
+    assert not any(r.halted for r in results)
+    assert caught_up(engine, f"{px}_ordered", end)
+    check_model(engine, px, expected)
+
+
+async def test_changing_the_number_of_partitions_is_refused_with_the_fix(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 50, 10)
+    await runner_for(make_projector(px, 4), store, engine).catch_up()
+    with pytest.raises(ConfigError, match=r"has 4 partitions in the database but the class "
+                       r"declares partitions = 8.*raise the projector's `version`"):  # fmt: skip
+        await runner_for(make_projector(px, 8), store, engine).catch_up()
+    assert {r.partitions for r in partition_rows(engine, f"{px}_ordered")} == {4}
+
+
+def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
+    engine: Engine,
+) -> None:
+    """The fence alone (no process frozen inside a transaction, which PostgreSQL ends anyway):
+    worker a's lease of partition 1 expired and b took it, so a's next batch writes nothing,
+    neither its rows nor any checkpoint, and a learns it lost."""
+    from sqlalchemy import update
+
+    from eventkit.projection.lease import LeaseLost
+    from eventkit.projection.partition_lease import PartitionLease
+    from eventkit.projection.sql import transaction
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    _, entities, _ = tables(px)
+    a = PartitionLease(engine, name, "a", 30.0, 2, "a")
+    a.members = ["a"]
+    assert a.try_acquire() is not None and sorted(a.held) == [0, 1]
+    with transaction(engine) as db:  # a froze: its lease of partition 1 ran out
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == name, pr.partitions_table.c.partition == 1)
+            .values(expires_at=0.0)
+        )
+    with transaction(engine) as db:
+        assert pr.claim(db, name, 1, "b", 30.0) == 0  # b takes it over
+        assert pr.claim(db, name, 0, "b", 30.0) is None  # a's live lease of 0 holds
+    with pytest.raises(LeaseLost), a.fenced(last_sequence=99) as db:
+        db.execute(entities.insert().values(subject="x", last_seq=99, count=1))
+    assert a.lost
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(entities)).scalar_one() == 0
+    assert {r.partition: r.last_sequence for r in partition_rows(engine, name)} == {0: 0, 1: 0}

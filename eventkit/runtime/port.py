@@ -208,4 +208,31 @@ class JetStreamConsumer:
         )
 
 
-__all__ = ["Consumer", "Delivery", "JetStreamConsumer", "JetStreamDelivery"]
+def jetstream_durable(
+    store: Any, name: str, filters: list[str], *, ack: AckMode = "explicit", ack_wait: float = 30.0
+) -> JetStreamConsumer:
+    """A plain durable pull consumer ``name`` on ``filters`` (created when missing), as a
+    :class:`Consumer`: what the consumer contract suite runs on."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    async def setup() -> int:
+        info = await store.js.add_consumer(
+            store.stream,
+            ConsumerConfig(
+                durable_name=name,
+                filter_subjects=filters,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy(ack),
+                ack_wait=ack_wait,
+                max_deliver=-1,
+                inactive_threshold=None,
+            ),
+        )
+        return int(info.num_pending or 0)
+
+    return JetStreamConsumer(
+        Puller(store, name, filters, batch=64, ack=ack, name=name, setup=setup)
+    )
+
+
+__all__ = ["Consumer", "Delivery", "JetStreamConsumer", "JetStreamDelivery", "jetstream_durable"]

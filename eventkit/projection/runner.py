@@ -157,6 +157,7 @@ class ProjectionRunner(Committing):
         room: int = getattr(projector, "row_cache_bytes", 0)
         self._rows = RowCache(size, room) if size > 0 and room > 0 else None
         self._revision = -1
+        self._fresh = False
 
     kind = "projector"
 
@@ -251,6 +252,7 @@ class ProjectionRunner(Committing):
             self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
         self._clear_error = taken.had_error
+        self._fresh = True  # the lease moved: delivery moves with it
         return True
 
     async def _acquire(self, wait: float | None) -> bool:
@@ -307,7 +309,8 @@ class ProjectionRunner(Committing):
                 return True
             if end is not None and self.checkpoint >= end:
                 return True
-            await self._puller.start(self.checkpoint + 1)
+            fresh, self._fresh = self._fresh, False
+            await self._puller.start(self.checkpoint + 1, fresh=fresh)
             self._applier.only = self._own_subjects if self._puller.whole else None
             self._next_cseq = 1
             if end is not None and self._puller.pending_at_start == 0:

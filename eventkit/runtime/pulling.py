@@ -153,9 +153,11 @@ class Puller:
             inactive_threshold=None,
         )
 
-    async def start(self, from_sequence: int = 1) -> None:
+    async def start(self, from_sequence: int = 1, *, fresh: bool = False) -> None:
         """Point the consumer at ``from_sequence`` (or run ``setup``) and start pulling on a
-        fresh inbox."""
+        fresh inbox. ``fresh``: delete the consumer first, which ends every pull request still
+        waiting on it (a frozen former lease holder's would receive what the new holder should
+        get until they expire)."""
         await self.stop()
         pacing = Pacing(first=0.1, cap=2.0)
         deadline = time.monotonic() + self.setup_for
@@ -164,7 +166,7 @@ class Puller:
                 if self.setup is not None:
                     self.pending_at_start = await self.setup()
                 else:
-                    await self._position(from_sequence)
+                    await self._position(from_sequence, fresh)
                 break
             except (
                 nats.errors.TimeoutError,
@@ -187,7 +189,10 @@ class Puller:
         self._sub = await subscribe(self.nc, self._inbox, self._on_msg)
         await self._pull()
 
-    async def _position(self, from_sequence: int) -> None:
+    async def _position(self, from_sequence: int, fresh: bool = False) -> None:
+        if fresh:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_consumer(self.stream, self.name)
         if self.cover:
             self.whole = await self._dense(from_sequence)
         cfg = self._config()

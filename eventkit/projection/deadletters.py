@@ -24,6 +24,7 @@ from eventkit.projection import checkpoints as cps
 from eventkit.projection.bluegreen import deployed, slot_name, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction, transaction
+from eventkit.runtime.deadletters import DeadLetter
 from eventkit.store import protocol as p
 
 
@@ -32,6 +33,22 @@ class RetryOutcome:
     letter: cps.DeadLetter
     ok: bool
     error: str | None = None
+
+
+def as_dead_letter(d: cps.DeadLetter) -> DeadLetter:
+    """A projector's letter in the one dead-letter model of every worker kind."""
+    return DeadLetter(
+        d.projector,
+        d.sequence,
+        d.subject,
+        d.event_type,
+        d.error,
+        d.attempts,
+        d.parked_at,
+        "projector",
+        d.id,
+        d.resolved_at,
+    )
 
 
 def list_dead_letters(
@@ -160,4 +177,4 @@ async def _retry_one(
     return error
 
 
-__all__ = ["RetryOutcome", "list_dead_letters", "retry_dead_letters"]
+__all__ = ["RetryOutcome", "as_dead_letter", "list_dead_letters", "retry_dead_letters"]

@@ -153,18 +153,11 @@ async def test_reset_while_a_worker_runs_is_refused_and_forced_reset_is_survived
     assert proc.returncode == 0, err
 
 
-class Seen(Reactor):
-    name = "rel_seen"
-    ack_wait = 5.0
-    handled: ClassVar[list[int]] = []
-
-    @on(RelAdded)
-    async def added(self, e: RelAdded, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
-        Seen.handled.append(rec.sequence)
-
-
 @pytest.mark.cluster
-async def test_a_reactor_survives_the_kill_of_its_consumers_leader(cluster: Any) -> None:
+@pytest.mark.parametrize("kind", ["projector", "reactor"])
+async def test_a_worker_survives_the_kill_of_its_consumers_leader(
+    kind: str, cluster: Any, tmp_path: Path
+) -> None:
     stream = new_stream("leader")
     store = await JetStreamEventStore.connect(
         cluster.urls, stream=stream, replicas=3, retry_for=30.0
@@ -172,29 +165,29 @@ async def test_a_reactor_survives_the_kill_of_its_consumers_leader(cluster: Any)
     worker_store = await JetStreamEventStore.connect(
         cluster.urls, stream=stream, replicas=3, retry_for=30.0
     )
-    Seen.handled.clear()
-    runner = ReactorRunner(Seen(), worker_store)
+    runner, applied = worker(kind, worker_store, tmp_path)
     supervisor = Supervisor([runner])  # what eventkit run does
     running = asyncio.ensure_future(supervisor.run())
     try:
         for n in range(5):
             await store.append(f"{stream}.in.{n}", [RelAdded(amount=n)])
-        await until(lambda: len(set(Seen.handled)) == 5, 60)
-        info = await store.js.consumer_info(stream, "eventkit_reactor_rel_seen")
+        await until(lambda: applied() == 5, 60)
+        consumer = runner.consumer.name if kind == "reactor" else runner._puller.name
+        info = await store.js.consumer_info(stream, consumer)
         leader = info.cluster.leader if info.cluster else None
         assert leader
         cluster.node(leader).kill()
         killed_at = time.monotonic()
         for n in range(5, 10):
             await store.append(f"{stream}.in.{n}", [RelAdded(amount=n)])
-        await until(lambda: len(set(Seen.handled)) == 10, 90)
+        await until(lambda: applied() == 10, 90)
         record_result(
-            "R3 reactor consumer leader kill -9",
-            handled_again_after_s=round(time.monotonic() - killed_at, 2),
-            handled=len(set(Seen.handled)),
+            f"R3 {kind} consumer leader kill -9",
+            applied_again_after_s=round(time.monotonic() - killed_at, 2),
         )
         assert not running.done(), "the supervisor ended"
         cluster.node(leader).restart()
+        await cluster.wait_stream_current(store.js, stream)  # whole again for the next test
     finally:
         supervisor.stop()
         (outcome,) = await asyncio.wait_for(running, 60)

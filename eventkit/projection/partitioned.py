@@ -164,6 +164,7 @@ class PartitionedRunner(ProjectionRunner):
             try:
                 if await asyncio.to_thread(self._try_acquire):
                     self._outage_delay = 0.0
+                    self._outage_tries = 0
                     return True
                 if self._end is not None and await asyncio.to_thread(self._all_done, self._end):
                     return False

@@ -44,6 +44,7 @@ from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
+from eventkit.runtime import backoff
 from eventkit.runtime.pulling import AckMode, Puller, parse_reply
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
@@ -149,6 +150,7 @@ class ProjectionRunner(Committing):
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
+        self._outage_tries = 0
         self._puller = Puller(
             store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
         )
@@ -270,6 +272,7 @@ class ProjectionRunner(Committing):
                 continue
             if acquired:
                 self._outage_delay = 0.0
+                self._outage_tries = 0
                 return True
             self.obs.state("standby")
             self.state = "standby"
@@ -284,7 +287,9 @@ class ProjectionRunner(Committing):
 
     async def _wait_out(self, error: BaseException) -> None:
         """Wait, with capped backoff, for the database or the store to answer again."""
-        self._outage_delay = min(max(self._outage_delay * 2, 0.25), OUTAGE_DELAY_CAP)
+        # the runtime's one pacing: 0.25 s doubling to OUTAGE_DELAY_CAP
+        self._outage_delay = backoff.delay(self._outage_tries, cap=OUTAGE_DELAY_CAP)
+        self._outage_tries += 1
         what = "the database" if isinstance(error, DBAPIError) else "NATS"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         log.warning(

@@ -89,12 +89,25 @@ def status_command(
         )
     if rows or not reactor_rows:
         console.print(readable(table))
+    for r in rows:
+        if r.partitions:
+            console.print(partitions_table(r))
     if reactor_rows:
         console.print(status_table(reactor_rows))
     console.print(verification_line(verified[0]), highlight=False, markup=False)
     console.print(f"durability: {durable}", highlight=False, markup=False)
     if any(r.state == "halted" for r in rows):
         raise typer.Exit(EXIT_HALTED)
+
+
+def partitions_table(r: ProjectorStatus) -> Table:
+    """One partitioned projector's partitions: owner, checkpoint, lag."""
+    table = Table("partition", "owner", "checkpoint", "lag", title=f"{r.name}: partitions")
+    for p in r.partitions:
+        table.add_row(
+            str(p["partition"]), p["owner"] or "-", str(p["checkpoint"]), str(p["lag_events"])
+        )
+    return table
 
 
 def verification_line(last: dict[str, Any] | None) -> str:

@@ -38,9 +38,9 @@ from eventkit.config.values import (
     parse_value,
     redact_url,
     shown,
+    validate_stream_name,
 )
 from eventkit.errors import ConfigError, InvalidSubjectError
-from eventkit.store.subjects import validate_stream_name
 
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 

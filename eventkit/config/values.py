@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from eventkit.errors import ConfigError
+from eventkit.errors import ConfigError, InvalidSubjectError
 
 #: Environment variable of each field.
 ENV_VARS: dict[str, str] = {
@@ -50,6 +50,20 @@ SYNC_INTERVAL = re.compile(r"^(\d+(\.\d+)?)(ms|s|m|h)$")
 URL_SCHEMES = ("nats", "tls", "ws", "wss")
 APP_TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 KEY_HINT = "generate one with: openssl rand -base64 32"
+
+
+STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""A stream name: what the server accepts and eventkit's subjects can start with."""
+
+
+def validate_stream_name(name: str) -> str:
+    """A stream name: letters, digits, '-' and '_', at most 64 characters (here, below both the
+    settings that name a stream and the store that opens it)."""
+    if not isinstance(name, str) or not STREAM_NAME.match(name):
+        raise InvalidSubjectError(
+            f"stream name {name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
+        )
+    return name
 
 
 def env_name(field_name: str) -> str:

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -53,13 +53,19 @@ from eventkit.gdpr.notice import (
     projectors_for,
     subject_digest,
 )
+from eventkit.projection.projector import Projector
 from eventkit.reaction.schedule import erase_deadlines
 from eventkit.store.base import EventStore
 from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import is_wildcard, validate_filter, validate_subject
 
-if TYPE_CHECKING:
-    from eventkit.app import App
+
+class Registry(Protocol):
+    """What forget reads of an :class:`~eventkit.app.App`: its projectors (an App is one)."""
+
+    @property
+    def projectors(self) -> Sequence[Projector]: ...
+
 
 CANNOT_ERASE: tuple[str, ...] = (
     "copies in the Raft logs of a replicated stream (R3+), until they compact (minutes)",
@@ -149,7 +155,7 @@ class MessageForgetReport:
 
 
 async def forget_subject(
-    app: App,
+    app: Registry,
     store: EventStore,
     engine: Engine,
     subject: str,
@@ -283,7 +289,7 @@ async def subjects_matching(store: EventStore, pattern: str) -> dict[str, int]:
 
 
 async def forget_pattern(
-    app: App,
+    app: Registry,
     store: EventStore,
     engine: Engine,
     pattern: str,
@@ -316,7 +322,7 @@ async def forget_pattern(
 
 
 async def forget_message(
-    app: App, store: EventStore, engine: Engine, sequence: int, *, dry_run: bool = False
+    app: Registry, store: EventStore, engine: Engine, sequence: int, *, dry_run: bool = False
 ) -> MessageForgetReport:
     """Securely erase the message at stream ``sequence``; name the read models that applied it.
 

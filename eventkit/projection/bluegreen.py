@@ -50,7 +50,7 @@ from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
-from eventkit.projection.sql import transaction
+from eventkit.projection.sql import read_transaction, transaction
 
 metadata = MetaData()
 versions = Table(
@@ -157,8 +157,9 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
             f"or give the new version new tables under a new name"
         )
     name = projector.name
-    table: Table | None = None
-    for attempt in range(3):
+    found: Any = _recorded(projector, engine, version, stream)
+    table: Table | None = found if isinstance(found, Table) else None
+    for attempt in range(0 if found is not None else 3):
         try:
             with transaction(engine) as db:
                 live = _resolve_live(db, name, version)
@@ -195,6 +196,30 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
     return slot
 
 
+def _recorded(projector: Projector, engine: Engine, version: int, stream: str | None) -> Any:
+    """Without writing (so a worker starts while another holds SQLite's write lock): the table
+    of this version when the registry records it as it should be (``False`` for a plain
+    projector), None when something must be recorded; :class:`Retired` for an old version."""
+    name = projector.name
+    with read_transaction(engine) as db:
+        live = live_version(db, name)
+        known = reg.copy_of(db, name, version)
+        cp = cps.get_checkpoint(db, slot_name(name, version)) if stream is not None else None
+    if live is None or known is None:
+        return None
+    if version < live or known.role == reg.RETIRED:
+        raise Retired(retired_message(name, version, live))
+    role = reg.LIVE if version == live else reg.BUILDING
+    table: Table | None = None
+    if isinstance(projector, RowProjector):
+        table = projector.table if role == reg.LIVE else copy_table(projector.table, version)
+    if known.role != role or known.table_name != (None if table is None else table.name):
+        return None
+    if cp is not None and stream is not None:
+        cps.check_stream(cp, stream, label(projector))
+    return False if table is None else table
+
+
 def _writes(projector: Projector, table: Table | None) -> None:
     """Point a version's projector at the table it writes: its copy (``table``, also what
     ``self.table`` is in its handlers and its ``forget``), or the live table (None)."""
@@ -207,23 +232,26 @@ def _writes(projector: Projector, table: Table | None) -> None:
     projector.__dict__["_target"] = table
 
 
-def fence(db: Session, projector: Projector) -> None:
+def fence(db: Session, projector: Projector, role: str | bool | None = False) -> None:
     """In a batch transaction (after the lease): the table this version writes now, from the
-    registry; :class:`Retired` when it is neither live nor building (a switch retired it, or
-    its copy was dropped)."""
+    registry (``role``: its role read already, see :func:`registry.checkpoint_and_role`);
+    :class:`Retired` when it is neither live nor building (a switch retired it, or its copy
+    was dropped)."""
     name = base_name(projector)
     version = getattr(projector, "version", 1)
-    found = reg.copy_of(db, name, version)
-    if found is None or found.role == reg.RETIRED:
+    if role is False:
+        found = reg.copy_of(db, name, version)
+        role = None if found is None else found.role
+    if role is None or role == reg.RETIRED:
         live = live_version(db, name) or version
-        if found is None and live <= version:
+        if role is None and live <= version:
             raise Retired(
                 f"version {version} of projector {name!r} is no longer registered (its copy was "
                 f"dropped with `eventkit versions drop`): this worker stops; start it again to "
                 f"build the version from the start"
             )
         raise Retired(retired_message(name, version, live))
-    if found.role == reg.LIVE:
+    if role == reg.LIVE:
         _writes(projector, None)
         return
     built: Table | None = projector.__dict__.get("_copy")

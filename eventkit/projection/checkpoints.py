@@ -156,6 +156,11 @@ def get_checkpoint(db: Session, projector: str) -> Checkpoint:
             .execute(select(checkpoints).where(checkpoints.c.projector == projector))
             .first()
         )
+    return checkpoint_of(projector, row)
+
+
+def checkpoint_of(projector: str, row: Any) -> Checkpoint:
+    """A checkpoint from its row (None: the projector never ran)."""
     if row is None:
         return Checkpoint(projector, 0, None, None, "running", None)
     return Checkpoint(
@@ -450,6 +455,7 @@ __all__ = [
     "DeadLetter",
     "Lease",
     "check_stream",
+    "checkpoint_of",
     "checkpoints",
     "dead_letters",
     "get_checkpoint",

@@ -17,9 +17,9 @@ from typing import Any
 
 from eventkit.projection import checkpoints as cps
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.bluegreen import fence, label
+from eventkit.projection.bluegreen import base_name, fence, label
 from eventkit.projection.failures import BadEvents
-from eventkit.projection.registry import Retired
+from eventkit.projection.registry import Retired, checkpoint_and_role
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.store.protocol import MSG_ID
@@ -61,15 +61,21 @@ class Committing(BadEvents):
     def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
         name = self.name
         with self._lease.fenced() as db:
-            cp = cps.get_checkpoint(db, name)
+            projector = self.projector
+            versioned = isinstance(projector, RowProjector)
+            if versioned:  # the checkpoint and the version's role in one query
+                base, version = base_name(projector), getattr(projector, "version", 1)
+                cp, role = checkpoint_and_role(db, name, base, version)
+            else:
+                cp = cps.get_checkpoint(db, name)
             stream: str = self.store.stream
-            cps.check_stream(cp, stream, label(self.projector))
+            cps.check_stream(cp, stream, label(projector))
             current = cp.last_sequence
             if current != self.checkpoint:
                 self.checkpoint = current
                 raise Restart
-            if isinstance(self.projector, RowProjector):
-                fence(db, self.projector)
+            if versioned:
+                fence(db, projector, role)
             if rows is not None:
                 if cp.revision != self._revision:  # rows written outside this runner
                     rows.invalidate()

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection import registry as reg
 from eventkit.projection.bluegreen import copy_table, quoted
 from eventkit.projection.projector import Projector
@@ -53,21 +54,24 @@ def forget_everywhere(db: Session, projector: Projector, subject: str, marker: i
     found = reg.copies(db, projector.name)
     if not found:  # never ran (or before the registry): its own name and table
         cps.touch_rows(db, projector.name)
-        if not _applied(db, projector.name, marker):
+        if not _applied(db, projector.name, marker, subject):
             projector.forget(subject, db)
         return
     for c in found:
         cps.touch_rows(db, c.slot)
     for c in found:
-        if c.role != reg.RETIRED and _applied(db, c.slot, marker):
+        if c.role != reg.RETIRED and _applied(db, c.slot, marker, subject):
             continue
         writing(projector, c).forget(subject, db)
 
 
-def _applied(db: Session, slot: str, marker: int | None) -> bool:
+def _applied(db: Session, slot: str, marker: int | None, subject: str) -> bool:
     if marker is None:
         return False
-    return cps.get_checkpoint(db, slot).last_sequence >= marker
+    reached = pr.checkpoint_of_subject(db, slot, subject)  # partitioned: the marker's partition
+    if reached is None:
+        reached = cps.get_checkpoint(db, slot).last_sequence
+    return reached >= marker
 
 
 def versions_of(engine: Engine, names: list[str]) -> list[reg.Copy]:

@@ -75,6 +75,7 @@ class PartitionLease:
         ttl: float,
         partitions: int,
         member: str,
+        stream: str | None = None,
     ) -> None:
         self.engine = engine
         self.name = name
@@ -82,6 +83,7 @@ class PartitionLease:
         self.ttl = ttl
         self.partitions = partitions
         self.member = member
+        self.stream = stream
         self.members: list[str] | None = None
         """The live members (None until the bucket was read once)."""
         self.held: dict[int, int] = {}
@@ -112,7 +114,7 @@ class PartitionLease:
             gone = [p for p in self.held if p not in wanted]
             with self._bounded() as db:
                 if not self._made:
-                    pr.ensure(db, self.name, self.partitions)
+                    pr.ensure(db, self.name, self.partitions, self.stream)
                     self._made = True
                 pr.release(db, self.name, gone, self.owner)
                 for p in sorted(wanted - set(self.held)):
@@ -205,16 +207,28 @@ class PartitionLease:
             yield db
 
 
+async def refresh_membership(store: Any, lease: PartitionLease, presence: Presence) -> None:
+    """Heartbeat this worker and read the members once (a failure is logged: the members
+    known stay, the SQL leases keep deciding)."""
+    try:
+        await presence.beat({"partitions": len(lease.held)})
+        members = await heard_of(store, lease.name, lease.ttl)
+        lease.members = sorted(set(members) | {lease.member})
+    except (nats.errors.Error, nats.js.errors.Error, StoreUnavailableError, OSError) as e:
+        log.warning("%s: membership not refreshed: %r", lease.name, e)
+
+
 async def keep_membership(store: Any, lease: PartitionLease, presence: Presence) -> None:
-    """Heartbeat this worker and read the members every ``ttl / 3`` until cancelled."""
+    """:func:`refresh_membership` every ``ttl / 3`` until cancelled."""
     while True:
-        try:
-            await presence.beat({"partitions": len(lease.held)})
-            members = await heard_of(store, lease.name, lease.ttl)
-            lease.members = sorted(set(members) | {lease.member})
-        except (nats.errors.Error, nats.js.errors.Error, StoreUnavailableError, OSError) as e:
-            log.warning("%s: membership not refreshed: %r", lease.name, e)
         await asyncio.sleep(lease.ttl / 3)
+        await refresh_membership(store, lease, presence)
 
 
-__all__ = ["PartitionLease", "heard_of", "keep_membership", "membership_name"]
+__all__ = [
+    "PartitionLease",
+    "heard_of",
+    "keep_membership",
+    "membership_name",
+    "refresh_membership",
+]

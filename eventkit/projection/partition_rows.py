@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
+from eventkit.runtime.partitions import default_key, partition_of
 
 partitions_table = Table(
     "eventkit_partitions",
@@ -107,7 +108,7 @@ def rows(db: Session, projector: str) -> list[PartitionRow]:
         return [_row(r) for r in db.connection().execute(q)]
 
 
-def ensure(db: Session, projector: str, partitions: int) -> None:
+def ensure(db: Session, projector: str, partitions: int, stream: str | None = None) -> None:
     """Make the projector's partition rows (each at the projector's checkpoint) and take its
     projector-wide lease for good; :class:`PartitionCountChanged` when they exist with another
     count, :class:`ConfigError` when a runner without partitions holds the projector now."""
@@ -140,7 +141,7 @@ def ensure(db: Session, projector: str, partitions: int) -> None:
             )
     start = cps.get_checkpoint(db, projector)
     if start.updated_at is None:
-        cps.save_checkpoint(db, projector, last_sequence=0, state="running")
+        cps.save_checkpoint(db, projector, last_sequence=0, state="running", stream=stream)
     now = cps.utcnow()
     try:
         with db.begin_nested():
@@ -261,6 +262,50 @@ def release(db: Session, projector: str, partitions: list[int], owner: str) -> N
         )
 
 
+def hold_all(db: Session, projector: str, owner: str, ttl: float) -> str:
+    """Take every partition's lease for ``owner`` (a replay); the live owners that hold some
+    (nothing is taken then), or "" when all are ours now."""
+    now = time.time()
+    others = sorted({r.owner for r in rows(db, projector) if r.live and r.owner != owner})
+    if others:
+        return ", ".join(others)
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(owner=owner, expires_at=now + ttl)
+    )
+    return ""
+
+
+def rewind_all(db: Session, projector: str, to_sequence: int) -> None:
+    """Set every partition's checkpoint to ``to_sequence`` (a replay, holding them all)."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(last_sequence=to_sequence, updated_at=cps.utcnow())
+    )
+
+
+def checkpoint_of_subject(db: Session, projector: str, subject: str) -> int | None:
+    """The checkpoint of the partition a subject's markers and system events are applied in
+    (by the subject, whatever ``partition_key`` says); None when not partitioned."""
+    with cps._eventkit_tables():
+        first = (
+            db.connection()
+            .execute(select(t.partitions).where(t.projector == projector).limit(1))
+            .scalar()
+        )
+    if first is None:
+        return None
+    part = partition_of(default_key(subject), int(first))
+    value = (
+        db.connection()
+        .execute(select(t.last_sequence).where(t.projector == projector, t.partition == part))
+        .scalar()
+    )
+    return None if value is None else int(value)
+
+
 def low_watermark(db: Session, projector: str) -> int | None:
     """The slowest partition's checkpoint (every event up to it is applied in every one)."""
     value = (
@@ -286,14 +331,17 @@ __all__ = [
     "PartitionCountChanged",
     "PartitionRow",
     "advance",
+    "checkpoint_of_subject",
     "claim",
     "ensure",
     "fence",
+    "hold_all",
     "low_watermark",
     "partitions_table",
     "record_watermark",
     "release",
     "renew",
+    "rewind_all",
     "rows",
     "sentinel",
 ]

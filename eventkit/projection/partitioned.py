@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,14 +33,19 @@ from eventkit.errors import ForgottenError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.applying import BadEvent, Item
+from eventkit.projection.bluegreen import base_name, fence, label
 from eventkit.projection.committing import Restart
 from eventkit.projection.lease import LeaseLost
 from eventkit.projection.partition_lease import (
     PartitionLease,
     keep_membership,
     membership_name,
+    refresh_membership,
 )
+from eventkit.projection.registry import Retired
+from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
+from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
 from eventkit.runtime.partitions import default_key, partition_of
@@ -78,6 +84,7 @@ class PartitionedRunner(ProjectionRunner):
             self.lease_ttl,
             self.projector.partitions,
             self.member,
+            store.stream,
         )
         self._puller = _WorkerPuller(
             store,
@@ -100,13 +107,20 @@ class PartitionedRunner(ProjectionRunner):
     # -- the run ----------------------------------------------------------------------------
     async def _run(self, *, once: bool) -> RunResult:
         self._end = await self.store.last_sequence() if once else None
+        await refresh_membership(self.store, self._lease, self._presence)  # before claiming
         member = asyncio.create_task(keep_membership(self.store, self._lease, self._presence))
         self.obs.state("starting")
         try:
             while not self.stopping:
+                if await halted_on_rewind(self, partitioned=True):
+                    break
                 if not await self._acquire(None):
                     break
-                finished = await self._held_run()
+                try:
+                    finished = await self._held_run()
+                except Retired as e:
+                    self._retire(e)
+                    break
                 if self.state == "halted":
                     break
                 if finished and self._end is not None:
@@ -127,11 +141,14 @@ class PartitionedRunner(ProjectionRunner):
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
         return RunResult(
-            self.name,
+            base_name(self.projector),
             self.checkpoint,
             self.processed,
             halted=self.state == "halted",
             error=self.halted_error,
+            passed_over=self.passed_over,
+            parked=self.parked,
+            version=getattr(self.projector, "version", 1),
         )
 
     async def _held_run(self) -> bool:
@@ -139,7 +156,10 @@ class PartitionedRunner(ProjectionRunner):
         keeper = asyncio.create_task(self._lease.keep())
         self.obs.lease_taken(self.owner, self.checkpoint)
         try:
-            return await self._consume(self._end)
+            finished = await self._consume(self._end)
+            if finished and self._end is not None and not self.stopping and self.state != "halted":
+                await asyncio.to_thread(self._finish_at, self._end)
+            return finished
         except LeaseLost:
             self.obs.lease_lost(self.owner)
             return False
@@ -168,6 +188,9 @@ class PartitionedRunner(ProjectionRunner):
                     return True
                 if self._end is not None and await asyncio.to_thread(self._all_done, self._end):
                     return False
+            except Retired as e:
+                self._retire(e)
+                return False
             except DBAPIError as e:
                 if not is_outage(e):
                     raise
@@ -177,6 +200,16 @@ class PartitionedRunner(ProjectionRunner):
             self.obs.state("standby")
             await self._sleep(min(1.0, self.lease_ttl / 4))
         return False
+
+    def _finish_at(self, end: int) -> None:
+        """The consumer delivered everything of the partitions held up to ``end`` (and beyond):
+        their checkpoints go to ``end`` even where their last event is before it (the stream
+        may end on another projector's subjects), so ``--once`` sees them done."""
+        with self._lease.fenced(last_sequence=end):
+            pass
+        for part, at in self._lease.held.items():
+            self._lease.held[part] = max(at, end)
+        self.checkpoint = max(self.checkpoint, end)
 
     def _all_done(self, end: int) -> bool:
         with read_transaction(self.engine) as db:
@@ -216,11 +249,15 @@ class PartitionedRunner(ProjectionRunner):
                 await self._prepare_keys(cipher, msgs)
             items, reached_end = self._parse(msgs, end)
             if items:
+                started = time.perf_counter()
+                before = self.processed
                 halted = await self._commit(items)
                 if halted:
                     return True
                 last = items[-1]
                 self.lag = last.pending
+                applied = self.processed - before
+                self.obs.batch(applied, last.sequence, last.timestamp_ns, last.pending, started)
                 await self._puller.ack_all(last.msg)
                 if self.on_batch is not None:
                     self.on_batch(self, len(items))
@@ -268,20 +305,24 @@ class PartitionedRunner(ProjectionRunner):
         last = items[-1]
         moved = {"last_sequence": last.sequence, "last_event_time": time_from_ns(last.timestamp_ns)}
         with self._lease.fenced(**moved) as db:
+            cp = cps.get_checkpoint(db, self.name)
+            cps.check_stream(cp, self.store.stream, label(self.projector))
+            if isinstance(self.projector, RowProjector):
+                fence(db, self.projector)  # a retired or dropped version commits nothing
             if rows is not None:
-                revision = cps.get_checkpoint(db, self.name).revision
-                if revision != self._revision:  # rows written outside the runners
+                if cp.revision != self._revision:  # rows written outside the runners
                     rows.invalidate()
-                    self._revision = revision
+                    self._revision = cp.revision
                 db.info[ROW_CACHE] = rows
             try:
-                self._applier.apply(mine, db, after=0)
+                applied = self._applier.apply(mine, db, after=0)
             except BadEvent as bad:
                 raise BadEvent(where[bad.index], bad.error) from bad.error
         for part, at in held.items():
             held[part] = max(at, last.sequence)
         self.checkpoint = max(self.checkpoint, last.sequence)
-        self.processed += len(mine)
+        self.processed += applied  # what the handlers were given
+        self.passed_over += len(mine) - applied
 
     def _park(self, item: Item, error: BaseException) -> None:
         event_type, text = self._failure(item, error)
@@ -300,7 +341,7 @@ class PartitionedRunner(ProjectionRunner):
             pr.advance(db, self.name, part, item.sequence)
         if part in self._lease.held:
             self._lease.held[part] = max(self._lease.held[part], item.sequence)
-        self.processed += 1
+        self.parked += 1
 
 
 __all__ = ["PartitionedRunner"]

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, insert, or_, select, update
+from sqlalchemy import Column, DateTime, Integer, String, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
@@ -142,6 +142,25 @@ def forget_copy(db: Session, projector: str, version: int) -> None:
     db.execute(t.delete().where(t.c.projector == projector, t.c.version == version))
 
 
+def checkpoint_and_role(
+    db: Session, slot: str, projector: str, version: int
+) -> tuple[cps.Checkpoint, str | None]:
+    """A slot's checkpoint and its version's role, in one query (a batch's first statement
+    after the lease: one round trip for both); the role None when the version is not
+    registered."""
+    c, t = cps.checkpoints, projector_versions
+    joined = c.outerjoin(t, and_(t.c.projector == projector, t.c.version == version))
+    with cps._eventkit_tables():
+        row = (
+            db.connection()
+            .execute(select(c, t.c.role).select_from(joined).where(c.c.projector == slot))
+            .first()
+        )
+    if row is None:
+        return cps.checkpoint_of(slot, None), None
+    return cps.checkpoint_of(slot, row), row.role
+
+
 def retired_message(name: str, version: int, live: int | None) -> str:
     now = f"version {live} is live" if live else "another version is live"
     deploy = f"version {live}" if live else "the live version"
@@ -189,6 +208,7 @@ __all__ = [
     "Copy",
     "Retired",
     "build_name",
+    "checkpoint_and_role",
     "copies",
     "copy_of",
     "forget_copy",

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
 from eventkit.projection.bluegreen import label
 from eventkit.projection.projector import Projector
@@ -33,6 +34,7 @@ from eventkit.projection.runner import (
     ProjectionRunner,
     RunResult,
     default_owner,
+    runner_for,
 )
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.store.positions import (
@@ -232,7 +234,14 @@ async def replay(
 
     def rewind_and_set() -> None:
         with transaction(engine) as db:
-            if not cps.try_acquire_lease(db, projector.name, owner, ttl):
+            if projector.partitions > 1 and pr.rows(db, projector.name):
+                held = pr.hold_all(db, projector.name, owner, ttl)
+                if held:
+                    raise ProjectionError(
+                        f"projector {projector.name!r} is being run by {held}; stop its "
+                        f"workers before replaying (nothing was changed)"
+                    )
+            elif not cps.try_acquire_lease(db, projector.name, owner, ttl):
                 lease = cps.get_lease(db, projector.name)
                 holder = lease.owner if lease else "another runner"
                 raise ProjectionError(
@@ -250,6 +259,7 @@ async def replay(
                 db, projector.name, last_sequence=to, state="running", last_error=None
             )
             cps.settle_for_replay(db, projector.name, plan.start_sequence)
+            pr.rewind_all(db, projector.name, to)
 
     await asyncio.to_thread(rewind_and_set)
 
@@ -257,7 +267,7 @@ async def replay(
         if on_progress is not None:
             on_progress(runner.processed + runner.passed_over, plan.events)
 
-    runner = ProjectionRunner(
+    runner = runner_for(
         projector,
         store,
         engine,

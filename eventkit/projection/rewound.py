@@ -9,6 +9,7 @@ from typing import Any
 
 from eventkit.errors import StreamRewoundError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection.sql import transaction
 from eventkit.store.rewind import check_position
 
@@ -19,14 +20,25 @@ def _applied_event_id(engine: Any, projector: str, sequence: int) -> str | None:
     return cp.last_event_id if cp.last_sequence == sequence else None
 
 
-async def halted_on_rewind(runner: Any) -> bool:
-    """Check the stream still holds ``runner``'s checkpoint; if not, halt the projector (the
-    error on its checkpoint row, as ``eventkit status`` shows) and say True."""
-    position = int(runner.checkpoint)
+def _highest_partition(engine: Any, projector: str) -> int:
+    with transaction(engine) as db:
+        return max((r.last_sequence for r in pr.rows(db, projector)), default=0)
+
+
+async def halted_on_rewind(runner: Any, *, partitioned: bool = False) -> bool:
+    """Check the stream still holds ``runner``'s checkpoint (``partitioned``: its partitions'
+    highest, by position only); if not, halt the projector (the error on its checkpoint row, as
+    ``eventkit status`` shows) and say True."""
+    name = runner.name
+    event_id: str | None = None
+    if partitioned:
+        position = await asyncio.to_thread(_highest_partition, runner.engine, name)
+    else:
+        position = int(runner.checkpoint)
     if position <= 0:
         return False
-    name = runner.name
-    event_id = await asyncio.to_thread(_applied_event_id, runner.engine, name, position)
+    if not partitioned:
+        event_id = await asyncio.to_thread(_applied_event_id, runner.engine, name, position)
     try:
         await check_position(
             runner.store,

@@ -17,10 +17,10 @@ the projector writes changes (a blue/green switch). Rows whose values would not 
 SQL as they are (a type the column converts, a PostgreSQL ``REAL`` that rounds a double to
 single precision) are not kept: a handler sees the same values cached or not.
 
-The cache is bounded in rows and in bytes: each row's size is estimated as it is kept (the
-dict, its key and values as ``sys.getsizeof`` counts them, and the cache's own entry), and the
-rows written longest ago go first once either bound is passed, so a runner's memory does not
-grow with the width of its rows.
+The cache is bounded in rows and in bytes: the size of a row is estimated on a sample of the
+rows kept (one in :data:`SAMPLE`: the dict, its key and values as ``sys.getsizeof`` counts
+them, and the cache's own entry; a moving average), and the rows written longest ago go first
+once either bound is passed, so a runner's memory does not grow with the width of its rows.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ MISS: Final = _Miss()
 """What :meth:`RowCache.lookup` gives for a key it does not know (read it from SQL)."""
 
 
-ENTRY = 120
-"""Bytes an entry takes in the cache's own tables (two dict slots, the size's int)."""
+ENTRY = 100
+"""Bytes an entry takes in the cache's own table."""
+SAMPLE = 8
+"""One row in this many kept has its size measured (the estimate is their moving average)."""
 
 
 def row_size(key: Any, row: Row | None) -> int:
@@ -65,7 +67,10 @@ class RowCache:
         self.limit = limit
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._sizes: dict[Any, int] = {}
+        """The estimated size of the rows kept."""
+        self.row_bytes = 0.0
+        """The estimated size of one row kept (a moving average over a sample)."""
+        self._kept = 0
         self._table: str | None = None
         self._rows: dict[Any, Row | None] = {}
         self._staged: dict[Any, Row | _Miss | None] = {}
@@ -103,27 +108,25 @@ class RowCache:
 
     def commit(self) -> None:
         """The transaction committed: keep what it staged."""
-        rows, sizes = self._rows, self._sizes
+        rows = self._rows
         if self._cleared:
             rows.clear()
-            sizes.clear()
-            self.bytes = 0
-        total = self.bytes
+        avg, kept = self.row_bytes, self._kept
         for key, row in self._staged.items():
-            if rows.pop(key, MISS) is not MISS:
-                total -= sizes.pop(key)
+            rows.pop(key, None)
             if row is not MISS:
                 rows[key] = row  # type: ignore[assignment]
-                size = sizes[key] = row_size(key, row)  # type: ignore[arg-type]
-                total += size
+                if kept % SAMPLE == 0:
+                    size = row_size(key, row)  # type: ignore[arg-type]
+                    avg = size if not avg else 0.9 * avg + 0.1 * size
+                kept += 1
+        self.row_bytes, self._kept = avg, kept
         self._staged.clear()
         self._cleared = False
-        limit, max_bytes = self.limit, self.max_bytes
-        while rows and (len(rows) > limit or total > max_bytes):
-            oldest = next(iter(rows))
-            del rows[oldest]
-            total -= sizes.pop(oldest)
-        self.bytes = total
+        cap = self.limit if not avg else min(self.limit, int(self.max_bytes // avg))
+        while len(rows) > cap:
+            del rows[next(iter(rows))]
+        self.bytes = int(len(rows) * avg)
 
     def rollback(self) -> None:
         """The transaction failed or was rolled back: keep nothing (the rows are unknown)."""
@@ -131,7 +134,6 @@ class RowCache:
 
     def invalidate(self) -> None:
         self._rows.clear()
-        self._sizes.clear()
         self.bytes = 0
         self._staged.clear()
         self._cleared = False

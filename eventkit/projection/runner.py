@@ -98,6 +98,16 @@ class ProjectionRunner(Committing):
         print(result.checkpoint)
     """
 
+    def __new__(cls, projector: Projector, *args: Any, **kwargs: Any) -> ProjectionRunner:
+        """A projector with ``partitions > 1`` gets this process's share of it
+        (:class:`~eventkit.projection.partitioned.PartitionedRunner`), however it is made: a
+        plain runner would stand by for ever behind the partitions' hold on its lease."""
+        if cls is ProjectionRunner and getattr(projector, "partitions", 1) > 1:
+            from eventkit.projection.partitioned import PartitionedRunner
+
+            return super().__new__(PartitionedRunner)
+        return super().__new__(cls)
+
     def __init__(
         self,
         projector: Projector,
@@ -115,7 +125,12 @@ class ProjectionRunner(Committing):
     ) -> None:
         if lease_ttl <= 0:
             raise ConfigError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
-        projector = deployed(projector, engine, store.stream)  # blue/green: this version's slot
+        # blue/green: a higher version's slot now (its name is needed); version 1 is recorded
+        # and checked when it first takes the lease, off the event loop
+        self._undeployed = getattr(projector, "version", 1) == 1
+        self._held = False
+        if not self._undeployed:
+            projector = deployed(projector, engine, store.stream)
         self.projector = projector
         self.store = store
         self.engine = engine
@@ -247,6 +262,9 @@ class ProjectionRunner(Committing):
 
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
+        if self._undeployed:
+            deployed(self.projector, self.engine, self.store.stream)
+            self._undeployed = False
         taken = self._lease.try_acquire()
         if taken is None:
             return False
@@ -255,6 +273,7 @@ class ProjectionRunner(Committing):
         self.checkpoint = taken.checkpoint
         self._clear_error = taken.had_error
         self._fresh = True  # the lease moved: delivery moves with it
+        self._held = True
         return True
 
     async def _acquire(self, wait: float | None) -> bool:
@@ -263,6 +282,8 @@ class ProjectionRunner(Committing):
             try:
                 acquired = await asyncio.to_thread(self._try_acquire)
             except Retired as e:
+                if not self._held:
+                    raise  # refused at its start: an error, not a stop
                 self._retire(e)
                 return False
             except DBAPIError as e:

@@ -41,6 +41,12 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
     """
     if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
         raise ConfigError(f"--seq must be a whole number >= 1, got {sequence!r}")
+    if projector.partitions > 1:
+        raise ConfigError(
+            f"projector {projector.name!r} is partitioned: skip does not move a partition's "
+            f"checkpoint yet; fix the handler and run again, or set on_error = 'park' (the bad "
+            f"event becomes a dead letter) and run again"
+        )
     # the version this code runs (the live one after a blue/green switch: its own checkpoint)
     shown = label(projector)
     projector = deployed(projector, engine, store.stream)

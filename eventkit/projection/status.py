@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
 from eventkit.projection.bluegreen import Slot, slots
 from eventkit.projection.projector import Projector
@@ -40,6 +42,11 @@ class ProjectorStatus:
     role: str = "live"
     """``live`` serves readers; ``building`` is a newer version built beside it (blue/green)."""
     slot: str = ""
+    partitions: list[dict[str, Any]] = field(default_factory=list)
+    """A partitioned projector's partitions: ``partition``, ``owner`` (None when no worker
+    holds it), ``checkpoint``, ``lag_events`` (events on its subjects after that checkpoint;
+    about 1/N of them are the partition's own). The projector's checkpoint, lag and "caught
+    up" are those of its slowest partition."""
     passed_over: dict[str, int] = field(default_factory=dict)
     """Messages it did not apply, per reason (``foreign``, ``unhandled``, ``forgotten``)."""
     """The checkpoint name of this version (``name`` for version 1, ``name_v<N>`` after)."""
@@ -63,23 +70,29 @@ async def status(
     last = await store.last_sequence()
     out = []
     now = datetime.now(UTC)
-    for pr in projectors:
+    for projector in projectors:
         with read_transaction(engine) as db:
-            versions = slots(pr, db)
+            versions = slots(projector, db)
         for version in versions:
-            out.append(await _one(pr, version, store, last, now, engine))
+            out.append(await _one(projector, version, store, last, now, engine))
     return out
 
 
 async def _one(
-    pr: Projector, slot: Slot, store: Any, last: int, now: datetime, engine: Engine
+    projector: Projector, slot: Slot, store: Any, last: int, now: datetime, engine: Engine
 ) -> ProjectorStatus:
     with read_transaction(engine) as db:
         cp = cps.get_checkpoint(db, slot.slot)
         lease = cps.get_lease(db, slot.slot)
         parked = cps.count_open_dead_letters(db, slot.slot)
         passed = pov.totals(db, slot.slot)
-    filters = pr.filters(store.stream)
+        parts = pr.rows(db, slot.slot)
+    filters = projector.filters(store.stream)
+    if parts:  # partitioned: the slowest partition is the projector's position
+        slowest = min(parts, key=lambda r: r.last_sequence)
+        cp = dataclasses.replace(
+            cp, last_sequence=slowest.last_sequence, last_event_time=slowest.last_event_time
+        )
     lag = await pending_after(store, filters, cp.last_sequence) if last > cp.last_sequence else 0
     lag_seconds = 0.0
     if lag:
@@ -87,11 +100,30 @@ async def _one(
         if first is not None:
             lag_seconds = max(0.0, (now - first.time).total_seconds())
     owner = lease.owner if lease is not None and lease.live else None
+    partitions: list[dict[str, Any]] = []
+    if parts:
+        lags = {cp.last_sequence: lag}
+        for r in parts:
+            if r.last_sequence not in lags:
+                lags[r.last_sequence] = (
+                    await pending_after(store, filters, r.last_sequence)
+                    if last > r.last_sequence
+                    else 0
+                )
+            partitions.append(
+                {
+                    "partition": r.partition,
+                    "owner": r.owner if r.live else None,
+                    "checkpoint": r.last_sequence,
+                    "lag_events": lags[r.last_sequence],
+                }
+            )
+        owner = ", ".join(sorted({r.owner for r in parts if r.live})) or None
     state: str = cp.state if cp.updated_at is not None else "new"
     if state == "running" and owner is None:
         state = "stopped"
     return ProjectorStatus(
-        name=pr.name,
+        name=projector.name,
         checkpoint=cp.last_sequence,
         last_event_time=cp.last_event_time,
         stream_last_sequence=last,
@@ -105,6 +137,7 @@ async def _one(
         version=slot.version,
         role=slot.role,
         slot=slot.slot,
+        partitions=partitions,
     )
 
 

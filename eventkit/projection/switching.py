@@ -153,6 +153,12 @@ async def switch(
         await asyncio.to_thread(resume_old)
         raise
     dropped = await asyncio.to_thread(finish_retired, engine, name)
+    js = getattr(store, "js", None)
+    if js is not None:  # the retired version's durable consumer (transport only)
+        from eventkit.runtime.pulling import consumer_name
+
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(store.stream, consumer_name(old_slot))
     return (
         f"{name!r}: version {version} is live in {projector.table.name} (both versions at "
         f"sequence {at} or later when it switched); version {live} retired"

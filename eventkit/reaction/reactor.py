@@ -15,6 +15,7 @@ from eventkit.config.options import number_option, subjects_option
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ConfigWarning
+from eventkit.runtime.partitions import check_partitions
 from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.protocol import SYSTEM_TOKEN
 from eventkit.store.subjects import subject_matches, validate_filter
@@ -86,6 +87,8 @@ class Reactor:
     replay_policy: ClassVar[ReplayPolicy] = "instant"
     ordered: ClassVar[Ordering] = "none"
     concurrency: ClassVar[int] = 16
+    partitions: ClassVar[int] = 1
+    """Not yet for reactors (only 1): ``ordered = "subject"`` runs one worker at a time."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}
@@ -211,6 +214,12 @@ def validate_options(cls: type[Reactor]) -> None:
         raise ConfigError(
             f"reactor name {name!r} must be 1-64 letters, digits, '-' or '_' "
             f"(it names the durable consumer every worker shares)"
+        )
+    if check_partitions(q, cls.partitions) > 1:
+        raise ConfigError(
+            f"{q}.partitions: partitioned reactors are not supported yet (projectors are); "
+            f"ordered = 'subject' keeps each subject's order with one worker at a time, "
+            f"ordered = 'none' spreads events over every worker"
         )
     subjects_option(cls, "subjects", cls.subjects, "bank.account.*")
     for s in cls.subjects:

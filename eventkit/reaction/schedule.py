@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from eventkit.domain.events import new_event_id as new_id
-from eventkit.errors import ForgottenError
+from eventkit.errors import EventkitError, ForgottenError
 from eventkit.observability.tracing import trace_headers
 from eventkit.reaction.context import Deadline
 from eventkit.store import protocol as p
@@ -111,7 +111,10 @@ async def open_due(store: Any, stored: StoredMessage) -> StoredMessage | None:
         forgotten = True
     if forgotten:
         log.info("a deadline (seq %d) about a forgotten subject: passed over", stored.sequence)
-        await store.delete(stored.sequence)
+        try:
+            await store.delete(stored.sequence)
+        except EventkitError as e:  # passed over all the same; forget run again erases it
+            log.warning("cannot erase deadline seq %d: %s", stored.sequence, e)
         return None
     return StoredMessage(about, stored.sequence, stored.time, headers, stored.data)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from eventkit.config.values import validate_stream_name as validate_stream_name
 from eventkit.errors import InvalidSubjectError
 
 _FORBIDDEN = re.compile(r"[.*>\s\x00-\x1f\x7f]")
-_STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SUBJECT_BYTES = 1024
 """Longest subject (UTF-8 bytes): a protocol line over the server's 4 KiB limit closes the
 connection for good, so a long subject is refused before it is sent."""
@@ -45,15 +45,6 @@ def validate_token(token: str, what: str = "subject token") -> str:
             f"whitespace or control characters (use '-' or '_' instead)"
         )
     return token
-
-
-def validate_stream_name(name: str) -> str:
-    """A stream name: letters, digits, '-' and '_', at most 64 characters."""
-    if not isinstance(name, str) or not _STREAM_NAME.match(name):
-        raise InvalidSubjectError(
-            f"stream name {name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
-        )
-    return name
 
 
 def entity_subject(stream: str, aggregate_type: str, entity_id: str) -> str:

@@ -62,7 +62,14 @@ def create_tables(engine: Engine, prefix: str) -> None:
     tables(prefix)[0].create_all(engine)
 
 
-def make_projector(prefix: str, partitions: int, *, worker: str = "", slow: float = 0.0) -> Any:
+def make_projector(
+    prefix: str,
+    partitions: int,
+    *,
+    worker: str = "",
+    slow: float = 0.0,
+    subjects: list[str] | None = None,
+) -> Any:
     """The ordered, exactly-once-checking projector over ``<prefix>_entities/_applied``."""
     _, entities, applied = tables(prefix)
 
@@ -91,7 +98,7 @@ def make_projector(prefix: str, partitions: int, *, worker: str = "", slow: floa
             db.execute(entities.delete())
             db.execute(applied.delete())
 
-    attrs = {"name": f"{prefix}_ordered", "partitions": partitions, "subjects": []}
+    attrs = {"name": f"{prefix}_ordered", "partitions": partitions, "subjects": subjects or []}
     return type("Ordered", (Ordered,), attrs)()
 
 
@@ -200,3 +207,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def cli_app() -> Any:
+    """The App the CLI tests load (``--app partition_worker:cli_app``), from PT_* variables."""
+    from eventkit.app import App
+
+    return App(
+        stream=os.environ["PT_STREAM"],
+        projectors=[make_projector(os.environ["PT_PREFIX"], int(os.environ["PT_PARTITIONS"]))],
+    )

@@ -57,6 +57,11 @@ def _setup(store: Any, engine: Engine) -> tuple[Table, type[RowProjector], type[
     return table, V1, V2
 
 
+async def _consumers(store: Any) -> Any:
+    for info in await store.js.consumers_info(store.stream):
+        yield info
+
+
 async def _pay(store: Any, table: Table, entity: str, amount: int) -> None:
     px = table.name.split("_")[0]
     await store.append(f"{store.stream}.{px}.{entity}", [BgPaid(amount=amount)])
@@ -108,6 +113,9 @@ async def test_build_beside_live_then_switch_and_drop(store: Any, engine: Engine
     assert _totals(engine, table.name) == {"e0": 60, "e1": 20, "e2": 30, "e3": 10}
     names = set(inspect(engine).get_table_names())
     assert f"{table.name}_v2" not in names and f"{table.name}_retired_v1" not in names
+    consumers = {c.name async for c in _consumers(store)}
+    assert f"eventkit_{V1.name}" not in consumers  # the retired version's consumer went too
+    assert f"eventkit_{V1.name}_v2" in consumers
 
     # an old worker can no longer write; status shows the one live version
     with pytest.raises(ProjectionError, match="retired"):

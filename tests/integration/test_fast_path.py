@@ -1,12 +1,14 @@
 """The fast message path (eventkit.store.nats.delivery) is a guarded exception to nats-py's
-public API: a switch turns it off, and a connect-time self-test falls back, with a warning, when
-the client does not dispatch through the hook as expected, rather than stalling requests."""
+public API: a switch turns it off, a connect-time self-test falls back, with a warning, when
+the client does not dispatch through the hook as expected, and a message the hook misses is
+still delivered (nats-py's own callback), so nothing stalls."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -15,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from eventkit.domain.events import Event
 from eventkit.errors import ConfigError
+from eventkit.server import start_server_process
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.nats import delivery
 from eventkit.store.nats.delivery import Delivered, subscribe
@@ -155,6 +158,67 @@ async def test_a_store_on_a_client_that_dispatches_another_way_does_not_stall(
     finally:
         await store.nc.jetstream().delete_stream(stream_name)
         await store.close()
+
+
+async def test_a_message_the_hook_misses_after_the_self_test_is_still_delivered(
+    nats_url: str, fast_path_on: None
+) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await _round_trip(nc, "fp.first")  # the hook passed its self-test and is on
+        assert _hooked(nc)
+        nc._ps.nc = _Parser(nc, "bypassed")  # from now on the client dispatches another way
+        (msg,) = await _round_trip(nc, "fp.later")
+        assert (msg.data, msg.headers) == (b"body", {"A": "1"})
+    finally:
+        await nc.close()
+
+
+PERMISSIONS = """
+accounts {
+  A: {
+    jetstream: enabled
+    users: [
+      {user: strict, password: ps, permissions: {
+        publish: {allow: ["fp.>", "$JS.API.>"]}
+        subscribe: {allow: ["_INBOX.>", "fp.>"]}
+      }}
+    ]
+  }
+}
+"""
+
+
+async def test_a_user_who_may_not_publish_to_its_inbox_keeps_the_fast_path_untested(
+    tmp_path: Path, fast_path_on: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server_process(tmp_path / "store", extra_config=PERMISSIONS)
+    try:
+        loop = asyncio.get_running_loop()
+        nc = await nats.connect(server.url, user="strict", password="ps")
+        try:
+            with caplog.at_level(logging.INFO, logger="eventkit.store"):
+                started = loop.time()
+                (msg,) = await _round_trip(nc, "fp.strict")  # the self-test runs first
+                took = loop.time() - started
+            assert _hooked(nc)
+            assert (msg.data, msg.headers) == (b"body", {"A": "1"})
+        finally:
+            await nc.close()
+        assert took < delivery.SELF_TEST_TIMEOUT  # refused at once, not waited out
+        assert any("untested" in r.getMessage() for r in caplog.records), caplog.text
+        assert not any(r.levelno >= logging.WARNING for r in caplog.records), caplog.text
+        # and the store works for this user
+        store = await JetStreamEventStore.connect(
+            server.url, stream="fp", user="strict", password="ps"
+        )
+        try:
+            seq = await store.append("fp.acct.a", [FastPathDeposited(amount=1)])
+            assert [r.sequence for r in await store.read("fp.acct.a")] == [seq]
+        finally:
+            await store.close()
+    finally:
+        server.stop()
 
 
 def test_a_bad_switch_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,14 +11,15 @@ from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.testing.cluster import Cluster
 
 from ._domain import RelAdded
-from .conftest import new_stream, record_result
+from .conftest import record_result
 
 pytestmark = [pytest.mark.nats, pytest.mark.cluster, pytest.mark.slow]
 
 
-async def test_r3_unconditional_appends_to_one_subject_are_all_stored(cluster: Cluster) -> None:
-    cluster.wait_meta_leader()
-    stream = new_stream("r3contend")
+async def test_r3_unconditional_appends_to_one_subject_are_all_stored(
+    cluster: Cluster, r3_stream: str
+) -> None:
+    stream = r3_stream  # every node knows it, its leader elected
     urls = cluster.urls
     stores = [await JetStreamEventStore.connect(u, stream=stream, replicas=3) for u in urls * 2]
     subject = f"{stream}.counter.shared"

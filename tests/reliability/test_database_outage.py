@@ -62,10 +62,16 @@ async def test_workers_ride_out_a_database_outage_and_apply_once(
     items: list[tuple[int, str, int]] = []
     await _append(store, items, 300)
     engines = [make_engine(through, pool_pre_ping=True) for _ in range(2)]
-    runners = [
-        ProjectionRunner(projector, store, e, owner=o, lease_ttl=1.5)
-        for e, o in zip(engines, ("active", "standby"), strict=True)
-    ]
+
+    def make_runners() -> list[ProjectionRunner]:
+        # off the event loop: a runner reads the database when it is made, through the proxy,
+        # which runs on this loop
+        return [
+            ProjectionRunner(projector, store, e, owner=o, lease_ttl=1.5)
+            for e, o in zip(engines, ("active", "standby"), strict=True)
+        ]
+
+    runners = await asyncio.to_thread(make_runners)
     tasks = [asyncio.create_task(r.run()) for r in runners]
     await _append(store, items, 300)
     proxy.cut()  # the database is unreachable for 4 s, under append load

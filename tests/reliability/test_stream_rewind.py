@@ -186,3 +186,25 @@ async def test_a_reactor_goes_on_after_a_restart_that_lost_nothing(
         again = ReactorRunner(counting_reactor(stream, seen), store)
         stats = await asyncio.wait_for(again.catch_up(), 30)
     assert stats.handled >= 1 and sorted(set(seen)) == list(range(1, 12))
+
+
+async def test_a_partitioned_projector_past_the_streams_end_halts(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from eventkit.projection.partitioned import PartitionedRunner
+
+    stream = new_stream("rw")
+    engine = sqlite_engine(tmp_path / "rm.db")
+    base = totals_projector()
+    projector: Any = type("PartTotals", (type(base),), {"name": base.name, "partitions": 2})()
+    async with await JetStreamEventStore.connect(server.url, stream=stream) as store:
+        await _append(store, 100, "a")
+        result = await PartitionedRunner(projector, store, engine, lease_ttl=2).catch_up()
+        assert not result.halted
+    truncate_stream(server, stream)
+    async with await JetStreamEventStore.connect(server.url, stream=stream) as store:
+        result = await asyncio.wait_for(
+            PartitionedRunner(projector, store, engine, lease_ttl=2).catch_up(), 60
+        )
+    assert result.halted and result.error is not None and "went back" in result.error
+    assert len(read_model(engine)[1]) == 100

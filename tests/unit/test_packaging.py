@@ -27,6 +27,9 @@ HEAD = ScriptDirectory(str(ROOT / "migrations")).get_current_head()
 def test_the_clone_keeps_the_tree_at_the_top_level() -> None:
     assert (ROOT / "migrations" / "env.py").is_file()
     assert not (ROOT / "eventkit" / "migrations" / "env.py").exists()
+    # a revision written at the old place would never run: it belongs in migrations/versions
+    stray = sorted((ROOT / "eventkit" / "migrations").rglob("*.py"))
+    assert stray == [], f"move these to migrations/versions/: {stray}"
     assert bundled.migrations_folder() == ROOT / "migrations"
     assert migrations_location() == str(ROOT / "migrations")
     assert bundled.revision_template().is_file()

@@ -85,3 +85,11 @@ def test_partition_key_defaults_to_the_subject_and_can_be_overridden() -> None:
         partitions = 8
 
     assert ByCustomer.keys_partitions() and not BySubject.keys_partitions()
+
+
+@pytest.mark.parametrize("value", [0, "2", 2])
+def test_a_reactor_with_partitions_is_refused_when_the_class_is_made(value: Any) -> None:
+    from eventkit import Reactor
+
+    with pytest.raises(ConfigError, match="partitions"):
+        type("Partitioned", (Reactor,), {"partitions": value})

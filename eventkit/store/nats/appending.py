@@ -37,6 +37,7 @@ from eventkit.store.nats.errors import (
     ack_error,
     actual_from,
 )
+from eventkit.store.nats.leader import leader_get, leader_tail
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 
@@ -251,7 +252,7 @@ class Appending(Chaining):
             checked = [w for w in writes if w.expected_sequence is not None]
             reported = actual_from(desc)
             for w in checked:
-                actual = await self.last_sequence(w.boundary or w.subject)
+                actual = await self.last_sequence(w.boundary or w.subject, consistency="strong")
                 if actual != w.expected_sequence:
                     if len(checked) == 1 and reported is not None:
                         actual = reported
@@ -268,15 +269,18 @@ class Appending(Chaining):
         raise JetStreamError(code, err_code, f"append to {writes[0].subject!r}: {desc}")
 
     async def _find_stored(self, w: Write) -> int | None:
-        """The sequence of ``w``'s last event id on its subject, if it is stored."""
+        """The sequence of ``w``'s last event id on its subject, if it is stored. Asked of the
+        stream leader: a follower that lags would hide our own earlier try, and a single writer
+        would see a conflict it did not cause."""
         target = w.ids[-1]
-        msgs, _ = await self._direct({}, subject=w.subject)
-        if not msgs or not msgs[0].headers:
+        last = await leader_get(self, {"last_by_subj": w.subject})
+        if last is None:
             return None
-        if msgs[0].headers.get(p.MSG_ID) == target:
-            return int(msgs[0].headers[p.SEQUENCE])
+        if last.headers.get(p.MSG_ID) == target:
+            return last.sequence
         # others appended after us: our events come after the sequence we expected
-        async for m in self._scan((w.expected_sequence or 0) + 1, w.subject, None, None):
+        start = (w.expected_sequence or 0) + 1
+        for m in await leader_tail(self, start, w.subject, last.sequence):
             if m.headers.get(p.MSG_ID) == target:
                 return m.sequence
         return None

@@ -3,7 +3,7 @@ erased securely."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import nats.errors
 import nats.js.errors
@@ -13,12 +13,30 @@ from nats.js.kv import KeyValue
 
 from eventkit.errors import ConfigError, EventkitError, StoreUnavailableError
 from eventkit.store import protocol as p
+from eventkit.store.codec import Codec
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
 from eventkit.store.nats.errors import is_gone, translate_api
+from eventkit.store.nats.inbox import Inbox
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 
-if TYPE_CHECKING:
-    from eventkit.store.jetstream import JetStreamEventStore
+
+class SnapshotHost(Protocol):
+    """What the snapshot bucket uses of the JetStream store it sits beside (its connection,
+    inbox and direct gets), named here so this module need not import the store."""
+
+    stream: str
+    js: JetStreamContext
+    replicas: int
+    codec: Codec
+    _inbox: Inbox
+
+    async def _direct(
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: DirectReader | None = None,
+    ) -> tuple[list[Delivered], int]: ...
 
 
 def erasable_kv_config(bucket: str, replicas: int = 1) -> StreamConfig:
@@ -87,7 +105,7 @@ class KVSnapshotStore(SnapshotStore):
     valid key. A snapshot of a personal-data subject is sealed with the subject's key.
     """
 
-    def __init__(self, store: JetStreamEventStore) -> None:
+    def __init__(self, store: SnapshotHost) -> None:
         self._store = store
         self.bucket = f"{store.stream}_snapshots"
         self.kv_stream = f"KV_{self.bucket}"

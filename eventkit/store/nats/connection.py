@@ -159,6 +159,9 @@ async def until_answered(
         except nats.errors.NoRespondersError as e:
             raise StoreUnavailableError(no_jetstream(nc, what)) from e
         except (StoreUnavailableError, JetStreamError, nats.errors.TimeoutError) as e:
+            if isinstance(e, JetStreamError) and e.code == 0 and e.err_code == 0:
+                # nats-py's answer to "no responders" on the JetStream API: none there
+                raise StoreUnavailableError(no_jetstream(nc, what)) from e
             if not unanswered(e):
                 raise
             error: Exception = e
@@ -192,7 +195,12 @@ def unanswered_message(nc: NATS, what: str, retry_for: float) -> str:
 def no_jetstream(nc: NATS, what: str) -> str:
     info: dict[str, Any] = getattr(nc, "_server_info", None) or {}
     server = info.get("server_name") or info.get("server_id") or "the server"
+    if not info.get("jetstream"):
+        return (
+            f"no JetStream for {what}: JetStream is not enabled on server {server}; start it "
+            f"with JetStream (nats-server -js, or jetstream {{}} in its config)"
+        )
     return (
-        f"JetStream did not answer for {what} (server {server}): is JetStream enabled on the "
-        f"server (nats-server -js) and may this user's account use it?"
+        f"JetStream did not answer for {what} (server {server}): may this user's account use "
+        f"JetStream (jetstream enabled for the account)?"
     )

@@ -8,16 +8,18 @@ the handler runs at once. Other subscriptions of the connection are left to nats
 
 This fast path is the one place eventkit steps past nats-py's public API: it replaces the
 client's message dispatch (``Client._process_msg``, nats-py 2.x) on the one connection, and
-reads ``sub._id`` and ``nc._error_cb``. It is guarded three ways:
+reads ``sub._id`` and ``nc._error_cb``. It is guarded four ways:
 
 - ``EVENTKIT_NATS_FAST_PATH=0`` turns it off: ordinary nats-py subscriptions (callbacks on
   ``Msg``), the same :class:`Delivered` messages, nothing private touched.
 - It is taken only on a client whose dispatch has the signature it was written against.
+- Every subscription keeps nats-py's own callback: a message the hook does not take (a client
+  that dispatches another way) is delivered by nats-py, slower, never left waiting.
 - A self-test on each connection, before its first subscription: a probe message to a fresh
   inbox must reach the hook with its subject, reply, body and headers intact (no later than
   nats-py's own delivery of it to a second subscription, give or take a grace). Otherwise
-  the hook is removed, a warning is logged, and the connection uses ordinary subscriptions:
-  a nats-py release that dispatches another way costs speed, never a stalled request.
+  the hook is removed and a warning logged. A server that refuses the probe (a user who may
+  not publish to its own inbox) leaves the hook on, untested, and says so at INFO level.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ log = logging.getLogger("eventkit.store")
 FAST_PATH_ENV = "EVENTKIT_NATS_FAST_PATH"
 """``0`` (or ``off``, ``false``, ``no``): nats-py's own dispatch for every subscription."""
 
-SELF_TEST_TIMEOUT = 10.0
+SELF_TEST_TIMEOUT = 5.0
 """Seconds the connect-time self-test waits for its probe to come back; past that it falls
 back (ordinary subscriptions) rather than wait longer."""
 
@@ -203,21 +205,29 @@ async def _install(nc: NATS) -> _Router | None:
         return None
     router = _Router(nc)
     nc._process_msg = router.process  # type: ignore[method-assign]
-    why = await _self_test(nc, router)
-    if why is None:
+    verdict = await _self_test(nc, router)
+    if verdict is None:
+        return router
+    if verdict.startswith(_UNTESTED):
+        log.info("eventkit: the fast message path is on, %s", verdict)
         return router
     router.remove()
     log.warning(
         "eventkit: the fast message path is off for this connection (%s); nats-py's own "
         "dispatch is used instead, slower but correct. Set %s=0 to skip this self-test.",
-        why,
+        verdict,
         FAST_PATH_ENV,
     )
     return None
 
 
+_UNTESTED = "untested:"
+
+
 async def _self_test(nc: NATS, router: _Router) -> str | None:
-    """None when a probe published to a fresh inbox reached the hook intact; else why not.
+    """None when a probe published to a fresh inbox reached the hook intact; else why not
+    (``untested: ...`` when the server refused the probe: the user may not publish to its
+    own inbox).
 
     A second, ordinary subscription to the inbox is the witness: once nats-py has handed it
     the probe, the hook's copy (sent by the server in the same burst) has been read too, or
@@ -226,6 +236,8 @@ async def _self_test(nc: NATS, router: _Router) -> str | None:
     loop = asyncio.get_running_loop()
     got: asyncio.Future[Delivered] = loop.create_future()
     seen_by_nats_py: asyncio.Future[None] = loop.create_future()
+    denied: asyncio.Future[None] = loop.create_future()
+    subject = nc.new_inbox()
 
     async def probe(msg: Delivered) -> None:
         if not got.done():
@@ -235,17 +247,32 @@ async def _self_test(nc: NATS, router: _Router) -> str | None:
         if not seen_by_nats_py.done():
             seen_by_nats_py.set_result(None)
 
-    subject = nc.new_inbox()
+    report = nc._error_cb
+
+    async def watch(error: Exception) -> None:  # a permissions violation comes only here
+        text = str(error).lower()
+        if "permissions violation" in text and subject.lower() in text:
+            if not denied.done():
+                denied.set_result(None)
+            return  # the probe's own refusal: answered here, not the application's error
+        await report(error)
+
     subs: list[Any] = []
+    nc._error_cb = watch
     try:
         subs.append(await nc.subscribe(subject))
         router.handlers[subs[0]._id] = probe
         subs.append(await nc.subscribe(subject, cb=witness))
         await nc.publish(subject, _PROBE_BODY, reply=subject + ".r", headers=_PROBE_HEADERS)
-        try:
-            await asyncio.wait_for(seen_by_nats_py, SELF_TEST_TIMEOUT)
-        except TimeoutError:
-            return f"no probe came back within {SELF_TEST_TIMEOUT}s"
+        await asyncio.wait(
+            (seen_by_nats_py, denied),
+            timeout=SELF_TEST_TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if denied.done():
+            return f"{_UNTESTED} the server refused the probe to the connection's own inbox"
+        if not seen_by_nats_py.done():
+            return f"no probe came back within {SELF_TEST_TIMEOUT:g}s"
         try:
             msg = await asyncio.wait_for(got, SELF_TEST_GRACE)
         except TimeoutError:
@@ -253,11 +280,15 @@ async def _self_test(nc: NATS, router: _Router) -> str | None:
     except Exception as e:
         return f"the probe failed: {e!r}"
     finally:
+        if nc._error_cb is watch:
+            nc._error_cb = report
         if subs:
             router.handlers.pop(subs[0]._id, None)
         for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        for fut in (got, seen_by_nats_py, denied):
+            fut.cancel()
     seen = (msg.subject, msg.reply, msg.data, msg.headers)
     if seen != (subject, subject + ".r", _PROBE_BODY, _PROBE_HEADERS):
         return f"the probe message reached the hook changed: {seen!r}"
@@ -280,16 +311,19 @@ class RawSubscription:
 
 
 async def subscribe(nc: NATS, subject: str, handler: Handler) -> RawSubscription:
-    """Subscribe ``handler`` to ``subject``; it runs in the connection's read loop, so it must
-    not wait for anything but a publish."""
+    """Subscribe ``handler`` to ``subject``. With the fast path it runs in the connection's read
+    loop, so it must not wait for anything but a publish.
+
+    The subscription always has nats-py's own callback too: the hook takes the messages of the
+    subscriptions it knows before nats-py queues them, so the callback sees none of those; on
+    a client that does not dispatch through the hook, the callback delivers them, slower, and
+    nothing waits for a message that never comes."""
     router = await _router(nc)
-    if router is None:
 
-        async def adapt(msg: Msg) -> None:
-            await handler(Delivered(msg.subject, msg.reply, msg.data, msg.headers))
+    async def adapt(msg: Msg) -> None:
+        await handler(Delivered(msg.subject, msg.reply, msg.data, msg.headers))
 
-        return RawSubscription(nc, await nc.subscribe(subject, cb=adapt), None)
-    # no callback: nats-py starts no task and queues nothing, the router takes every message
-    sub = await nc.subscribe(subject)
-    router.handlers[sub._id] = handler
+    sub = await nc.subscribe(subject, cb=adapt)
+    if router is not None:
+        router.handlers[sub._id] = handler
     return RawSubscription(nc, sub, router)

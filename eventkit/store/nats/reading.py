@@ -199,7 +199,18 @@ class Reading:
         if end == 0:
             return
         seen = 0
+        # on a replicated stream, a hole in an unfiltered scan is checked with the leader: a
+        # replica answering across a leader change must not make a tailing reader skip events
+        check_holes = self.replicas > 1 and single is None
+        expect = from_sequence if from_time is None else 0
         async for m in self._scan(from_sequence, single, from_time, end):
+            if check_holes and 0 < expect < m.sequence:
+                whole = f"{self.stream}.>"
+                for h in await leader_tail(self, expect, whole, m.sequence - 1):
+                    rec = await self._kept(h, from_sequence, filters, single)
+                    if rec is not None:
+                        yield rec
+            expect = m.sequence + 1
             seen = m.sequence
             rec = await self._kept(m, from_sequence, filters, single)
             if rec is not None:

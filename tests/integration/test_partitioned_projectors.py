@@ -4,6 +4,7 @@ entity's events in stream order, partitions moving when workers die, freeze, joi
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -15,24 +16,30 @@ from typing import Any
 
 import pytest
 from partition_worker import (  # type: ignore[import-not-found]
+    PtTicked,
     append_ticks,
     check_model,
     create_tables,
     make_projector,
     tables,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from eventkit.errors import ConfigError
+from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
-from eventkit.projection.runner import runner_for
-from eventkit.projection.sql import read_transaction
+from eventkit.projection.runner import ProjectionRunner, runner_for
+from eventkit.projection.sql import read_transaction, transaction
+from eventkit.projection.status import status
+from eventkit.runtime.partitions import default_key, partition_of
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
 WORKER = Path(__file__).with_name("partition_worker.py")
 TTL = 1.5
+EVENTS = int(os.environ.get("EVENTKIT_PARTITION_EVENTS", "10000"))
+"""Events of the four-worker test, over EVENTS / 50 subjects (100000 was run once by hand)."""
 
 
 class Workers:
@@ -127,12 +134,14 @@ async def test_four_workers_apply_every_event_once_in_per_entity_order(
         w.start(f"w{i}", "--live", "--partitions", "8")
     # all four share the partitions before the events come
     await until(lambda: len(set(owners(engine, name).values())) == 4, 30, "four owners")
-    expected = await append_ticks(store, 10_000, 200)
+    expected = await append_ticks(store, EVENTS, EVENTS // 50)
     end = await store.last_sequence()
-    await until(lambda: caught_up(engine, name, end), 180, "all partitions at the end", 0.2)
+    await until(
+        lambda: caught_up(engine, name, end), 180 + EVENTS / 100, "all partitions at the end", 0.2
+    )
     by_worker = check_model(engine, px, expected)
     assert set(by_worker) == {"w0", "w1", "w2", "w3"}
-    assert sum(by_worker.values()) == 10_000
+    assert sum(by_worker.values()) == EVENTS
 
 
 async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl(
@@ -168,6 +177,7 @@ async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl
         "the partitions of w1 and w2 taken over",
     )
     # membership forgets them after a ttl, their leases expire a ttl after their last renewal
+    print(f"partitions of the killed and the frozen worker moved in {moved:.1f}s")
     assert moved < 4 * TTL + 3, f"took {moved:.1f}s"
     await until(lambda: caught_up(engine, name, end), 120, "all partitions at the end", 0.2)
     if freeze:
@@ -217,8 +227,8 @@ async def test_catch_up_returns_when_every_partition_is_at_the_end(
     create_tables(engine, px)
     expected = await append_ticks(store, 600, 40)
     end = await store.last_sequence()
-    runners = [
-        runner_for(make_projector(px, 4, worker=f"w{i}"), store, engine, owner=f"w{i}")
+    runners = [  # made as a plain runner (how the CLI makes them), it is the partitioned one
+        ProjectionRunner(make_projector(px, 4, worker=f"w{i}"), store, engine, owner=f"w{i}")
         for i in range(2)
     ]
     assert all(isinstance(r, PartitionedRunner) for r in runners)
@@ -226,6 +236,34 @@ async def test_catch_up_returns_when_every_partition_is_at_the_end(
     assert not any(r.halted for r in results)
     assert caught_up(engine, f"{px}_ordered", end)
     check_model(engine, px, expected)
+    (st,) = await status([runners[0].projector], store, engine)
+    assert [p["partition"] for p in st.partitions] == [0, 1, 2, 3]
+    assert all(p["checkpoint"] == end and p["lag_events"] == 0 for p in st.partitions)
+    assert st.checkpoint == end and st.lag_events == 0 and st.owner is None
+
+
+async def test_status_shows_each_partition_and_the_slowest_is_the_projectors_lag(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 100, 10)
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    end = await store.last_sequence()
+    with transaction(engine) as db:  # partition 2 behind, held by a live worker
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == projector.name)
+            .where(pr.partitions_table.c.partition == 2)
+            .values(last_sequence=end - 30, owner="w9", expires_at=time.time() + 60)
+        )
+    (st,) = await status([projector], store, engine)
+    assert st.checkpoint == end - 30 and st.lag_events == 30
+    assert st.owner == "w9"
+    by = {p["partition"]: p for p in st.partitions}
+    assert by[2] == {"partition": 2, "owner": "w9", "checkpoint": end - 30, "lag_events": 30}
+    assert by[0] == {"partition": 0, "owner": None, "checkpoint": end, "lag_events": 0}
 
 
 async def test_changing_the_number_of_partitions_is_refused_with_the_fix(
@@ -247,11 +285,8 @@ def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
     """The fence alone (no process frozen inside a transaction, which PostgreSQL ends anyway):
     worker a's lease of partition 1 expired and b took it, so a's next batch writes nothing,
     neither its rows nor any checkpoint, and a learns it lost."""
-    from sqlalchemy import update
-
     from eventkit.projection.lease import LeaseLost
     from eventkit.projection.partition_lease import PartitionLease
-    from eventkit.projection.sql import transaction
 
     px = f"t_{uuid.uuid4().hex[:8]}"
     create_tables(engine, px)
@@ -275,3 +310,183 @@ def test_a_worker_whose_partition_was_taken_over_commits_nothing_of_its_batch(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(entities)).scalar_one() == 0
     assert {r.partition: r.last_sequence for r in partition_rows(engine, name)} == {0: 0, 1: 0}
+
+
+async def test_replay_from_the_start_of_a_partitioned_projector_rebuilds_it_once(
+    store: Any, engine: Engine
+) -> None:
+    from eventkit.projection.replay import plan_replay, replay
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 300, 30)
+    end = await store.last_sequence()
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    plan = await plan_replay(projector, store, engine, from_start=True)
+    result = await replay(plan, projector, store, engine)
+    assert not result.halted
+    assert caught_up(engine, projector.name, end)
+    check_model(engine, px, expected)  # reset, then every event applied once more
+
+
+async def test_replay_and_skip_refuse_while_partitions_are_held_or_partitioned(
+    store: Any, engine: Engine
+) -> None:
+    from eventkit.projection.replay import plan_replay, replay
+    from eventkit.projection.skip import skip
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 50, 10)
+    projector = make_projector(px, 4)
+    await runner_for(projector, store, engine).catch_up()
+    with transaction(engine) as db:  # a live worker holds partition 3
+        assert pr.claim(db, projector.name, 3, "w7", 60.0) is not None
+    plan = await plan_replay(projector, store, engine, from_start=True)
+    with pytest.raises(Exception, match="being run by w7; stop its workers"):
+        await replay(plan, projector, store, engine)
+    with pytest.raises(ConfigError, match="is partitioned: skip does not move"):
+        await skip(projector, store, engine, 5)
+
+
+async def test_a_partitioned_row_projector_with_its_row_cache_applies_in_order_once(
+    store: Any, engine: Engine
+) -> None:
+    """Two runners share a RowProjector's partitions (rows cached between batches); a third
+    joins halfway, so partitions move between runners whose caches hold their rows."""
+    from partition_worker import make_row_projector  # type: ignore[import-not-found]
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 1500, 60)
+    projector = make_row_projector(px, 6)
+    runners = [
+        runner_for(make_row_projector(px, 6), store, engine, owner=f"w{i}", batch_size=32)
+        for i in range(2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    await until(lambda: sum(r.processed for r in runners) > 300, 60, "a part applied")
+    late = runner_for(make_row_projector(px, 6), store, engine, owner="w2", batch_size=32)
+    tasks.append(asyncio.create_task(late.run()))
+    more = await append_ticks(store, 1500, 60)
+    for s, seqs in more.items():
+        expected.setdefault(s, []).extend(seqs)
+    end = await store.last_sequence()
+    await until(lambda: caught_up(engine, projector.name, end), 120, "the end", 0.1)
+    for r in [*runners, late]:
+        r.stop()
+    results = await asyncio.gather(*tasks)
+    assert not any(r.halted for r in results)
+    _, entities, _ = tables(px)
+    with engine.connect() as conn:
+        rows = {r.subject: (r.last_seq, r.count) for r in conn.execute(select(entities))}
+    assert rows == {s: (max(q), len(q)) for s, q in expected.items()}
+
+
+async def test_the_cli_runs_once_to_the_end_and_shows_each_partition(
+    store: Any, nats_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from eventkit.projection.sql import make_engine, upgrade
+
+    db = tmp_path / "cli.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 200, 20)
+    end = await store.last_sequence()
+    env = {
+        **os.environ,
+        "EVENTKIT_NATS_URL": nats_url,
+        "EVENTKIT_DATABASE_URL": f"sqlite:///{db}",
+        "PT_STREAM": store.stream,
+        "PT_PREFIX": px,
+        "PT_PARTITIONS": "4",
+        "COLUMNS": "200",
+    }
+    script = Path(sys.executable).parent / "eventkit"
+
+    def ek(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), "--app", "partition_worker:cli_app", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=WORKER.parent,
+            timeout=120,
+        )
+
+    ran = ek("run", "--once")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    check_model(engine, px, expected)
+    (row,) = json.loads(ek("status", "--json").stdout)
+    assert row["checkpoint"] == end and row["lag_events"] == 0
+    assert [(p["partition"], p["checkpoint"]) for p in row["partitions"]] == [
+        (i, end) for i in range(4)
+    ]
+    text = ek("status").stdout
+    assert f"{px}_ordered: partitions" in text and "partition" in text
+    env["PT_PARTITIONS"] = "8"
+    changed = ek("run", "--once")
+    assert changed.returncode != 0
+    assert "has 4 partitions in the database but the class declares partitions = 8" in " ".join(
+        (changed.stdout + changed.stderr).split()
+    )
+    assert "Traceback" not in changed.stderr
+
+
+async def test_forget_leaves_a_partition_that_applied_the_marker_alone(
+    store: Any, engine: Engine
+) -> None:
+    """A forget's read-model step skips a version whose runner applied the erasure marker in
+    stream order (forgetting again would undo what later events added); for a partitioned
+    projector that is the checkpoint of the subject's partition, not the slowest one's."""
+    from eventkit.projection.copies import forget_everywhere
+
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    await append_ticks(store, 80, 8)
+    forgotten: list[str] = []
+    projector = make_projector(px, 4)
+    type(projector).forget = lambda self, subject, db: forgotten.append(subject)  # type: ignore[method-assign]
+    await runner_for(projector, store, engine).catch_up()
+    end = await store.last_sequence()
+    subject = f"{store.stream}.ent.e3"
+    part = partition_of(default_key(subject), 4)
+    with transaction(engine) as db:  # another partition lags far behind
+        db.execute(
+            update(pr.partitions_table)
+            .where(pr.partitions_table.c.projector == projector.name)
+            .where(pr.partitions_table.c.partition == (part + 1) % 4)
+            .values(last_sequence=1)
+        )
+        db.execute(  # the low watermark, as a rebalance records it
+            update(cps.checkpoints)
+            .where(cps.checkpoints.c.projector == projector.name)
+            .values(last_sequence=1)
+        )
+        assert pr.checkpoint_of_subject(db, projector.name, subject) == end
+        forget_everywhere(db, projector, subject, marker=end - 5)
+    assert forgotten == []  # its partition applied the marker already
+    with transaction(engine) as db:
+        forget_everywhere(db, projector, subject, marker=end + 1)
+    assert forgotten == [subject]
+
+
+async def test_once_returns_when_the_stream_ends_on_subjects_the_projector_does_not_follow(
+    store: Any, engine: Engine
+) -> None:
+    px = f"t_{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    expected = await append_ticks(store, 120, 12)
+    for i in range(5):  # the stream ends on other subjects
+        await store.append(f"{store.stream}.other.o{i}", [PtTicked(n=i)])
+    end = await store.last_sequence()
+    projector = make_projector(px, 4, subjects=[f"{store.stream}.ent.*"])
+    result = await asyncio.wait_for(runner_for(projector, store, engine).catch_up(), 60)
+    assert not result.halted
+    assert caught_up(engine, projector.name, end)
+    check_model(engine, px, expected)

@@ -33,7 +33,7 @@ from eventkit.errors import ForgottenError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.applying import BadEvent, Item
-from eventkit.projection.bluegreen import base_name, fence, label
+from eventkit.projection.bluegreen import fence, label
 from eventkit.projection.committing import Restart
 from eventkit.projection.lease import LeaseLost
 from eventkit.projection.partition_lease import (
@@ -140,16 +140,7 @@ class PartitionedRunner(ProjectionRunner):
             if self.state != "halted":
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
-        return RunResult(
-            base_name(self.projector),
-            self.checkpoint,
-            self.processed,
-            halted=self.state == "halted",
-            error=self.halted_error,
-            passed_over=self.passed_over,
-            parked=self.parked,
-            version=getattr(self.projector, "version", 1),
-        )
+        return self._result()
 
     async def _held_run(self) -> bool:
         """Apply the partitions held until stopped, done or a partition was lost."""

@@ -249,6 +249,10 @@ class ProjectionRunner(Committing):
             if self.state != "halted":
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
+        return self._result()
+
+    def _result(self) -> RunResult:
+        """What this run did, as :meth:`run` returns it."""
         return RunResult(
             base_name(self.projector),
             self.checkpoint,

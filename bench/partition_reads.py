@@ -35,8 +35,8 @@ from nats.js.api import StreamConfig, SubjectTransform
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eventkit.runtime.partitions import default_key, partition_of
+from eventkit.runtime.pulling import Puller
 from eventkit.server import start_server_process
-from eventkit.store.consumer import Puller
 
 N = 8
 

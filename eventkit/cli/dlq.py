@@ -1,4 +1,6 @@
-"""``eventkit dlq list`` and ``dlq retry``: parked events of projectors and reactors."""
+"""``eventkit dlq list`` and ``dlq retry``: parked events of projectors and reactors, listed in
+one model (:class:`eventkit.runtime.deadletters.DeadLetter`: the same fields, ``name`` and
+``kind`` included, for both kinds)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,13 @@ from eventkit.cli.context import (
 from eventkit.cli.main import app
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
-from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
+from eventkit.projection.deadletters import (
+    as_dead_letter,
+    list_dead_letters,
+    retry_dead_letters,
+)
 from eventkit.reaction.schedule import request_retry
-from eventkit.store.parked import ParkedLetters
+from eventkit.runtime.parked import ParkedLetters
 
 dlq_app = typer.Typer(
     help=(
@@ -69,29 +75,18 @@ def dlq_list(
             engine.dispose()
 
     letters, parked = run(go())
+    everything = [as_dead_letter(d) for d in letters] + list(parked)
     if as_json:
-        typer.echo(
-            json.dumps([_letter(d) for d in letters] + [x.as_dict() for x in parked], indent=2)
-        )
+        typer.echo(json.dumps([x.as_dict() for x in everything], indent=2))
         return
     table = Table(
-        "id", "projector", "sequence", "subject", "type", "attempts", "parked at", "error"
+        "id", "name", "kind", "sequence", "subject", "type", "attempts", "parked at", "error"
     )
-    for d in letters:
-        table.add_row(
-            str(d.id),
-            d.projector,
-            str(d.sequence),
-            Text(d.subject),
-            Text(d.event_type),
-            str(d.attempts),
-            d.parked_at.isoformat(timespec="seconds"),
-            Text(d.error),
-        )
-    for x in parked:
+    for x in everything:
         table.add_row(
             x.id,
             x.name,
+            x.kind,
             str(x.sequence),
             Text(x.subject),
             Text(x.event_type),
@@ -100,20 +95,6 @@ def dlq_list(
             Text(x.error),
         )
     console.print(readable(table))
-
-
-def _letter(d: cps.DeadLetter) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "projector": d.projector,
-        "sequence": d.sequence,
-        "subject": d.subject,
-        "event_type": d.event_type,
-        "error": d.error,
-        "attempts": d.attempts,
-        "parked_at": d.parked_at.isoformat(),
-        "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None,
-    }
 
 
 @dlq_app.command("retry")

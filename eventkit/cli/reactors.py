@@ -56,6 +56,9 @@ def reset_command(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The reactor whose consumer to recreate."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    force: bool = typer.Option(
+        False, "--force", help="Reset even while workers run it (they set the consumer up again)."
+    ),
 ) -> None:
     """Delete a reactor's consumer so its next start creates it from the current options.
 
@@ -64,10 +67,15 @@ def reset_command(
     deliver_policy (e.g. 'all' delivers every event again: outputs within the duplicate window
     are not stored twice, side effects happen again). Parked events stay parked.
 
+    Refused while a worker of the reactor heartbeats (stop them first); with --force, running
+    workers set the consumer up again from the current options and go on.
+
     Example: eventkit --app samples.bank.app:app reactor reset large-withdrawals --yes
     """
+    from eventkit.errors import ConfigError
     from eventkit.reaction.consumer import reset_consumer
     from eventkit.reaction.reactor import Reactor
+    from eventkit.runtime.presence import workers
 
     st = state(ctx)
 
@@ -84,6 +92,13 @@ def reset_command(
                 err_console.print("nothing changed")
                 return None
         async with connected(st, the_app) as (store, _engine):
+            running = (await workers(store, [name]))[name]
+            if running and not force:
+                who = ", ".join(f"{w.get('host')}:{w.get('pid')}" for w in running)
+                raise ConfigError(
+                    f"reactor {name!r} is running ({len(running)} worker(s): {who}); stop them "
+                    f"first, or reset with --force (they then set the consumer up again)"
+                )
             return await reset_consumer(name, store)
 
     done = run(go())

@@ -1,14 +1,13 @@
 """``eventkit run``: run the projectors and reactors, once to the end or live.
 
-A thin shim over :mod:`eventkit.projection` and :mod:`eventkit.reaction`: parse, call, print.
+A thin shim over :mod:`eventkit.projection` and :mod:`eventkit.reaction`, every worker under
+one :class:`~eventkit.runtime.supervisor.Supervisor`: parse, call, print.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 from typing import Any
 
 import typer
@@ -20,6 +19,7 @@ from eventkit.cli.context import (
     EXIT_HALTED,
     connected,
     console,
+    err_console,
     fail_on,
     readable,
     run,
@@ -29,13 +29,9 @@ from eventkit.cli.main import app
 from eventkit.cli.reactors import reacted_json, reacted_table
 from eventkit.errors import ConfigError
 from eventkit.observability.setup import start_observing
-from eventkit.projection.runner import (
-    DEFAULT_LEASE_TTL,
-    ProjectionRunner,
-    RunResult,
-    run_projectors,
-)
-from eventkit.reaction.runner import run_reactors
+from eventkit.projection.runner import DEFAULT_LEASE_TTL, ProjectionRunner, RunResult
+from eventkit.reaction.runner import ReactorRunner
+from eventkit.runtime.supervisor import Supervisor
 
 
 def _runner_table(runners: list[ProjectionRunner], lags: dict[str, int]) -> Table:
@@ -108,39 +104,20 @@ def run_command(
         names = projectors or []
         chosen, reactors = the_app.select_workers(names)  # unknown names fail before connecting
         async with connected(st, the_app) as (store, engine):
+            system = the_app.system_events(store) if hasattr(the_app, "system_events") else None
             runners: list[ProjectionRunner] = []
-            workers: list[Any] = []
-            loop = asyncio.get_running_loop()
-
-            def stop_all() -> None:
-                for r in [*runners, *workers]:
-                    r.stop()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, stop_all)
-
-            async def projections() -> list[RunResult]:
-                if names and not chosen:
-                    return []
-                return await run_projectors(
-                    the_app,
-                    store,
-                    engine,
-                    [pr.name for pr in chosen] if names else [],
-                    once=once,
-                    runners=runners,
-                    lease_ttl=lease_ttl,
-                    owner=owner,
-                )
-
-            work = asyncio.ensure_future(
-                asyncio.gather(
-                    projections(), run_reactors(reactors, store, once=once, runners=workers)
-                )
-            )
+            if not names or chosen:
+                for pr in the_app.select([p.name for p in chosen] if names else []):
+                    runners.append(
+                        ProjectionRunner(
+                            pr, store, engine, lease_ttl=lease_ttl, owner=owner, system=system
+                        )
+                    )
+            workers = [ReactorRunner(r, store) for r in reactors]
+            supervisor = Supervisor([*runners, *workers], once=once)
+            supervisor.install_signals()
+            work = asyncio.ensure_future(supervisor.run())
             if not (as_json or not console.is_terminal):
-                await asyncio.sleep(0)  # run_projectors fills ``runners`` as it starts
                 lags: dict[str, int] = {}
                 table = _runner_table(runners, lags)
                 with Live(table, console=console, refresh_per_second=2) as live:
@@ -148,11 +125,24 @@ def run_command(
                         await asyncio.wait([work], timeout=0.5)
                         await _count_halted_lags(runners, store, lags)
                         live.update(_runner_table(runners, lags))
-            done, reacted = await work
-            reactor_results.extend(zip(workers, reacted, strict=True))
+            outcomes = await work
+            done: list[RunResult] = []
+            for o in outcomes:
+                if o.kind == "reactor":
+                    reactor_results.append((o.worker, o.result or o.worker.stats))
+                    if o.error is not None:
+                        stopped.append(f"reactor {o.name}: {o.error}")
+                elif o.result is not None:
+                    done.append(o.result)
+                else:
+                    r = o.worker
+                    done.append(
+                        RunResult(r.name, r.checkpoint, r.processed, halted=True, error=o.error)
+                    )
             return done
 
     reactor_results: list[tuple[Any, Any]] = []
+    stopped: list[str] = []
     try:
         results = run(go())
     finally:
@@ -182,7 +172,9 @@ def run_command(
         console.print(readable(table))
         if reactor_results:
             console.print(readable(reacted_table(reactor_results)))
-    if any(r.halted for r in results):
+    for line in stopped:
+        err_console.print(f"[red]stopped[/] {line}", highlight=False)
+    if any(r.halted for r in results) or stopped:
         raise typer.Exit(EXIT_HALTED)
 
 

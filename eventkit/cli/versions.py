@@ -18,7 +18,7 @@ from eventkit.cli.main import app
 from eventkit.projection.bluegreen import SWITCH_TIMEOUT, switch
 from eventkit.projection.copies import drop_version, versions_of
 from eventkit.projection.sql import read_transaction
-from eventkit.store.consumer import consumer_name
+from eventkit.runtime.pulling import consumer_name
 
 versions_app = typer.Typer(
     help=(

@@ -16,7 +16,9 @@ The steps of :func:`forget_subject`, in this order, each idempotent::
        already applied the marker forgot the subject in stream order and is left alone (a
        forget now would also undo what other subjects added since); delete its dead letters
        and redact the errors recorded for its events (a halted projector's ``last_error``), in
-       one SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated)
+       one SQL transaction (SQLite: secure_delete, then the WAL is checkpointed and truncated);
+       erase the reactors' dead letters of the subject (a secure erase each) and redact the
+       others that quote it
     7. publish the ``forgotten`` notice so other services' projectors forget too
     8. write the audit entry and mark the request finished, in one transaction
 
@@ -132,6 +134,7 @@ async def forget_subject(
     ):
         report.key = "already shredded" if key_state == "forgotten" else "none"
         report.already_forgotten = marked or key_state == "forgotten"
+        report.dead_letters = await _forget_reactor_letters(store, subject)
         return report  # nothing stored: no request, no audit entry, no notice
     # the count the audit entry gives: what the first run found (a resumed or a concurrent run
     # finds only what is left; nothing can be added after the marker)
@@ -182,6 +185,7 @@ async def forget_subject(
     report.dead_letters = await asyncio.to_thread(
         rec.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
     )
+    report.dead_letters += await _forget_reactor_letters(store, subject)
     step("projectors", len(readers))
     # 7. the notice for other services
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
@@ -294,6 +298,17 @@ def replay_command(projector: str, app_target: str | None) -> str:
 
 
 # -- internals --------------------------------------------------------------------------------
+
+
+async def _forget_reactor_letters(store: EventStore, subject: str) -> int:
+    """Reactors' dead letters of the subject: erased securely; others quoting it redacted."""
+    if getattr(store, "js", None) is None:
+        from eventkit.runtime.services import memory_parked
+
+        return await memory_parked(store).forget(subject)
+    from eventkit.runtime.parked import ParkedLetters
+
+    return await ParkedLetters(store).forget(subject)
 
 
 async def _snapshot_exists(store: EventStore, subject: str) -> bool:

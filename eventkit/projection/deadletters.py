@@ -25,6 +25,7 @@ from eventkit.projection.deployment import deployed, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import slot_name
 from eventkit.projection.sql import read_transaction, transaction
+from eventkit.runtime.deadletters import DeadLetter
 from eventkit.store import protocol as p
 
 
@@ -33,6 +34,22 @@ class RetryOutcome:
     letter: cps.DeadLetter
     ok: bool
     error: str | None = None
+
+
+def as_dead_letter(d: cps.DeadLetter) -> DeadLetter:
+    """A projector's letter in the one dead-letter model of every worker kind."""
+    return DeadLetter(
+        d.projector,
+        d.sequence,
+        d.subject,
+        d.event_type,
+        d.error,
+        d.attempts,
+        d.parked_at,
+        "projector",
+        d.id,
+        d.resolved_at,
+    )
 
 
 def list_dead_letters(
@@ -161,4 +178,4 @@ async def _retry_one(
     return error
 
 
-__all__ = ["RetryOutcome", "list_dead_letters", "retry_dead_letters"]
+__all__ = ["RetryOutcome", "as_dead_letter", "list_dead_letters", "retry_dead_letters"]

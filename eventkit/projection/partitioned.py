@@ -42,12 +42,12 @@ from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
-from eventkit.projection.targets import base_name, fence, label
+from eventkit.projection.targets import fence, label
 from eventkit.runtime.membership import keep_membership, membership_name, refresh_membership
 from eventkit.runtime.partitions import default_key, partition_of
+from eventkit.runtime.presence import Presence
+from eventkit.runtime.pulling import Puller, consumer_name
 from eventkit.store import protocol as p
-from eventkit.store.consumer import Puller, consumer_name
-from eventkit.store.presence import Presence
 from eventkit.store.records import time_from_ns
 
 log = logging.getLogger("eventkit.projection")
@@ -136,16 +136,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             if self.state != "halted":
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
-        return RunResult(
-            base_name(self.projector),
-            self.checkpoint,
-            self.processed,
-            halted=self.state == "halted",
-            error=self.halted_error,
-            passed_over=self.passed_over,
-            parked=self.parked,
-            version=getattr(self.projector, "version", 1),
-        )
+        return self._result()
 
     async def _held_run(self) -> bool:
         """Apply the partitions held until stopped, done or a partition was lost."""
@@ -180,6 +171,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             try:
                 if await asyncio.to_thread(self._try_acquire):
                     self._outage_delay = 0.0
+                    self._outage_tries = 0
                     return True
                 if self._end is not None and await asyncio.to_thread(self._all_done, self._end):
                     return False

@@ -45,8 +45,9 @@ from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.projection.targets import base_name, label
+from eventkit.runtime import backoff
+from eventkit.runtime.pulling import AckMode, Puller, parse_reply
 from eventkit.store import protocol as p
-from eventkit.store.consumer import AckMode, Puller, parse_reply
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.subjects import subject_filter, subject_matches
 
@@ -178,6 +179,7 @@ class ProjectionRunner(Committing):
         self._next_cseq = 1
         self._clear_error = False
         self._outage_delay = 0.0
+        self._outage_tries = 0
         self._puller = Puller(
             store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
         )
@@ -186,6 +188,13 @@ class ProjectionRunner(Committing):
         room: int = getattr(projector, "row_cache_bytes", 0)
         self._rows = RowCache(size, room) if size > 0 and room > 0 else None
         self._revision = -1
+        self._fresh = False
+
+    kind = "projector"
+
+    def transient(self, error: BaseException) -> bool:
+        """A database outage (for the supervisor: set the runner up again after a wait)."""
+        return isinstance(error, DBAPIError) and is_outage(error)
 
     def stop(self) -> None:
         """Ask the runner to stop after the batch in hand (thread-safe from a signal handler)."""
@@ -254,6 +263,10 @@ class ProjectionRunner(Committing):
             if self.state != "halted":
                 self.state = "stopped"
             self.obs.state(self.state, checkpoint=self.checkpoint)
+        return self._result()
+
+    def _result(self) -> RunResult:
+        """What this run did, as :meth:`run` returns it."""
         return RunResult(
             base_name(self.projector),
             self.checkpoint,
@@ -277,6 +290,7 @@ class ProjectionRunner(Committing):
             self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
         self._clear_error = taken.had_error
+        self._fresh = True  # the lease moved: delivery moves with it
         self._held = True
         return True
 
@@ -297,6 +311,7 @@ class ProjectionRunner(Committing):
                 continue
             if acquired:
                 self._outage_delay = 0.0
+                self._outage_tries = 0
                 return True
             self.obs.state("standby")
             self.state = "standby"
@@ -311,7 +326,9 @@ class ProjectionRunner(Committing):
 
     async def _wait_out(self, error: BaseException) -> None:
         """Wait, with capped backoff, for the database or the store to answer again."""
-        self._outage_delay = min(max(self._outage_delay * 2, 0.25), OUTAGE_DELAY_CAP)
+        # the runtime's one pacing: 0.25 s doubling to OUTAGE_DELAY_CAP
+        self._outage_delay = backoff.delay(self._outage_tries, cap=OUTAGE_DELAY_CAP)
+        self._outage_tries += 1
         what = "the database" if isinstance(error, DBAPIError) else "NATS"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         log.warning(
@@ -336,7 +353,8 @@ class ProjectionRunner(Committing):
                 return True
             if end is not None and self.checkpoint >= end:
                 return True
-            await self._puller.start(self.checkpoint + 1)
+            fresh, self._fresh = self._fresh, False
+            await self._puller.start(self.checkpoint + 1, fresh=fresh)
             self._applier.only = self._own_subjects if self._puller.whole else None
             self._next_cseq = 1
             if end is not None and self._puller.pending_at_start == 0:

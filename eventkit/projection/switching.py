@@ -157,7 +157,7 @@ async def switch(
     dropped = await asyncio.to_thread(finish_retired, engine, name)
     js = getattr(store, "js", None)
     if js is not None:  # the retired version's durable consumer (transport only)
-        from eventkit.store.consumer import consumer_name
+        from eventkit.runtime.pulling import consumer_name
 
         with contextlib.suppress(Exception):
             await js.delete_consumer(store.stream, consumer_name(old_slot))

@@ -1,9 +1,12 @@
 """A reactor's durable consumer: created from its options, checked for changes, reset on demand.
 
-The declared options are recorded in the consumer's metadata. On start, options JetStream can
-change in place (``ack_wait``, ``max_ack_pending``, ``max_deliver``, ``backoff``) are updated;
-any other change raises :class:`ConsumerChangedError` naming the options and the fix
-(``eventkit reactor reset NAME``): the reactor never silently re-delivers or skips the stream.
+The declared options are recorded in the consumer's metadata. The server's ``max_deliver`` is
+unlimited: the runner counts deliveries and parks at the reactor's ``max_deliver``, so an event
+leaves the consumer only handled or parked, whatever a worker of an older deploy believes.
+On start, options JetStream can change in place (``ack_wait``, ``max_ack_pending``,
+``max_deliver``, ``backoff``) are updated; any other change raises
+:class:`ConsumerChangedError` naming the options and the fix (``eventkit reactor reset NAME``):
+the reactor never silently re-delivers or skips the stream.
 """
 
 from __future__ import annotations
@@ -67,15 +70,22 @@ def consumer_config(reactor: Reactor, stream: str) -> ConsumerConfig:
         opt_start_time=start_time.astimezone(UTC) if start_time else None,
         ack_policy=AckPolicy(reactor.ack_policy),
         ack_wait=float(reactor.ack_wait),
-        # one delivery more than max_deliver: if the worker died during the last attempt, the
-        # next delivery parks the event without running the handler again
-        max_deliver=reactor.max_deliver + 1,
-        max_ack_pending=-1 if reactor.ack_policy == "none" else reactor.max_ack_pending,
+        max_deliver=-1,
+        max_ack_pending=max_ack_pending(reactor),
         replay_policy=ReplayPolicy(reactor.replay_policy),
         max_waiting=512,
         inactive_threshold=None,
         metadata={OPTIONS_KEY: json.dumps(reactor.options(), sort_keys=True)},
     )
+
+
+def max_ack_pending(reactor: Reactor) -> int:
+    """Under ack policy ``all`` one event at a time over all workers: an ack acknowledges
+    everything delivered before it, so with two in flight a worker's ack would cover the other
+    worker's event (lost if that worker dies)."""
+    if reactor.ack_policy == "none":
+        return -1
+    return 1 if reactor.ack_policy == "all" else reactor.max_ack_pending
 
 
 def changed_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -100,11 +110,13 @@ async def ensure_consumer(reactor: Reactor, store: Any) -> int:
     fixed = [k for k in changed if k not in UPDATABLE]
     if fixed:
         raise ConsumerChangedError(reactor.name, fixed)
-    if changed:
-        cfg = info.config
+    cfg = info.config
+    if changed or cfg.max_deliver != -1 or cfg.max_ack_pending != max_ack_pending(reactor):
+        # max_deliver is the runner's count, never the server's: a worker whose max_deliver is
+        # higher (a rolling deploy) would nak an event the server then drops silently
         cfg.ack_wait = float(reactor.ack_wait)
-        cfg.max_ack_pending = -1 if reactor.ack_policy == "none" else reactor.max_ack_pending
-        cfg.max_deliver = reactor.max_deliver + 1
+        cfg.max_ack_pending = max_ack_pending(reactor)
+        cfg.max_deliver = -1
         cfg.metadata = {**(cfg.metadata or {}), OPTIONS_KEY: json.dumps(new, sort_keys=True)}
         updated = await js.add_consumer(store.stream, cfg)
         return int(updated.num_pending or 0)

@@ -17,8 +17,7 @@ import logging
 from typing import Any
 
 from eventkit.errors import StreamRewoundError
-from eventkit.store.consumer import parse_reply
-from eventkit.store.nats.delivery import Delivered
+from eventkit.runtime.port import Delivery
 from eventkit.store.protocol import MSG_ID
 from eventkit.store.rewind import check_position
 
@@ -46,10 +45,10 @@ class RewindWatch:
         if listen is not None:
             listen(self._changed.set)
 
-    def saw(self, msg: Delivered) -> None:
+    def saw(self, msg: Delivery) -> None:
         """Note a delivered message (its stream sequence and event id)."""
         with contextlib.suppress(ValueError, IndexError, AttributeError):
-            sequence = parse_reply(msg.reply)[0]
+            sequence = msg.sequence
             if sequence > self._seen[0]:
                 self._seen[0] = sequence
                 self._seen[1] = (msg.headers or {}).get(MSG_ID)

@@ -9,15 +9,15 @@ from typing import Any
 import nats.js.errors
 
 from eventkit.reaction.reactor import Reactor, consumer_name
-from eventkit.store.parked import ParkedLetters
-from eventkit.store.presence import workers
+from eventkit.runtime.parked import ParkedLetters
+from eventkit.runtime.presence import workers
 
 
 @dataclass(frozen=True, slots=True)
 class ReactorStatus:
     """``pending``: not yet delivered; ``in_flight``: delivered, not acknowledged (over all
     workers); ``redelivered``: in flight after more than one delivery; ``workers``: processes
-    running it, heard of within the last 15 s (:mod:`eventkit.store.presence`); ``parked``: dead
+    running it, heard of within the last 15 s (:mod:`eventkit.runtime.presence`); ``parked``: dead
     letters. ``state``: ``running`` while a worker runs it, ``stopped`` otherwise."""
 
     name: str

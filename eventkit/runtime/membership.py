@@ -1,5 +1,5 @@
 """Who shares the partitions of one projector: the live members, heard of through heartbeats in
-the workers bucket (:mod:`eventkit.store.presence`).
+the workers bucket (:mod:`eventkit.runtime.presence`).
 
 ::
 
@@ -24,7 +24,7 @@ import nats.errors
 import nats.js.errors
 
 from eventkit.errors import StoreUnavailableError
-from eventkit.store.presence import Presence, workers
+from eventkit.runtime.presence import Presence, workers
 
 log = logging.getLogger("eventkit.projection")
 

@@ -1,4 +1,4 @@
-"""Reactors in unit tests: an ``InMemoryEventStore``, no server, the same derived ids.
+"""Reactors in unit tests: an ``InMemoryEventStore``, no server, the real runner.
 
 ::
 
@@ -11,7 +11,12 @@
     assert test.scheduled[0].event == ReviewDue(account="a-1")
     await test.fire_deadlines()                           # deliver the deadlines that are due
 
-A handler's exception propagates (the runner would nak it and retry with ``backoff``).
+The events go through the reactor's own runner (:class:`eventkit.reaction.ReactorRunner`) over
+the in-memory consumer (:mod:`eventkit.runtime.memory`): the same decoding, derived ids,
+retries and parking as on JetStream, but a failure is retried without the ``backoff`` waits.
+A handler that keeps failing is parked after ``max_deliver`` attempts, like the runner does;
+``run()`` then raises the handler's last exception (``raise_errors=False``: it does not, and
+:attr:`parked` lists the letters).
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventkit.errors import ForgottenError
-from eventkit.reaction.context import Deadline, ReactorContext
+from eventkit.reaction.context import Deadline
 from eventkit.reaction.reactor import Reactor
+from eventkit.reaction.runner import ReactorRunner
+from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, due_subject
+from eventkit.runtime.deadletters import DeadLetter
+from eventkit.runtime.memory import MemoryConsumer
+from eventkit.runtime.port import Delivery
+from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
-from eventkit.store.records import RecordedEvent
-from eventkit.store.subjects import entity_id_of, subject_matches
 
 
 class _RecordingScheduler:
@@ -36,14 +45,25 @@ class _RecordingScheduler:
             self.deadlines.append(deadline)
 
 
-class ReactorScenario:
-    """Delivers a store's events to one reactor, in stream order, as its runner would."""
+class _Fired(Delivery):
+    """A deadline the server would publish on the reactor's due subject."""
 
-    def __init__(self, reactor: Reactor, store: EventStore) -> None:
+    __slots__ = ()
+
+    async def _send(self, what: str, delay: float) -> None:
+        return None
+
+
+class ReactorScenario:
+    """Runs one reactor's runner over a store's events, in stream order."""
+
+    def __init__(self, reactor: Reactor, store: EventStore, *, raise_errors: bool = True) -> None:
         self.reactor = reactor
         self.store = store
+        self.raise_errors = raise_errors
         self._scheduler = _RecordingScheduler()
         self._fired: set[str] = set()
+        self.runner = ReactorRunner(reactor, store, scheduler=self._scheduler, backoff_scale=0.0)
         self.delivered = 0
         """The stream sequence up to which events were delivered."""
 
@@ -52,53 +72,76 @@ class ReactorScenario:
         """Deadlines asked for and not yet fired."""
         return [d for d in self._scheduler.deadlines if d.event_id not in self._fired]
 
-    async def _deliver(self, record: RecordedEvent[Any]) -> None:
-        ctx = ReactorContext(self.reactor.name, record, self.store, self._scheduler)
-        await self.reactor.handle(record, ctx)
+    @property
+    def parked(self) -> list[DeadLetter]:
+        """The reactor's dead letters."""
+        letters: Any = self.runner.letters
+        return sorted(letters.letters.values(), key=lambda x: x.sequence)
 
-    def _follows(self, subject: str) -> bool:
-        filters = self.reactor.subjects or [f"{self.store.stream}.>"]
-        return any(subject_matches(f, subject) for f in filters)
+    async def _drive(self) -> int:
+        before = self.runner.stats.handled
+        parked = self.runner.stats.parked
+        self.runner = self._fresh()
+        self.runner.stats.handled, self.runner.stats.parked = before, parked
+        await self.runner.catch_up()
+        self.delivered = await self.store.last_sequence()
+        if self.raise_errors and self.runner.stats.parked > parked:
+            failure = self.runner.last_failure
+            if failure is not None:
+                raise failure
+            raise AssertionError(f"{self.runner.stats.parked - parked} event(s) were parked")
+        return self.runner.stats.handled - before
+
+    def _fresh(self) -> ReactorRunner:
+        return ReactorRunner(
+            self.reactor,
+            self.store,
+            scheduler=self._scheduler,
+            backoff_scale=0.0,
+            letters=self.runner.letters,
+        )
 
     async def run(self) -> int:
         """Deliver every event stored since the last run; returns how many were handled."""
-        handled = 0
-        async for record in self.store.read_all(from_sequence=self.delivered + 1):
-            self.delivered = record.sequence
-            if self._follows(record.subject) and self.reactor.handles(record.event_type):
-                await self._deliver(record)
-                handled += 1
-        return handled
+        return await self._drive()
 
     async def redeliver(self, sequence: int) -> None:
         """Deliver event ``sequence`` again (as after a crash before its ack)."""
-        stored = await self.store.get(sequence)
-        if stored is None:
+        if await self.store.get(sequence) is None:
             raise AssertionError(f"no event at sequence {sequence}")
-        await self._deliver(self.store.codec.decode(stored))
+        consumer = self.runner.consumer
+        assert isinstance(consumer, MemoryConsumer)
+        consumer.redeliver(sequence)
+        await self._drive()
 
     async def fire_deadlines(self, now: datetime | None = None) -> int:
         """Deliver the deadlines due at ``now`` (default: all of them); returns how many."""
         fired = 0
+        subject = due_subject(self.store.stream, self.reactor.name)
         for d in self.scheduled:
             if now is not None and d.due > now:
                 continue
             self._fired.add(d.event_id)
-            if d.about is not None and await self._forgotten(d.about):
+            about = getattr(d, "about", None)
+            if about is not None and await self._forgotten(about):
                 continue  # a deadline about a forgotten subject is never delivered
-            subject = d.about or f"{self.store.stream}._eventkit.reactor.{d.reactor}.due"
-            record = RecordedEvent(
-                event=d.event,
-                subject=subject,
-                entity_id=entity_id_of(subject) if d.about else "due",
-                sequence=0,
-                time=d.due.astimezone(UTC),
-                event_id=d.event_id,
-                event_type=d.event.event_type,
-                schema_version=d.event.schema_version,
-                headers=dict(d.headers),
+            headers, payload = self.store.codec.encode(about or subject, d.event, d.event_id)
+            headers[DUE_TYPE] = headers.pop(p.EVENT_TYPE)
+            headers[DUE_ID] = d.event_id
+            if about is not None:
+                headers[DUE_SUBJECT] = about
+            headers.update(d.headers)
+            delivery = _Fired(
+                subject,
+                payload,
+                headers,
+                0,
+                0,
+                int(d.due.astimezone(UTC).timestamp() * 1e9),
+                0,
+                1,
             )
-            await self._deliver(record)
+            await self.runner._handling.handle(delivery)
             fired += 1
         return fired
 

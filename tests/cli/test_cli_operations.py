@@ -126,7 +126,7 @@ async def test_db_init_revision_upgrade_halt_status_and_skip(
     skipped = ek("skip", "notes", "--seq", "2")
     assert skipped.returncode == 0, said(skipped)
     letters = json.loads(ek("dlq", "list", "--json").stdout)
-    assert [(d["sequence"], d["projector"]) for d in letters] == [(2, "notes")]
+    assert [(d["sequence"], d["name"], d["kind"]) for d in letters] == [(2, "notes", "projector")]
     assert "skipped by `eventkit skip`" in letters[0]["error"]
     assert "cannot take poison" in letters[0]["error"]
     assert ek("run", "--once").returncode == 0

@@ -15,8 +15,8 @@ from eventkit import Event, JetStreamEventStore, Projector, RecordedEvent, on
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.status import status
 from eventkit.reaction import Reactor, ReactorContext, ReactorRunner
+from eventkit.runtime.parked import ParkedLetters
 from eventkit.store import protocol as p
-from eventkit.store.parked import ParkedLetters
 from eventkit.store.proof import verify_history
 
 pytestmark = [pytest.mark.nats]

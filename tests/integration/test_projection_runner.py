@@ -29,7 +29,7 @@ from eventkit.projection.sql import (
     upgrade,
 )
 from eventkit.projection.status import status
-from eventkit.store.consumer import consumer_name
+from eventkit.runtime.pulling import consumer_name
 
 pytestmark = pytest.mark.nats
 

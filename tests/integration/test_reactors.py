@@ -21,7 +21,7 @@ from eventkit.reaction import (
 )
 from eventkit.reaction.context import CAUSATION, CORRELATION
 from eventkit.reaction.schedule import request_retry
-from eventkit.store.parked import ParkedLetters
+from eventkit.runtime.parked import ParkedLetters
 
 pytestmark = pytest.mark.nats
 
@@ -397,7 +397,7 @@ async def test_ack_none_parks_a_failed_event_at_once_and_dlq_retry_applies_it(
 
 async def test_status_counts_the_workers_running_a_reactor(store: JetStreamEventStore) -> None:
     from eventkit.reaction.status import reactor_status
-    from eventkit.store.presence import EXPIRES, Presence
+    from eventkit.runtime.presence import EXPIRES, Presence
 
     await append_pings(store, range(3))
     cls = reactor_class(name="counted", subjects=[f"{store.stream}.ping.>"])

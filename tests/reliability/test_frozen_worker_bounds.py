@@ -125,15 +125,17 @@ async def test_a_worker_frozen_inside_a_batch_is_taken_over_in_bounded_time(
     name = f"{px}_totals"
     create_tables(engine, px)
     items: list[tuple[int, str, int]] = []
-    await append_items(store, items, 4000)  # ~40 s of work at 10 ms an event
+    await append_items(store, items, 4000)  # ~80 s of work at 20 ms an event
     end = await store.last_sequence()
-    a = start_worker(nats_url, store.stream, db_url, px, "A", "--live", "--slow", "0.01",
+    a = start_worker(nats_url, store.stream, db_url, px, "A", "--live", "--slow", "0.02",
                      "--lease-ttl", str(TTL))  # fmt: skip
     procs: dict[str, subprocess.Popen[str]] = {"A": a}
     home = tmp_path / "home"
     try:
         b = Standby("B", nats_url, store.stream, db_url, px, home)
         procs["B"] = b.proc
+        # on SQLite a standby's start waits for A's write lock (up to the 30 s busy timeout on a
+        # loaded machine): A's work is long enough to be in the middle of it even then
         await b.wait_for("standing by")
         deadline = time.monotonic() + 30
         while checkpoint(engine, name) < 200 and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -141,7 +143,7 @@ async def test_a_worker_frozen_inside_a_batch_is_taken_over_in_bounded_time(
         assert lease_owner(engine, name) == "A"
         at = checkpoint(engine, name)
         assert at < end - 500, f"A is not in the middle of its catch-up ({at}): {b.lines}"
-        a.send_signal(signal.SIGSTOP)  # inside a batch: its 64 events take ~0.6 s
+        a.send_signal(signal.SIGSTOP)  # inside a batch: its 64 events take ~1.3 s
         frozen_at = time.monotonic()
         c = Standby("C", nats_url, store.stream, db_url, px, home)  # started during the freeze
         procs["C"] = c.proc

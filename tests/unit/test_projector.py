@@ -11,7 +11,7 @@ from eventkit import Event, RecordedEvent, on
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection.projector import Projector
 from eventkit.projection.replay import _method
-from eventkit.store.consumer import consumer_name, parse_reply
+from eventkit.runtime.pulling import consumer_name, parse_reply
 
 
 class UpOpened(Event):

@@ -35,7 +35,7 @@ from nats.js.kv import KeyValue
 from eventkit.errors import StoreUnavailableError
 from eventkit.store.nats.buckets import open_bucket
 
-log = logging.getLogger("eventkit.store")
+log = logging.getLogger("eventkit.runtime")
 
 HEARTBEAT: Final = 5.0
 """Seconds between a worker's heartbeats."""

@@ -1,11 +1,16 @@
-"""The consumer transport of projectors and reactors: a durable pull consumer, pulled
-continuously.
+"""The pull transport of every worker: a durable pull consumer, pulled continuously.
 
 Messages arrive on one inbox while earlier ones are being handled (pull requests are topped up
 before the buffer runs dry), so fetching overlaps the work and live events reach the runner as
 soon as they are stored. They are read off the wire (:mod:`eventkit.store.nats.delivery`): no
-nats-py ``Msg``, and the headers parsed in one pass. Idle heartbeats are passed over, request
-ends (408/409) are counted back, and lost requests (a reconnect) are asked for again.
+nats-py ``Msg``, and the headers parsed in one pass. Request ends (408/409) are counted back.
+When the connection drops or comes back (a server restart, a reconnect), the requests
+outstanding are taken as lost and asked for again at once (a 503 while JetStream starts is
+asked again at the next take), so an idle worker resumes within about a second of the server
+answering; requests unanswered past their expiry are asked for again too. (Idle heartbeats in
+every request would tell the same, but halve the delivery rate: measured.) A request ended by
+a consumer leader change or the consumer's deletion raises :class:`ConsumerInterrupted`
+(transient: the supervisor sets the worker up again).
 
 Projectors (``eventkit_<projector>``): the consumer is only transport, the SQL checkpoint is the
 truth; every start resets it to ``checkpoint + 1``. A projector's consumer takes the whole stream
@@ -14,8 +19,8 @@ server delivers a filtered consumer's messages at a much higher cost per message
 many subjects, several filters more so, and the runner passes over the rest by subject.
 
 Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
-explicitly (:meth:`Puller.ack`); with a priority ``group`` (pinned client) one worker at a time
-receives, the others stand by.
+explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned
+client) one worker at a time receives, the others stand by.
 """
 
 from __future__ import annotations
@@ -34,14 +39,17 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
+from eventkit.runtime.backoff import Pacing
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered, RawSubscription, subscribe
 
-log = logging.getLogger("eventkit.projection")
+log = logging.getLogger("eventkit.runtime")
 
 AckMode = Literal["none", "all", "explicit"]
 
-SETUP_ATTEMPTS = 4
+SETUP_FOR = 30.0
+"""Seconds a consumer's set-up is tried again while JetStream does not answer (a restart, an
+election: an R3 consumer's leader election takes several seconds)."""
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 PIN_ID = "Nats-Pin-Id"
@@ -58,6 +66,16 @@ server's cost per message delivered is then about 170 µs, so the whole stream i
 to a small share (measured: twice as fast at a tenth)."""
 DENSE_MIN = 2048
 """Messages ahead below which the consumer keeps the mode it has (a live restart)."""
+
+
+class ConsumerInterrupted(StoreUnavailableError):
+    """The server ended the worker's pull requests: its consumer's leader changed, or the
+    consumer was deleted (``reason``). Transient: setting the worker up again recovers."""
+
+    def __init__(self, consumer: str, reason: str) -> None:
+        self.consumer = consumer
+        self.reason = reason
+        super().__init__(f"consumer {consumer!r}: {reason}")
 
 
 def consumer_name(projector: str) -> str:
@@ -93,6 +111,7 @@ class Puller:
         setup: Callable[[], Awaitable[int]] | None = None,
         group: str | None = None,
         cover: bool = False,
+        setup_for: float = SETUP_FOR,
     ) -> None:
         self.nc = store.nc
         self.js = store.js
@@ -120,6 +139,13 @@ class Puller:
         self._inbox = ""
         self.error: Exception | None = None
         self.pending_at_start = 0
+        self.setup_for = setup_for
+        self._lost = False
+        """The connection dropped or came back since the requests were made."""
+        self._pulling = True
+        listen = getattr(store, "on_connection_change", None)
+        if listen is not None:
+            listen(self._connection_changed)
 
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -132,36 +158,46 @@ class Puller:
             inactive_threshold=None,
         )
 
-    async def start(self, from_sequence: int = 1) -> None:
+    async def start(self, from_sequence: int = 1, *, fresh: bool = False) -> None:
         """Point the consumer at ``from_sequence`` (or run ``setup``) and start pulling on a
-        fresh inbox."""
+        fresh inbox. ``fresh``: delete the consumer first, which ends every pull request still
+        waiting on it (a frozen former lease holder's would receive what the new holder should
+        get until they expire)."""
         await self.stop()
-        for attempt in range(SETUP_ATTEMPTS):
+        pacing = Pacing(first=0.1, cap=2.0)
+        deadline = time.monotonic() + self.setup_for
+        while True:
             try:
                 if self.setup is not None:
                     self.pending_at_start = await self.setup()
                 else:
-                    await self._position(from_sequence)
+                    await self._position(from_sequence, fresh)
                 break
             except (
                 nats.errors.TimeoutError,
                 nats.errors.NoRespondersError,
                 nats.js.errors.ServiceUnavailableError,  # JetStream not ready (restart, election)
             ) as e:
-                if attempt == SETUP_ATTEMPTS - 1:
+                wait = pacing.next()
+                if time.monotonic() + wait > deadline:
                     raise StoreUnavailableError(
-                        f"cannot set up consumer {self.name!r} on stream {self.stream!r}: {e}"
+                        f"cannot set up consumer {self.name!r} on stream {self.stream!r} "
+                        f"within {self.setup_for:g}s (is a leader being elected?): {e!r}"
                     ) from e
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(wait)
         self._buffer.clear()
         self._arrived.clear()
         self._outstanding = 0
         self.error = None
+        self._pulling = True
         self._inbox = self.nc.new_inbox()
         self._sub = await subscribe(self.nc, self._inbox, self._on_msg)
         await self._pull()
 
-    async def _position(self, from_sequence: int) -> None:
+    async def _position(self, from_sequence: int, fresh: bool = False) -> None:
+        if fresh:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self.js.delete_consumer(self.stream, self.name)
         if self.cover:
             self.whole = await self._dense(from_sequence)
         cfg = self._config()
@@ -242,9 +278,12 @@ class Puller:
 
     async def _pull(self) -> None:
         want = self.batch * 2 - self._outstanding - len(self._buffer)
-        if want < self.batch // 2 or self._sub is None:
+        if want < self.batch // 2 or self._sub is None or not self._pulling:
             return
-        request: dict[str, Any] = {"batch": want, "expires": int(self.expires * 1e9)}
+        request: dict[str, Any] = {
+            "batch": want,
+            "expires": int(self.expires * 1e9),
+        }
         if self.group is not None:
             request["group"] = self.group
             if self._pin:
@@ -252,6 +291,10 @@ class Puller:
         self._outstanding += want
         self._last_pull = time.monotonic()
         await self.nc.publish(self._api, json.dumps(request).encode(), reply=self._inbox)
+
+    def _connection_changed(self) -> None:
+        self._lost = True
+        self._arrived.set()  # a waiting take() asks again now
 
     async def _on_msg(self, msg: Delivered) -> None:
         if msg.reply:
@@ -278,11 +321,12 @@ class Puller:
             self._outstanding = max(0, self._outstanding - int(left))
         else:
             self._outstanding = 0
-        if status == "409" and "Exceeded" not in headers.get(p.DESCRIPTION, ""):
-            self.error = StoreUnavailableError(
-                f"consumer {self.name!r}: {status} {headers.get(p.DESCRIPTION, '')}"
-            )
+        description = headers.get(p.DESCRIPTION, "")
+        if status == "409" and "Exceeded" not in description:
+            self.error = ConsumerInterrupted(self.name, f"{status} {description}".strip())
         self._arrived.set()
+        if status == "503":
+            return  # JetStream does not answer (yet): the next take() asks again
         if self._sub is not None and self.error is None:
             await self._pull()
 
@@ -295,8 +339,9 @@ class Puller:
         messages (nothing more pending) are taken at once."""
         if not self._buffer:
             self._arrived.clear()
-            if time.monotonic() - self._last_pull > self.expires + 5:
-                self._outstanding = 0  # requests lost (e.g. a reconnect): ask again
+            if self._lost or time.monotonic() - self._last_pull > self.expires + 5:
+                self._lost = False
+                self._outstanding = 0  # requests lost (a restart, a reconnect): ask again
             await self._pull()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
@@ -322,6 +367,18 @@ class Puller:
                     await asyncio.wait_for(self._arrived.wait(), wait)
         finally:
             self._wanted = 1
+
+    async def halt_pulling(self, wait: float) -> None:
+        """Ask for nothing more and wait up to ``wait`` seconds for the requests outstanding
+        to end (under ack policy none, what they deliver after the inbox closes is lost)."""
+        self._pulling = False
+        deadline = time.monotonic() + wait
+        while self._outstanding > 0 and self._sub is not None and time.monotonic() < deadline:
+            if self._lost:
+                break  # the requests went with the connection: nothing more will come
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), 0.1)
 
     async def ack_all(self, msg: Delivered) -> None:
         if self.ack == "all" and msg.reply:

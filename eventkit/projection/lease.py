@@ -65,6 +65,8 @@ class RunnerLease:
 
     def try_acquire(self) -> Start | None:
         """Take the lease if it is free or expired (and mark a halted projector running)."""
+        if self._held_by_another():
+            return None
         with self._bounded() as db:
             if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
                 retired_by_switch(db, self.name)
@@ -77,6 +79,17 @@ class RunnerLease:
                 cps.save_checkpoint(db, self.name, last_sequence=cp.last_sequence, state="running")
         self.lost = False
         return Start(cp.last_sequence, cp.last_error is not None)
+
+    def _held_by_another(self) -> bool:
+        """Whether another owner holds the lease now, read without writing: a standby asks
+        without waiting for the write lock (on SQLite a busy runner holds it from one batch to
+        the next). :class:`Retired` when a switch retired this version."""
+        with read_transaction(self.engine) as db:
+            lease = cps.get_lease(db, self.name)
+            if lease is None or lease.owner == self.owner or not lease.live:
+                return False
+            retired_by_switch(db, self.name)
+        return True
 
     def holder(self) -> str:
         """Who holds the lease now (for messages)."""

@@ -152,7 +152,8 @@ async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl
     name = f"{px}_ordered"
     w = workers_of(store.stream, px)
     for i in range(4):
-        w.start(f"w{i}", "--live", "--partitions", "8", "--slow", "0.002", "--batch-size", "16")
+        # 10 ms an event: ~30 s of work, still under way once the two slowest starters applied
+        w.start(f"w{i}", "--live", "--partitions", "8", "--slow", "0.01", "--batch-size", "16")
     await until(lambda: len(set(owners(engine, name).values())) == 4, 30, "four owners")
     expected = await append_ticks(store, 3000, 100)
     end = await store.last_sequence()

@@ -16,29 +16,73 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from eventkit.errors import EventkitError, ForgottenError
+from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.context import ReactorContext
+from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, RETRY_SEQUENCE, open_due
-from eventkit.runtime.deadletters import DeadLetter, now
+from eventkit.runtime.deadletters import DeadLetter, DeadLetterStore, now
 from eventkit.runtime.port import Delivery
 from eventkit.store import protocol as p
 from eventkit.store.chain import ChainCheck
 from eventkit.store.records import RecordedEvent, StoredMessage, time_from_ns
-
-if TYPE_CHECKING:
-    from eventkit.reaction.runner import ReactorRunner
 
 log = logging.getLogger("eventkit.reaction")
 
 DIED = "the worker stopped during the last attempt"
 
 
+@dataclass(slots=True)
+class ReactorStats:
+    """What a reactor's runner did (:meth:`ReactorRunner.run` returns it)."""
+
+    handled: int = 0
+    failed: int = 0
+    parked: int = 0
+    passed_over: int = 0
+    in_flight: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Holder(Protocol):
+    """What handling a delivery reads of the runner that holds it
+    (:class:`~eventkit.reaction.runner.ReactorRunner`)."""
+
+    @property
+    def reactor(self) -> Reactor: ...
+    @property
+    def store(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def due_subject(self) -> str: ...
+    @property
+    def retry_subject(self) -> str: ...
+    @property
+    def letters(self) -> DeadLetterStore: ...
+    @property
+    def stats(self) -> ReactorStats: ...
+    @property
+    def obs(self) -> WorkerObserver: ...
+    @property
+    def scheduler(self) -> Any: ...
+    @property
+    def backoff_scale(self) -> float: ...
+
+    last_failure: BaseException | None
+
+    def current(self, d: Delivery) -> Delivery:
+        """The newest copy of ``d`` the runner holds (the one to settle)."""
+        ...
+
+
 class Handling:
     """What :class:`~eventkit.reaction.runner.ReactorRunner` does with one delivery."""
 
-    def __init__(self, runner: ReactorRunner) -> None:
+    def __init__(self, runner: Holder) -> None:
         self.r = runner
         self.reactor = runner.reactor
         self.store = runner.store

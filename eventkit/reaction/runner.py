@@ -27,12 +27,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
-from eventkit.reaction.handling import Handling
+from eventkit.reaction.handling import Handling, ReactorStats
 from eventkit.reaction.reactor import Reactor, consumer_name
 from eventkit.reaction.rewound import RewindWatch
 from eventkit.reaction.schedule import JetStreamScheduler, due_subject, retry_subject
@@ -48,16 +47,6 @@ log = logging.getLogger("eventkit.reaction")
 
 DRAIN_PULLS = 2.0
 """Pull requests' expiry under ack policy none (a stop waits for them to end)."""
-
-
-@dataclass(slots=True)
-class ReactorStats:
-    handled: int = 0
-    failed: int = 0
-    parked: int = 0
-    passed_over: int = 0
-    in_flight: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class ReactorRunner:

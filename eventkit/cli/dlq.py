@@ -24,7 +24,7 @@ from eventkit.cli.context import (
 )
 from eventkit.cli.main import app
 from eventkit.errors import ConfigError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection.deadletters import (
     as_dead_letter,
     list_dead_letters,
@@ -56,7 +56,7 @@ def dlq_list(
     """
     st = state(ctx)
 
-    async def go() -> tuple[list[cps.DeadLetter], list[Any]]:
+    async def go() -> tuple[list[letters.DeadLetter], list[Any]]:
         the_app = st.app()
         is_reactor = projector is not None and projector in {r.name for r in the_app.reactors}
         if projector is not None and not is_reactor:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, EventkitError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters as letter_rows
 from eventkit.projection.deployment import deployed, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import slot_name
@@ -31,12 +32,12 @@ from eventkit.store import protocol as p
 
 @dataclass(frozen=True, slots=True)
 class RetryOutcome:
-    letter: cps.DeadLetter
+    letter: letter_rows.DeadLetter
     ok: bool
     error: str | None = None
 
 
-def as_dead_letter(d: cps.DeadLetter) -> DeadLetter:
+def as_dead_letter(d: letter_rows.DeadLetter) -> DeadLetter:
     """A projector's letter in the one dead-letter model of every worker kind."""
     return DeadLetter(
         d.projector,
@@ -54,11 +55,11 @@ def as_dead_letter(d: cps.DeadLetter) -> DeadLetter:
 
 def list_dead_letters(
     engine: Engine, projector: str | None = None, *, include_resolved: bool = False
-) -> list[cps.DeadLetter]:
+) -> list[letter_rows.DeadLetter]:
     """Unresolved parked events, by projector then sequence; ``projector`` names a projector
     (the letters of every version of it) or one version's slot (``balances_v2``)."""
     with read_transaction(engine) as db:
-        letters = cps.list_dead_letters(db, None, include_resolved=include_resolved)
+        letters = letter_rows.list_dead_letters(db, None, include_resolved=include_resolved)
     if projector is None:
         return letters
     return [d for d in letters if d.projector == projector or _slot_of(d.projector, projector)]
@@ -111,7 +112,7 @@ async def retry_dead_letters(
     by_name = _by_slot(projectors, engine)
     if letter_id is not None:
         with read_transaction(engine) as db:
-            letter = cps.get_dead_letter(db, letter_id)
+            letter = letter_rows.get_dead_letter(db, letter_id)
         if letter is None:
             raise ConfigError(f"no dead letter with id {letter_id} (see: eventkit dlq list)")
         if letter.resolved_at is not None:
@@ -140,7 +141,7 @@ async def retry_dead_letters(
 
 
 async def _retry_one(
-    projector: Projector, store: Any, engine: Engine, letter: cps.DeadLetter
+    projector: Projector, store: Any, engine: Engine, letter: letter_rows.DeadLetter
 ) -> str | None:
     stored = await store.get(letter.sequence)
     error: str | None = None
@@ -161,7 +162,7 @@ async def _retry_one(
                 cps.touch_rows(db, projector.name)
                 # claimed before applying: a concurrent retry of the same letter finds it
                 # resolved and applies nothing
-                if cps.resolve_dead_letter(db, letter.id):
+                if letter_rows.resolve_dead_letter(db, letter.id):
                     projector.apply(store.codec.decode(stored), db)
 
         try:
@@ -172,7 +173,7 @@ async def _retry_one(
 
     def record() -> None:
         with transaction(engine) as db:
-            cps.record_retry_failure(db, letter.id, error or "")
+            letter_rows.record_retry_failure(db, letter.id, error or "")
 
     await asyncio.to_thread(record)
     return error

@@ -15,6 +15,7 @@ from typing import Any
 
 from eventkit.observability.worker import WorkerObserver
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection.applying import BadBulk, BadEvent, Item
 from eventkit.projection.lease import LeaseLost, RunnerLease
 from eventkit.projection.projector import Projector
@@ -102,7 +103,7 @@ class BadEvents:
         event_type, text = self._failure(item, error)
         self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
         with self._lease.fenced() as db:
-            cps.park(
+            letters.park(
                 db,
                 self.name,
                 sequence=item.sequence,

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ForgottenError, StoreUnavailableError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.applying import BadEvent, Item
 from eventkit.projection.committing import Restart
@@ -316,7 +317,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
         self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
         part = self._partition(item)
         with self._lease.fenced() as db:
-            cps.park(
+            letters.park(
                 db,
                 self.name,
                 sequence=item.sequence,

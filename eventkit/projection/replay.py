@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
 from eventkit.projection.projector import Projector
@@ -258,7 +259,7 @@ async def replay(
             cps.save_checkpoint(
                 db, projector.name, last_sequence=to, state="running", last_error=None
             )
-            cps.settle_for_replay(db, projector.name, plan.start_sequence)
+            letters.settle_for_replay(db, projector.name, plan.start_sequence)
             pr.rewind_all(db, projector.name, to)
 
     await asyncio.to_thread(rewind_and_set)

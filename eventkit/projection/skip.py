@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import DEFAULT_LEASE_TTL, default_owner
@@ -87,7 +88,7 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
                 raise ProjectionError(
                     f"projector {shown!r} moved while skipping; nothing was changed"
                 )
-            cps.park(
+            letters.park(
                 db,
                 slot,
                 sequence=sequence,

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import passedover as pov
 from eventkit.projection.deployment import Slot, slots
@@ -84,7 +85,7 @@ async def _one(
     with read_transaction(engine) as db:
         cp = cps.get_checkpoint(db, slot.slot)
         lease = cps.get_lease(db, slot.slot)
-        parked = cps.count_open_dead_letters(db, slot.slot)
+        parked = letters.count_open_dead_letters(db, slot.slot)
         passed = pov.totals(db, slot.slot)
         parts = pr.rows(db, slot.slot)
     filters = projector.filters(store.stream)

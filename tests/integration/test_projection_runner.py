@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import (
@@ -188,7 +189,7 @@ async def test_concurrent_retries_of_one_dead_letter_apply_it_once(
     seq, key, _ = items[0]
     projector = make_projector(px)
     with transaction(engine) as db:
-        cps.park(
+        letters.park(
             db,
             projector.name,
             sequence=seq,

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from eventkit import Event, RecordedEvent, RowProjector, on
 from eventkit.errors import ConfigError, ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import letters
 from eventkit.projection.replay import plan_replay, replay
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction, transaction
@@ -242,7 +243,7 @@ async def test_park_policy_parks_the_bad_event_and_folds_the_rest(
     assert not result.halted and result.checkpoint == await store.last_sequence()
     assert _rows(engine, accounts)["a0"]["balance"] == 4
     with read_transaction(engine) as db:
-        assert [d.event_type for d in cps.list_dead_letters(db, acc.name)] == ["RpBad"]
+        assert [d.event_type for d in letters.list_dead_letters(db, acc.name)] == ["RpBad"]
 
 
 async def test_a_failed_write_leaves_rows_and_checkpoint_as_they_were(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +40,7 @@ from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
-from eventkit.projection.runner import FILL_WAIT, ProjectionRunner, RunResult
+from eventkit.projection.runner import ProjectionRunner, RunResult
 from eventkit.projection.sql import ended_as_idle, is_outage, read_transaction
 from eventkit.projection.targets import fence, label
 from eventkit.runtime.membership import keep_membership, membership_name, refresh_membership
@@ -220,40 +219,11 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
     # -- consuming (the base runner's loop, with a rebalance between batches) ---------------
     async def _batches(self, end: int | None) -> bool:
         self.checkpoint = self._lease.low()
-        cipher = self.store.codec.cipher
-        while not self.stopping:
-            if self._lease.lost:
-                raise LeaseLost
-            if self._lease.due():
-                await self._rebalance()
-            msgs = await self._puller.take(self.batch_size, self.idle_timeout, FILL_WAIT)
-            if not msgs:
-                if end is None:
-                    self.state = "live"
-                    self.lag = 0
-                    self.obs.state("live", checkpoint=self.checkpoint)
-                continue
-            if cipher is not None:
-                await self._prepare_keys(cipher, msgs)
-            items, reached_end = self._parse(msgs, end)
-            if items:
-                started = time.perf_counter()
-                before = self.processed
-                halted = await self._commit(items)
-                if halted:
-                    return True
-                last = items[-1]
-                self.lag = last.pending
-                applied = self.processed - before
-                self.obs.batch(applied, last.sequence, last.timestamp_ns, last.pending, started)
-                await self._puller.ack_all(last.msg)
-                if self.on_batch is not None:
-                    self.on_batch(self, len(items))
-                if end is not None and last.pending == 0:
-                    return True
-            if reached_end:
-                return True
-        return True
+        return await super()._batches(end)
+
+    async def _between_batches(self) -> None:
+        if self._lease.due():
+            await self._rebalance()
 
     # -- the batch transaction --------------------------------------------------------------
     def _partition(self, item: Item) -> int:

@@ -367,11 +367,15 @@ class ProjectionRunner(Committing):
                 log.warning("%s: repositioning the consumer at %d", self.name, self.checkpoint + 1)
                 continue
 
+    async def _between_batches(self) -> None:
+        """Before each fetch (the partitioned runner rebalances here)."""
+
     async def _batches(self, end: int | None) -> bool:
         cipher = self.store.codec.cipher
         while not self.stopping:
             if self._lease.lost:
                 raise LeaseLost
+            await self._between_batches()
             msgs = await self._puller.take(self.batch_size, self.idle_timeout, FILL_WAIT)
             if not msgs:
                 if end is None:

@@ -277,6 +277,32 @@ def hold_all(db: Session, projector: str, owner: str, ttl: float) -> str:
     return ""
 
 
+def take_all(db: Session, projector: str, owner: str, expires_at: float) -> int:
+    """Take every partition's lease for ``owner`` until ``expires_at``, whoever holds it (a
+    switch fencing the old version: its workers' next batch commits nothing and they stand by;
+    on PostgreSQL this waits for their batches in flight); the highest checkpoint."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(owner=owner, expires_at=expires_at)
+    )
+    value = (
+        db.connection()
+        .execute(select(func.max(t.last_sequence)).where(t.projector == projector))
+        .scalar()
+    )
+    return 0 if value is None else int(value)
+
+
+def free_all(db: Session, projector: str, owner: str) -> None:
+    """Give back every partition ``owner`` holds (the end of a switch's fence)."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector, t.owner == owner)
+        .values(owner="", expires_at=0.0)
+    )
+
+
 def rewind_all(db: Session, projector: str, to_sequence: int) -> None:
     """Set every partition's checkpoint to ``to_sequence`` (a replay, holding them all)."""
     db.connection().execute(
@@ -335,6 +361,7 @@ __all__ = [
     "claim",
     "ensure",
     "fence",
+    "free_all",
     "hold_all",
     "low_watermark",
     "partitions_table",
@@ -344,4 +371,5 @@ __all__ = [
     "rewind_all",
     "rows",
     "sentinel",
+    "take_all",
 ]

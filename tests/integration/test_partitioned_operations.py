@@ -209,7 +209,8 @@ async def running(store: Any, engine: Engine) -> Any:
 async def test_switch_to_a_partitioned_version_that_stopped_behind_under_writes(
     store: Any, engine: Engine
 ) -> None:
-    """Version 2 was built, then its workers stopped while version 1's went on: the switch
+    """Version 2 (8 partitions where version 1 has 4: changing the count is a blue/green
+    rebuild) was built, then its workers stopped while version 1's went on: the switch
     fences version 1's partitions (its workers stand by), brings version 2 to where version 1
     was (a catch-up run by the switch, no worker of it running) and only then makes it live;
     version 1's workers stop, retired, and version 2's apply on into the live table."""
@@ -223,14 +224,14 @@ async def test_switch_to_a_partitioned_version_that_stopped_behind_under_writes(
         end = await store.last_sequence()
         assert await wait_until(lambda: partitions_at(engine, f"{px}_rows", end), WAIT)
         building = Running(store, engine)
-        building.start(lambda: make_ops_rows(px, 4, 2), ["b1", "b2"])  # built beside it
+        building.start(lambda: make_ops_rows(px, 8, 2), ["b1", "b2"])  # 8 partitions now
         assert await wait_until(lambda: partitions_at(engine, f"{px}_rows_v2", end), WAIT)
         assert not any(r.halted for r in await building.stop())
         merge(expected, await append_ticks(store, 300, 30))  # version 1 only applies these
         fenced = await store.last_sequence()
         assert await wait_until(lambda: partitions_at(engine, f"{px}_rows", fenced), WAIT)
         feed = asyncio.create_task(append_ticks(store, 300, 30))  # writes go on meanwhile
-        done = await switch(make_ops_rows(px, 4, 2), store, engine, timeout=WAIT,
+        done = await switch(make_ops_rows(px, 8, 2), store, engine, timeout=WAIT,
                             lease_ttl=TTL)  # fmt: skip
         assert "version 2 is live" in done
         live = entity_rows(engine, f"{px}_entities")  # now version 2's rows
@@ -242,7 +243,7 @@ async def test_switch_to_a_partitioned_version_that_stopped_behind_under_writes(
         # version 1's workers stop, retired; version 2's apply on into the live table
         assert await wait_until(lambda: all(t.done() for t in w.tasks), WAIT)
         assert all(r.state == "stopped" and r.halted_error for r in old)
-        w.start(lambda: make_ops_rows(px, 4, 2), ["b3", "b4"])
+        w.start(lambda: make_ops_rows(px, 8, 2), ["b3", "b4"])
         assert await wait_until(lambda: partitions_at(engine, f"{px}_rows_v2", end), WAIT)
         assert not any(r.state == "halted" for r in w.runners)
     want = {s: (seqs[-1], len(seqs)) for s, seqs in expected.items()}

@@ -364,3 +364,28 @@ async def test_forget_while_partitioned_workers_run_loses_and_repeats_nothing_el
         assert await wait_until(lambda: partitions_at(engine, name, end), WAIT)
         assert not any(r.state == "halted" for r in w.runners)
     check_ops(engine, px, expected)
+
+
+async def test_a_dropped_partitioned_build_is_built_again_from_the_start(
+    store: Any, engine: Engine
+) -> None:
+    """`eventkit versions drop` of a partitioned build (its workers stopped), then the build run
+    again: its copy is new and empty, so every partition starts from 0, not from where the
+    dropped build's partitions were."""
+    from eventkit.projection.copies import drop_version
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    ops_tables(px)[0].create_all(engine)
+    expected = await append_ticks(store, 200, 20)
+    end = await store.last_sequence()
+    await runner_for(make_ops_rows(px, 4, 1), store, engine, lease_ttl=TTL).catch_up()
+    assert partitions_at(engine, f"{px}_rows", end)
+    build = await runner_for(make_ops_rows(px, 8, 2), store, engine, lease_ttl=TTL).catch_up()
+    assert not build.halted and partitions_at(engine, f"{px}_rows_v2", end)
+    assert "dropped version 2" in drop_version(engine, f"{px}_rows", 2)
+    merge(expected, await append_ticks(store, 100, 20))
+    end = await store.last_sequence()
+    again = await runner_for(make_ops_rows(px, 8, 2), store, engine, lease_ttl=TTL).catch_up()
+    assert not again.halted and partitions_at(engine, f"{px}_rows_v2", end)
+    want = {s: (seqs[-1], len(seqs)) for s, seqs in expected.items()}
+    assert entity_rows(engine, f"{px}_entities_v2") == want

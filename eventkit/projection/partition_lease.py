@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.lease import LeaseLost, Start
+from eventkit.projection.registry import retired_by_switch
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
 from eventkit.runtime.membership import (  # (here before they moved: kept importable)
     heard_of,
@@ -134,7 +135,10 @@ class PartitionLease:
 
     def try_acquire(self) -> Start | None:
         """Claim this worker's share; where to start reading (the lowest checkpoint held), or
-        None while no partition is ours and free."""
+        None while no partition is ours and free; :class:`Retired` when a switch retired this
+        version (its workers, fenced by the switch, come here)."""
+        with read_transaction(self.engine) as db:  # a switch's fence ended in retirement
+            retired_by_switch(db, self.name)
         self.rebalance()
         if not self.held:
             return None

@@ -389,3 +389,25 @@ async def test_a_dropped_partitioned_build_is_built_again_from_the_start(
     assert not again.halted and partitions_at(engine, f"{px}_rows_v2", end)
     want = {s: (seqs[-1], len(seqs)) for s, seqs in expected.items()}
     assert entity_rows(engine, f"{px}_entities_v2") == want
+
+
+async def test_every_worker_of_a_switched_partitioned_version_stops_idle_or_standing_by(
+    store: Any, engine: Engine
+) -> None:
+    """Three workers of version 1 over 2 partitions (one holds none: it stands by), no event
+    coming (no batch to meet the retirement in); after the switch to version 2 each of them
+    stops, saying it was retired."""
+    from eventkit.projection.bluegreen import switch
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    ops_tables(px)[0].create_all(engine)
+    await append_ticks(store, 100, 10)
+    end = await store.last_sequence()
+    async with running(store, engine) as w:
+        old = w.start(lambda: make_ops_rows(px, 2, 1), ["a1", "a2", "a3"])
+        assert await wait_until(lambda: partitions_at(engine, f"{px}_rows", end), WAIT)
+        assert await wait_until(lambda: sum(r.state == "standby" for r in old) == 1, WAIT)
+        await runner_for(make_ops_rows(px, 2, 2), store, engine, lease_ttl=TTL).catch_up()
+        await switch(make_ops_rows(px, 2, 2), store, engine, timeout=WAIT, lease_ttl=TTL)
+        assert await wait_until(lambda: all(t.done() for t in w.tasks), WAIT)
+    assert all("retired" in (r.halted_error or "") for r in old)

@@ -4,6 +4,7 @@ eventkit command in it parses with the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -149,7 +150,7 @@ def test_the_ledger_runs_in_three_workers_sharing_its_partitions(compose: dict[s
     assert ledger["deploy"]["replicas"] == 3
     args = _command(ledger)
     assert _parse(args[1:]) == ["eventkit", "run"]
-    named = [a for a in args[2:] if not a.startswith("-")][: args.index("--lease-ttl") - 2]
+    named = list(itertools.takewhile(lambda a: not a.startswith("-"), args[2:]))
     assert named == ["ledger"] and bank.projector("ledger").partitions > 1
     # each replica its own worker id (a shared --owner would let two apply one partition)
     assert "--owner" not in args

@@ -19,6 +19,7 @@ from eventkit.gdpr import tables as t
 from eventkit.gdpr.reports import ForgetReport
 from eventkit.projection.checkpoints import checkpoints, dead_letters
 from eventkit.projection.copies import forget_everywhere
+from eventkit.projection.partition_rows import partitions_table
 from eventkit.projection.redaction import redact_errors
 from eventkit.projection.sql import is_sqlite, transaction
 
@@ -172,15 +173,22 @@ def insert_audit(engine: Engine, row: dict[str, Any]) -> None:
 
 
 def checkpoint_positions(engine: Engine) -> dict[str, int]:
-    c = checkpoints
+    """How far each projector applied; a partitioned one's furthest partition (a message may
+    have been applied there: its own row is behind, as of its workers' last rebalance)."""
+    c, parts = checkpoints, partitions_table
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(c.name):
                 return {}
-            return {
+            out = {
                 str(name): int(seq)
                 for name, seq in conn.execute(select(c.c.projector, c.c.last_sequence))
             }
+            if inspect(conn).has_table(parts.name):
+                furthest = select(parts.c.projector, func.max(parts.c.last_sequence))
+                for name, seq in conn.execute(furthest.group_by(parts.c.projector)):
+                    out[str(name)] = max(out.get(str(name), 0), int(seq))
+            return out
     except SQLAlchemyError:
         return {}
 

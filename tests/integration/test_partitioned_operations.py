@@ -411,3 +411,92 @@ async def test_every_worker_of_a_switched_partitioned_version_stops_idle_or_stan
         await switch(make_ops_rows(px, 2, 2), store, engine, timeout=WAIT, lease_ttl=TTL)
         assert await wait_until(lambda: all(t.done() for t in w.tasks), WAIT)
     assert all("retired" in (r.halted_error or "") for r in old)
+
+
+async def test_waiting_for_a_partitioned_projector_returns_once_its_partitions_applied(
+    store: Any, engine: Engine
+) -> None:
+    """Read-your-writes (`wait_for_projectors`) with partitioned workers live: it returns once
+    every partition is at the position, by the partitions' own checkpoints."""
+    from eventkit.projection.waiting import wait_for_projectors
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    ops_tables(px)[0].create_all(engine)
+    expected = await append_ticks(store, 100, 10)
+    async with running(store, engine) as w:
+        w.start(lambda: make_ops_projector(px, 4), ["a1", "a2"])
+        for _ in range(3):  # each a write, then a read of the model that includes it
+            merge(expected, await append_ticks(store, 20, 10))
+            position = await store.last_sequence()
+            await wait_for_projectors([make_ops_projector(px, 4)], position, store=store,
+                                      engine=engine, timeout=WAIT)  # fmt: skip
+            check_ops(engine, px, expected)
+
+
+async def test_versions_list_shows_a_partitioned_versions_slowest_partition(
+    store: Any, engine: Engine, db_url: str, nats_url: str
+) -> None:
+    """`eventkit versions list` while the workers run: the checkpoint is the slowest
+    partition's, not the projector's row (written at their last rebalance)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from partition_worker import create_tables, make_projector  # type: ignore[import-not-found]
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    create_tables(engine, px)
+    name = f"{px}_ordered"
+    async with running(store, engine) as w:
+        w.start(lambda: make_projector(px, 4), ["a1", "a2"])
+        assert await wait_until(
+            lambda: {r.owner for r in pr_rows(engine, name) if r.live} == {"a1", "a2"}, WAIT
+        )
+        await append_ticks(store, 100, 10)
+        end = await store.last_sequence()
+        assert await wait_until(lambda: partitions_at(engine, name, end), WAIT)
+        here = Path(__file__).parent
+        listed = await asyncio.to_thread(
+            subprocess.run,
+            [str(Path(sys.executable).parent / "eventkit"), "--app", "partition_worker:cli_app",
+             "versions", "list", "--json"],
+            capture_output=True, text=True, cwd=here, timeout=120,
+            env={**os.environ, "EVENTKIT_NATS_URL": nats_url, "EVENTKIT_DATABASE_URL":
+                 db_url, "PT_STREAM": store.stream, "PT_PREFIX": px, "PT_PARTITIONS": "4"},
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        (row,) = json.loads(listed.stdout)
+        assert (row["projector"], row["checkpoint"]) == (name, end)
+
+
+def pr_rows(engine: Engine, name: str) -> list[pr.PartitionRow]:
+    with read_transaction(engine) as db:
+        return pr.rows(db, name)
+
+
+async def test_forgetting_one_message_names_a_partitioned_projector_that_applied_it(
+    store: Any, engine: Engine
+) -> None:
+    """`forget --seq` names the read models that applied the message (to be rebuilt without
+    it): a partitioned projector's workers applied it although the projector's own row (written
+    at their last rebalance) is behind it."""
+    from eventkit.app import App
+    from eventkit.gdpr.forget import forget_message
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    ops_tables(px)[0].create_all(engine)
+    name = f"{px}_ops"
+    async with running(store, engine) as w:
+        w.start(lambda: make_ops_projector(px, 4), ["a1", "a2"])
+        assert await wait_until(
+            lambda: {r.owner for r in pr_rows(engine, name) if r.live} == {"a1", "a2"}, WAIT
+        )
+        sent = await append_ticks(store, 40, 4)
+        end = await store.last_sequence()
+        assert await wait_until(lambda: partitions_at(engine, name, end), WAIT)
+        app = App(stream=store.stream, projectors=[make_ops_projector(px, 4)])
+        one = sent[f"{store.stream}.ent.e1"][-1]
+        report = await forget_message(app, store, engine, one)
+    assert report.erased and report.stale_projectors == [name]

@@ -261,7 +261,7 @@ def _swap(projector: RowProjector, engine: Engine, live: int, at: int, pause: st
                 f"projector {name!r}: the fence on version {live} expired or was taken over "
                 f"while switching; nothing was switched, switch again"
             )
-        pr.free_all(db, old_slot, pause)  # its workers meet the retirement at their next batch
+        pr.free_all(db, old_slot, pause)  # its workers, asking for them again, find it retired
         if _lock_live(db, name) != live:
             raise ProjectionError(f"projector {name!r} switched meanwhile")
         cp = cps.get_checkpoint(db, new_slot)

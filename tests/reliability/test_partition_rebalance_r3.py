@@ -114,7 +114,7 @@ async def test_a_leader_kill_during_a_rebalance_applies_every_event_once_in_orde
         end = await store.last_sequence()
         assert await wait_until(lambda: owners(engine) == {"w1", "w2"}, 20 * TTL)
         assert await wait_until(lambda: at_end(engine, end), 20 * TTL)
-        load = asyncio.create_task(append(store, 200, expected))
+        load = asyncio.create_task(append(store, 120, expected))
         running.append(await worker("w3"))  # joins: partitions move between batches
         leader = await cluster.stream_leader(store.js, stream)
         cluster.node(leader).kill()

@@ -82,7 +82,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             self.member,
             store.stream,
         )
-        self._puller = _WorkerPuller(
+        self._feed.puller = _WorkerPuller(
             store,
             self.projector.name,
             self.filters,
@@ -170,8 +170,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
         while not self.stopping:
             try:
                 if await asyncio.to_thread(self._try_acquire):
-                    self._outage_delay = 0.0
-                    self._outage_tries = 0
+                    self._outages.reset()
                     return True
                 if self._end is not None and await asyncio.to_thread(self._all_done, self._end):
                     return False

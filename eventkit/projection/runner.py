@@ -22,67 +22,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
+from eventkit.errors import ConfigError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
-from eventkit.projection.applying import BatchApplier, Item
+from eventkit.projection.applying import BatchApplier
 from eventkit.projection.committing import Committing, Restart
 from eventkit.projection.deployment import deployed
+from eventkit.projection.feed import Feed, prepare_keys
 from eventkit.projection.lease import LeaseLost, RunnerLease
+from eventkit.projection.progress import DEFAULT_LEASE_TTL, RunnerState, RunResult, default_owner
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
 from eventkit.projection.rowcache import RowCache
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.projection.targets import base_name, label
-from eventkit.runtime import backoff
-from eventkit.runtime.pulling import AckMode, Puller, parse_reply
-from eventkit.store import protocol as p
-from eventkit.store.nats.delivery import Delivered
-from eventkit.store.subjects import subject_filter, subject_matches
+from eventkit.runtime.backoff import Pacing
+from eventkit.runtime.pulling import AckMode, Puller
+from eventkit.store.subjects import subject_matches
 
 log = logging.getLogger("eventkit.projection")
 
-RunnerState = Literal["starting", "standby", "waiting", "catching-up", "live", "halted", "stopped"]
-
-DEFAULT_LEASE_TTL = 5.0
-FILL_WAIT = 0.02
-"""While catching up, how long a batch waits to fill up (see :meth:`Puller.take`)."""
-
-
 OUTAGE_DELAY_CAP = 5.0
 """Longest wait between tries while the database (or NATS) does not answer."""
-
-
-def default_owner() -> str:
-    """A lease owner id unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """How a runner ended: its checkpoint, how many events its handlers applied (``processed``),
-    how many messages it passed over (eventkit's own, types it does not handle, foreign ones)
-    and parked, whether it halted."""
-
-    projector: str
-    checkpoint: int
-    processed: int
-    halted: bool = False
-    error: str | None = None
-    passed_over: int = 0
-    parked: int = 0
-    version: int = 1
 
 
 class ProjectionRunner(Committing):
@@ -176,14 +144,12 @@ class ProjectionRunner(Committing):
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
         self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
-        self._next_cseq = 1
         self._clear_error = False
-        self._outage_delay = 0.0
-        self._outage_tries = 0
-        self._puller = Puller(
-            store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
+        self._outages = Pacing(cap=OUTAGE_DELAY_CAP)  # the runtime's one pacing, 0.25 s doubling
+        self._feed = Feed(
+            Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True),
+            self.filters,
         )
-        self._own_subjects = subject_filter(self.filters)
         size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
         room: int = getattr(projector, "row_cache_bytes", 0)
         self._rows = RowCache(size, room) if size > 0 and room > 0 else None
@@ -191,6 +157,11 @@ class ProjectionRunner(Committing):
         self._fresh = False
 
     kind = "projector"
+
+    @property
+    def _puller(self) -> Puller:
+        """The runner's consumer (the feed's)."""
+        return self._feed.puller
 
     def transient(self, error: BaseException) -> bool:
         """A database outage (for the supervisor: set the runner up again after a wait)."""
@@ -310,8 +281,7 @@ class ProjectionRunner(Committing):
                 await self._wait_out(e)
                 continue
             if acquired:
-                self._outage_delay = 0.0
-                self._outage_tries = 0
+                self._outages.reset()
                 return True
             self.obs.state("standby")
             self.state = "standby"
@@ -326,9 +296,7 @@ class ProjectionRunner(Committing):
 
     async def _wait_out(self, error: BaseException) -> None:
         """Wait, with capped backoff, for the database or the store to answer again."""
-        # the runtime's one pacing: 0.25 s doubling to OUTAGE_DELAY_CAP
-        self._outage_delay = backoff.delay(self._outage_tries, cap=OUTAGE_DELAY_CAP)
-        self._outage_tries += 1
+        delay = self._outages.next()
         what = "the database" if isinstance(error, DBAPIError) else "NATS"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         log.warning(
@@ -336,10 +304,10 @@ class ProjectionRunner(Committing):
             self.name,
             what,
             first_line[:200],
-            self._outage_delay,
+            delay,
         )
         self.state = "waiting"
-        await self._sleep(self._outage_delay)
+        await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -354,10 +322,8 @@ class ProjectionRunner(Committing):
             if end is not None and self.checkpoint >= end:
                 return True
             fresh, self._fresh = self._fresh, False
-            await self._puller.start(self.checkpoint + 1, fresh=fresh)
-            self._applier.only = self._own_subjects if self._puller.whole else None
-            self._next_cseq = 1
-            if end is not None and self._puller.pending_at_start == 0:
+            self._applier.only = await self._feed.start(self.checkpoint, fresh=fresh)
+            if end is not None and self._feed.pending_at_start == 0:
                 return True
             self.state = "catching-up"
             self.obs.state("catching-up", checkpoint=self.checkpoint)
@@ -376,7 +342,7 @@ class ProjectionRunner(Committing):
             if self._lease.lost:
                 raise LeaseLost
             await self._between_batches()
-            msgs = await self._puller.take(self.batch_size, self.idle_timeout, FILL_WAIT)
+            msgs = await self._feed.take(self.batch_size, self.idle_timeout)
             if not msgs:
                 if end is None:
                     self.state = "live"
@@ -384,8 +350,8 @@ class ProjectionRunner(Committing):
                     self.obs.state("live", checkpoint=self.checkpoint)
                 continue
             if cipher is not None:
-                await self._prepare_keys(cipher, msgs)
-            items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
+                await prepare_keys(cipher, msgs, self.projector.handles, self._applier.only)
+            items, reached_end = self._feed.split(msgs, end)  # per message: no thread hop
             if items:
                 started = time.perf_counter()
                 before = self.processed
@@ -405,35 +371,6 @@ class ProjectionRunner(Committing):
             if reached_end:
                 return True
         return True
-
-    async def _prepare_keys(self, cipher: Any, msgs: list[Delivered]) -> None:
-        subjects = {
-            m.subject
-            for m in msgs
-            if m.headers
-            and p.ENCRYPTION in m.headers
-            and self.projector.handles(m.headers.get(p.EVENT_TYPE, ""))
-            and (self._applier.only is None or self._applier.only(m.subject))
-        }
-        if subjects:
-            with contextlib.suppress(ForgottenError):
-                await cipher.prepare(sorted(subjects), create=False)
-
-    def _parse(self, msgs: list[Delivered], end: int | None) -> tuple[list[Item], bool]:
-        items: list[Item] = []
-        expected = self._next_cseq
-        for m in msgs:
-            sseq, cseq, ts, pending = parse_reply(m.reply)
-            if cseq != expected:
-                # someone else took deliveries (a stale runner, a lost pull): start over from SQL
-                raise Restart
-            expected += 1
-            if end is not None and sseq > end:
-                self._next_cseq = expected
-                return items, True
-            items.append(Item(sseq, ts, pending, m))
-        self._next_cseq = expected
-        return items, False
 
 
 def runner_for(

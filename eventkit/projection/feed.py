@@ -12,13 +12,25 @@ from typing import Any
 from eventkit.errors import ForgottenError
 from eventkit.projection.applying import Item
 from eventkit.projection.committing import Restart
+from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.runtime.pulling import Puller, parse_reply
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
-from eventkit.store.subjects import subject_filter
+from eventkit.store.subjects import subject_filter, subject_matches
 
 FILL_WAIT = 0.02
 """While catching up, how long a batch waits to fill up (see :meth:`Puller.take`)."""
+
+
+def feed_filters(projector: Projector, stream: str, system: SystemEvents | None) -> list[str]:
+    """The subjects a runner of ``projector`` consumes: its own, and eventkit's ``system`` ones
+    (the forget notices, say) that they do not cover."""
+    filters = projector.filters(stream)
+    if system is not None:
+        filters += [
+            s for s in system.subjects(stream) if not any(subject_matches(f, s) for f in filters)
+        ]
+    return filters
 
 
 class Feed:
@@ -82,4 +94,4 @@ async def prepare_keys(
             await cipher.prepare(sorted(subjects), create=False)
 
 
-__all__ = ["FILL_WAIT", "Feed", "prepare_keys"]
+__all__ = ["FILL_WAIT", "Feed", "feed_filters", "prepare_keys"]

@@ -32,28 +32,32 @@ from sqlalchemy.exc import DBAPIError
 from eventkit.errors import ConfigError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
 from eventkit.projection.applying import BatchApplier
-from eventkit.projection.committing import Committing, Restart
+from eventkit.projection.committing import BatchTransaction, Restart
 from eventkit.projection.deployment import deployed
-from eventkit.projection.feed import Feed, prepare_keys
+from eventkit.projection.failures import BadEvents
+from eventkit.projection.feed import Feed, feed_filters, prepare_keys
 from eventkit.projection.lease import LeaseLost, RunnerLease
-from eventkit.projection.progress import DEFAULT_LEASE_TTL, RunnerState, RunResult, default_owner
+from eventkit.projection.pauses import Pauses
+from eventkit.projection.progress import (
+    DEFAULT_LEASE_TTL,
+    Progress,
+    RunnerState,
+    RunResult,
+    Shown,
+    default_owner,
+)
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
-from eventkit.projection.rowcache import RowCache
+from eventkit.projection.rowcache import row_cache_of
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.projection.targets import base_name, label
-from eventkit.runtime.backoff import Pacing
 from eventkit.runtime.pulling import AckMode, Puller
-from eventkit.store.subjects import subject_matches
 
 log = logging.getLogger("eventkit.projection")
 
-OUTAGE_DELAY_CAP = 5.0
-"""Longest wait between tries while the database (or NATS) does not answer."""
 
-
-class ProjectionRunner(Committing):
+class ProjectionRunner:
     """Runs one projector from its SQL checkpoint.
 
     ``catch_up()`` applies everything up to the stream's end as it was when called, then
@@ -66,6 +70,14 @@ class ProjectionRunner(Committing):
         result = await runner.catch_up()
         print(result.checkpoint)
     """
+
+    checkpoint = Shown[int]()
+    processed = Shown[int]()
+    passed_over = Shown[int]()
+    parked = Shown[int]()
+    lag = Shown[int]()
+    state = Shown[RunnerState]()
+    halted_error = Shown[str | None]()
 
     _partitioned: ClassVar[type[ProjectionRunner] | None] = None
     """The runner of a projector with ``partitions > 1``: the subclass declared with
@@ -125,38 +137,31 @@ class ProjectionRunner(Committing):
         self.ack: AckMode = ack
         self.idle_timeout = idle_timeout
         self.on_batch = on_batch
-        self.filters = projector.filters(store.stream)
+        self.filters = feed_filters(projector, store.stream, system)
         self.system = system
-        if system is not None:
-            self.filters += [
-                s
-                for s in system.subjects(store.stream)
-                if not any(subject_matches(f, s) for f in self.filters)
-            ]
-        self.state: RunnerState = "starting"
-        self.checkpoint = 0
-        self.processed = 0
-        self.passed_over = 0
-        self.parked = 0
-        self.lag = 0
-        self.halted_error: str | None = None
+        self.progress = Progress()
+        """Where the runner stands (``runner.checkpoint`` and the like are its)."""
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
         self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
-        self._clear_error = False
-        self._outages = Pacing(cap=OUTAGE_DELAY_CAP)  # the runtime's one pacing, 0.25 s doubling
+        self._pauses = Pauses(projector.name, self._stopping)
         self._feed = Feed(
             Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True),
             self.filters,
         )
-        size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
-        room: int = getattr(projector, "row_cache_bytes", 0)
-        self._rows = RowCache(size, room) if size > 0 and room > 0 else None
-        self._revision = -1
+        self._rows = row_cache_of(projector)
         self._fresh = False
+        self._transaction = BatchTransaction(
+            projector, store, self._lease, self._applier, self._rows, self.progress, self.obs
+        )
+        self._bad_events = BadEvents(self._transaction)
 
     kind = "projector"
+
+    @property
+    def name(self) -> str:
+        return self.projector.name
 
     @property
     def _puller(self) -> Puller:
@@ -201,7 +206,7 @@ class ProjectionRunner(Committing):
                 try:
                     finished = await self._consume(end)
                 except Retired as e:
-                    self._retire(e)
+                    self.progress.retire(e)
                     break
                 except LeaseLost:
                     self.obs.lease_lost(self.owner)
@@ -213,7 +218,7 @@ class ProjectionRunner(Committing):
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
                     if isinstance(e, DBAPIError) and ended_as_idle(e):
-                        if await self._ended_as_idle():
+                        if await self._bad_events.ended_as_idle():
                             break  # halted
                         continue
                     if once or (isinstance(e, DBAPIError) and not is_outage(e)):
@@ -238,16 +243,13 @@ class ProjectionRunner(Committing):
 
     def _result(self) -> RunResult:
         """What this run did, as :meth:`run` returns it."""
-        return RunResult(
-            base_name(self.projector),
-            self.checkpoint,
-            self.processed,
-            halted=self.state == "halted",
-            error=self.halted_error,
-            passed_over=self.passed_over,
-            parked=self.parked,
-            version=getattr(self.projector, "version", 1),
+        return self.progress.result(
+            base_name(self.projector), getattr(self.projector, "version", 1)
         )
+
+    def _halt_with(self, message: str) -> None:
+        """Halt the projector, ``message`` on its checkpoint row."""
+        self._transaction.halt_with(message)
 
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
@@ -260,7 +262,7 @@ class ProjectionRunner(Committing):
         if self._rows is not None:
             self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
-        self._clear_error = taken.had_error
+        self._transaction.clear_error = taken.had_error
         self._fresh = True  # the lease moved: delivery moves with it
         self._held = True
         return True
@@ -273,7 +275,7 @@ class ProjectionRunner(Committing):
             except Retired as e:
                 if not self._held:
                     raise  # refused at its start: an error, not a stop
-                self._retire(e)
+                self.progress.retire(e)
                 return False
             except DBAPIError as e:
                 if not is_outage(e):
@@ -281,7 +283,7 @@ class ProjectionRunner(Committing):
                 await self._wait_out(e)
                 continue
             if acquired:
-                self._outages.reset()
+                self._pauses.got_through()
                 return True
             self.obs.state("standby")
             self.state = "standby"
@@ -291,27 +293,13 @@ class ProjectionRunner(Committing):
                     f"projector {label(self.projector)!r} is being run by {holder}; stop that "
                     f"runner (or wait {self.lease_ttl:g}s after it died) and try again"
                 )
-            await self._sleep(min(1.0, self.lease_ttl / 4))
+            await self._pauses.sleep(min(1.0, self.lease_ttl / 4))
         return False
 
     async def _wait_out(self, error: BaseException) -> None:
         """Wait, with capped backoff, for the database or the store to answer again."""
-        delay = self._outages.next()
-        what = "the database" if isinstance(error, DBAPIError) else "NATS"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        log.warning(
-            "%s: waiting for %s (%s); trying again in %.1fs",
-            self.name,
-            what,
-            first_line[:200],
-            delay,
-        )
         self.state = "waiting"
-        await self._sleep(delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await self._pauses.wait_out(error)
 
     # -- consuming --------------------------------------------------------------------------
     async def _consume(self, end: int | None) -> bool:
@@ -355,7 +343,7 @@ class ProjectionRunner(Committing):
             if items:
                 started = time.perf_counter()
                 before = self.processed
-                halted = await self._commit(items)
+                halted = await self._bad_events.commit(items)
                 if halted:
                     return True
                 last = items[-1]

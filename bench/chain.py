@@ -75,15 +75,13 @@ class Switchable(JetStreamEventStore):
     heads looked up, no chain headers written, as before chains. One connection serves both
     sides, so they differ in the chain only."""
 
-    chain_writes = True
+    @property
+    def chain_writes(self) -> bool:
+        return self._appending.chain is not None
 
-    async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
-        if self.chain_writes:
-            return await super()._append_checked(writes)
-        msgs = await encode_writes(self, writes, self.max_payload)
-        if len(msgs) == 1:
-            return [await self._publish_one(writes[0], msgs[0])]
-        return await self._publish_batch(writes, msgs)
+    @chain_writes.setter
+    def chain_writes(self, on: bool) -> None:
+        self._appending.chain = self._chaining.chain_heads if on else None
 
 
 async def compare(sides: list[Timed], repeats: int) -> list[list[float]]:

@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
 from eventkit.server import start_server_process
-from eventkit.store import protocol as p
 from eventkit.store.base import Write, encode_writes
 from eventkit.store.chain import GENESIS
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.nats.delivery import parse_headers
 from eventkit.store.records import StoredMessage
 from eventkit.store.verifying import chain_holds
+from eventkit.store.wire_constants import EXPECTED_LAST_SUBJECT_SEQUENCE, MSG_ID
 
 Timed = Callable[[], Awaitable[int]]
 
@@ -129,8 +129,8 @@ async def main(args: argparse.Namespace) -> None:
                     raw_subject,
                     json.dumps(body).encode(),
                     headers={
-                        p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last),
-                        p.MSG_ID: uuid.uuid4().hex,
+                        EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last),
+                        MSG_ID: uuid.uuid4().hex,
                     },
                 )
                 raw_last = ack.seq

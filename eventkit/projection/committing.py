@@ -18,8 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from eventkit.observability.worker import WorkerObserver
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
+from eventkit.projection import checkpoints, letters
 from eventkit.projection.applying import BatchApplier, Item
 from eventkit.projection.progress import Progress
 from eventkit.projection.projector import Projector
@@ -28,8 +27,8 @@ from eventkit.projection.registry import checkpoint_and_role
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.targets import base_name, fence, label
-from eventkit.store import protocol as p
 from eventkit.store.records import time_from_ns
+from eventkit.store.wire_constants import EVENT_TYPE, MSG_ID
 
 
 class Restart(Exception):
@@ -100,9 +99,9 @@ class BatchTransaction:
                 base, version = base_name(projector), getattr(projector, "version", 1)
                 cp, role = checkpoint_and_role(db, name, base, version)
             else:
-                cp = cps.get_checkpoint(db, name)
+                cp = checkpoints.get_checkpoint(db, name)
             stream: str = self.store.stream
-            cps.check_stream(cp, stream, label(projector))
+            checkpoints.check_stream(cp, stream, label(projector))
             current = cp.last_sequence
             if current != progress.checkpoint:
                 progress.checkpoint = current
@@ -123,12 +122,12 @@ class BatchTransaction:
                     extra["last_error"] = None
                 if cp.stream is None:
                     extra["stream"] = stream
-                cps.save_checkpoint(
+                checkpoints.save_checkpoint(
                     db,
                     name,
                     last_sequence=last.sequence,
                     last_event_time=time_from_ns(last.timestamp_ns),
-                    last_event_id=(last.msg.headers or {}).get(p.MSG_ID),
+                    last_event_id=(last.msg.headers or {}).get(MSG_ID),
                     **extra,
                 )
         if items[-1].sequence > progress.checkpoint:
@@ -139,7 +138,7 @@ class BatchTransaction:
 
     def failure(self, item: Item, error: BaseException) -> tuple[str, str]:
         """The event type of a bad ``item`` and its ``error`` as kept."""
-        event_type = (item.msg.headers or {}).get(p.EVENT_TYPE, "?")
+        event_type = (item.msg.headers or {}).get(EVENT_TYPE, "?")
         return event_type, describe(error)
 
     def park(self, item: Item, error: BaseException) -> None:
@@ -156,7 +155,7 @@ class BatchTransaction:
                 error=text,
                 attempts=1 + self.projector.max_retries,
             )
-            cps.save_checkpoint(
+            checkpoints.save_checkpoint(
                 db,
                 self.name,
                 last_sequence=item.sequence,
@@ -174,7 +173,7 @@ class BatchTransaction:
         """Halt the projector, ``message`` on its checkpoint row."""
         self.obs.state("halted", error=message)
         with self.lease.fenced() as db:
-            cps.set_state(db, self.name, "halted", message)
+            checkpoints.set_state(db, self.name, "halted", message)
         self.progress.state = "halted"
         self.progress.halted_error = message
 

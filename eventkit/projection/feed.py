@@ -14,9 +14,9 @@ from eventkit.projection.applying import Item
 from eventkit.projection.committing import Restart
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.runtime.pulling import Puller, parse_reply
-from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.subjects import subject_filter, subject_matches
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE
 
 FILL_WAIT = 0.02
 """While catching up, how long a batch waits to fill up (see :meth:`Puller.take`)."""
@@ -85,8 +85,8 @@ async def prepare_keys(
         m.subject
         for m in msgs
         if m.headers
-        and p.ENCRYPTION in m.headers
-        and handles(m.headers.get(p.EVENT_TYPE, ""))
+        and ENCRYPTION in m.headers
+        and handles(m.headers.get(EVENT_TYPE, ""))
         and (only is None or only(m.subject))
     }
     if subjects:

@@ -29,9 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ForgottenError, StoreUnavailableError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
-from eventkit.projection import partition_rows as pr
+from eventkit.projection import checkpoints, letters, partition_rows
 from eventkit.projection.applying import BadEvent, Item
 from eventkit.projection.committing import BatchTransaction, Restart
 from eventkit.projection.failures import BadEvents
@@ -48,8 +46,8 @@ from eventkit.runtime.membership import keep_membership, membership_name, refres
 from eventkit.runtime.partitions import default_key, partition_of
 from eventkit.runtime.presence import Presence
 from eventkit.runtime.pulling import Puller, consumer_name
-from eventkit.store import protocol as p
 from eventkit.store.records import time_from_ns
+from eventkit.store.wire_constants import EVENT_TYPE
 
 log = logging.getLogger("eventkit.projection")
 
@@ -202,7 +200,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
 
     def _all_done(self, end: int) -> bool:
         with read_transaction(self.engine) as db:
-            rows = pr.rows(db, self.name)
+            rows = partition_rows.rows(db, self.name)
         return bool(rows) and all(r.last_sequence >= end for r in rows)
 
     async def _rebalance(self) -> None:
@@ -244,7 +242,7 @@ class PartitionTransaction(BatchTransaction):
         msg = item.msg
         n = self.projector.partitions
         if self._keyed:
-            event_type = (msg.headers or {}).get(p.EVENT_TYPE)
+            event_type = (msg.headers or {}).get(EVENT_TYPE)
             if event_type is not None and self.projector.handles(event_type):
                 try:
                     rec = self.store.codec.decode_parts(
@@ -277,8 +275,8 @@ class PartitionTransaction(BatchTransaction):
         last = items[-1]
         moved = {"last_sequence": last.sequence, "last_event_time": time_from_ns(last.timestamp_ns)}
         with self.lease.fenced(**moved) as db:
-            cp = cps.get_checkpoint(db, self.name)
-            cps.check_stream(cp, self.store.stream, label(self.projector))
+            cp = checkpoints.get_checkpoint(db, self.name)
+            checkpoints.check_stream(cp, self.store.stream, label(self.projector))
             if isinstance(self.projector, RowProjector):
                 fence(db, self.projector)  # a retired or dropped version commits nothing
             if rows is not None:
@@ -311,7 +309,7 @@ class PartitionTransaction(BatchTransaction):
                 error=text,
                 attempts=1 + self.projector.max_retries,
             )
-            pr.advance(db, self.name, part, item.sequence)
+            partition_rows.advance(db, self.name, part, item.sequence)
         if part in self.lease.held:
             self.lease.held[part] = max(self.lease.held[part], item.sequence)
         self.progress.parked += 1

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
@@ -31,9 +31,9 @@ class NotCaughtUpError(ProjectionError, TimeoutError):
     """A projector had not applied the position asked for within the timeout."""
 
 
-def _checkpoint(engine: Engine, name: str) -> cps.Checkpoint:
+def _checkpoint(engine: Engine, name: str) -> checkpoints.Checkpoint:
     with read_transaction(engine) as db:
-        return cps.get_checkpoint(db, name)
+        return checkpoints.get_checkpoint(db, name)
 
 
 async def _nothing_between(store: Any, filters: list[str], after: int, position: int) -> bool:

@@ -20,7 +20,6 @@ from nats.js import JetStreamContext
 
 from eventkit.errors import ConfigError, ServerVersionError
 from eventkit.observability.tracing import traced_append
-from eventkit.store import protocol as p
 from eventkit.store.base import Consistency, EventStore, Write
 from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject
 from eventkit.store.codec import Codec, PayloadCipher
@@ -46,6 +45,7 @@ from eventkit.store.nats.streams import OWNER_KEY, OWNER_VALUE, ensure_stream
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import validate_stream_name
+from eventkit.store.wire_constants import ATOMIC_BATCH_SERVER, CHAIN
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +213,9 @@ class JetStreamEventStore(EventStore):
             except ValueError:  # not a semantic version: unknown
                 version = "0.0.0"
         self.server_version = version
-        if parse_version(version) < parse_version(p.ATOMIC_BATCH_SERVER):
+        if parse_version(version) < parse_version(ATOMIC_BATCH_SERVER):
             raise ServerVersionError(
-                "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
+                "atomic multi-event appends (ADR-50)", ATOMIC_BATCH_SERVER, version
             )
 
     async def ensure_stream(
@@ -232,7 +232,7 @@ class JetStreamEventStore(EventStore):
         message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
         (the erasure marker closed its chain)."""
         msg = await self.get(sequence) if keep_links else None
-        if msg is not None and p.CHAIN in msg.headers and msg.subject not in self._closed:
+        if msg is not None and CHAIN in msg.headers and msg.subject not in self._closed:
             last = await self.last_message(msg.subject)
             if last is None or not is_marker(last.headers):
                 await self.record_erasure(msg)

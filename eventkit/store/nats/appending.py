@@ -22,7 +22,6 @@ from eventkit.errors import (
     StoreUnavailableError,
 )
 from eventkit.observability.metrics import PROCESS
-from eventkit.store import protocol as p
 from eventkit.store.base import EncodedMessage, Write, encode_writes
 from eventkit.store.chain import seal
 from eventkit.store.erasure import BODY, is_marker, marker_headers
@@ -41,6 +40,19 @@ from eventkit.store.nats.link import Link
 from eventkit.store.nats.reading import Reader
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
+from eventkit.store.wire_constants import (
+    ATOMIC_BATCH_SERVER,
+    BATCH_COMMIT,
+    BATCH_ID,
+    BATCH_SEQUENCE,
+    ERR_BATCH_DISABLED,
+    ERR_BATCH_DUPLICATE_MSG_ID,
+    ERR_BATCH_GAP,
+    ERR_WRONG_LAST_SEQUENCE,
+    ERR_WRONG_LAST_SEQUENCE_CONSTANT,
+    MSG_ID,
+    STATUS,
+)
 
 Request = Callable[[str, bytes, dict[str, str], float], Awaitable[Delivered]]
 """One request to the server: subject, payload, headers, timeout; its answer."""
@@ -146,7 +158,7 @@ class Appender:
         while True:
             try:
                 msg = await send()
-                if not (msg.headers and msg.headers.get(p.STATUS) == "503"):
+                if not (msg.headers and msg.headers.get(STATUS) == "503"):
                     break
                 error: Exception | None = None
             except TRANSIENT as e:
@@ -198,14 +210,14 @@ class Appender:
             for i in range(n - 1):
                 subject, headers, payload = msgs[i]
                 h = dict(headers)
-                h[p.BATCH_ID] = batch_id
-                h[p.BATCH_SEQUENCE] = str(i + 1)
+                h[BATCH_ID] = batch_id
+                h[BATCH_SEQUENCE] = str(i + 1)
                 await nc.publish(subject, payload, headers=h)
             subject, headers, payload = msgs[-1]
             h = dict(headers)
-            h[p.BATCH_ID] = batch_id
-            h[p.BATCH_SEQUENCE] = str(n)
-            h[p.BATCH_COMMIT] = "1"
+            h[BATCH_ID] = batch_id
+            h[BATCH_SEQUENCE] = str(n)
+            h[BATCH_COMMIT] = "1"
             return await self.request(subject, payload, h, self.link.publish_timeout)
 
         describe = f"atomic append of {n} events to {sorted({m[0] for m in msgs})}"
@@ -215,14 +227,14 @@ class Appender:
             err = ack_error(ack)
             if err is None:
                 break
-            if err[1] == p.ERR_BATCH_GAP and gaps < 5:
+            if err[1] == ERR_BATCH_GAP and gaps < 5:
                 # part of the batch was lost on the way (e.g. a reconnect): send it again
                 gaps += 1
                 continue
-            if err[1] == p.ERR_BATCH_DISABLED:
+            if err[1] == ERR_BATCH_DISABLED:
                 raise ServerVersionError(
                     "atomic multi-event appends (allow_atomic on the stream)",
-                    p.ATOMIC_BATCH_SERVER,
+                    ATOMIC_BATCH_SERVER,
                     self.link.server_version,
                 )
             return await self._resolve_error(err, writes, n)
@@ -233,8 +245,8 @@ class Appender:
     ) -> list[int]:
         """An append was refused: it may be our own earlier try (lost ack), else a conflict."""
         code, err_code, desc = err
-        conflict = err_code in (p.ERR_WRONG_LAST_SEQUENCE, p.ERR_WRONG_LAST_SEQUENCE_CONSTANT)
-        if conflict or err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
+        conflict = err_code in (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_SEQUENCE_CONSTANT)
+        if conflict or err_code == ERR_BATCH_DUPLICATE_MSG_ID:
             # A retry whose first try was stored is refused (10071 on R1, 10201 for a batch):
             # look for our own last event id on the subject; an append is all-or-nothing.
             last = await self._find_stored(writes[-1])
@@ -255,7 +267,7 @@ class Appender:
                     raise ConcurrencyError(w.subject, w.expected_sequence or 0, actual)
             w0 = checked[0] if checked else writes[0]
             raise ConcurrencyError(w0.subject, w0.expected_sequence or 0, reported)
-        if err_code == p.ERR_BATCH_DUPLICATE_MSG_ID:
+        if err_code == ERR_BATCH_DUPLICATE_MSG_ID:
             raise ConfigError(
                 f"append to {writes[0].subject!r}: some of its event ids are stored already "
                 f"(but not all of them); give new events new ids"
@@ -272,12 +284,12 @@ class Appender:
         last = await leader_get(self.link, {"last_by_subj": w.subject})
         if last is None:
             return None
-        if last.headers.get(p.MSG_ID) == target:
+        if last.headers.get(MSG_ID) == target:
             return last.sequence
         # others appended after us: our events come after the sequence we expected
         start = (w.expected_sequence or 0) + 1
         for m in await leader_tail(self.link, start, w.subject, last.sequence):
-            if m.headers.get(p.MSG_ID) == target:
+            if m.headers.get(MSG_ID) == target:
                 return m.sequence
         return None
 

@@ -12,7 +12,6 @@ import nats.errors
 import nats.js.errors
 
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.base import Consistency, check_consistency, check_read_position
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.backoff import Backoff
@@ -31,6 +30,7 @@ from eventkit.store.subjects import (
     validate_subject,
 )
 from eventkit.store.verifying import check_read
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, SEQUENCE, system_prefix
 
 READ_BATCH = 1000
 """Messages per batched direct get request."""
@@ -134,7 +134,7 @@ class Reader:
             if forgotten is not None:
                 forgotten(subject)
             return []
-        if raw and cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+        if raw and cipher is not None and any(ENCRYPTION in m.headers for m in raw):
             await cipher.prepare([subject], create=False)
         decode = self.link.codec.decode
         return [decode(m) for m in raw]
@@ -223,14 +223,14 @@ class Reader:
         single: str | None,
     ) -> RecordedEvent[Any] | None:
         """``m`` decoded when ``read_all`` gives it, else None."""
-        if m.sequence < from_sequence or m.subject.startswith(p.system_prefix(self.stream)):
+        if m.sequence < from_sequence or m.subject.startswith(system_prefix(self.stream)):
             return None  # eventkit's own events (GDPR notices)
         if filters and single is None and not any(subject_matches(f, m.subject) for f in filters):
             return None
-        if is_marker(m.headers) or p.EVENT_TYPE not in m.headers:
+        if is_marker(m.headers) or EVENT_TYPE not in m.headers:
             return None  # an erasure marker, or another service's message (see the docstring)
         cipher = self.link.codec.cipher
-        if cipher is not None and p.ENCRYPTION in m.headers:
+        if cipher is not None and ENCRYPTION in m.headers:
             await cipher.prepare([m.subject], create=False)
         rec: RecordedEvent[Any] = self.link.codec.decode(m)
         return rec
@@ -352,7 +352,7 @@ class Reader:
         msgs, _ = await self.direct({"last_by_subj": subject})
         if not msgs or not msgs[0].headers:
             return 0
-        return int(msgs[0].headers[p.SEQUENCE])
+        return int(msgs[0].headers[SEQUENCE])
 
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence; None when absent or deleted."""

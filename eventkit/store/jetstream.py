@@ -36,9 +36,9 @@ from eventkit.store.nats.connection import (
 )
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import JetStreamError, ack_error, is_gone
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.jetstream_errors import JetStreamError, ack_error, is_gone
 from eventkit.store.nats.link import Link, Linked
 from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES, Reader
 from eventkit.store.nats.streams import OWNER_KEY, OWNER_VALUE, ensure_stream

@@ -25,11 +25,10 @@ from eventkit.observability.metrics import PROCESS
 from eventkit.store.base import EncodedMessage, Write, encode_writes
 from eventkit.store.chain import seal
 from eventkit.store.erasure import BODY, is_marker, marker_headers
-from eventkit.store.nats.backoff import Backoff
 from eventkit.store.nats.chaining import Chainer
 from eventkit.store.nats.contention import Overtaken, SubjectQueues
 from eventkit.store.nats.delivery import Delivered
-from eventkit.store.nats.errors import (
+from eventkit.store.nats.jetstream_errors import (
     TRANSIENT,
     JetStreamError,
     ack_error,
@@ -38,6 +37,7 @@ from eventkit.store.nats.errors import (
 from eventkit.store.nats.leader import leader_get, leader_tail
 from eventkit.store.nats.link import Link
 from eventkit.store.nats.reading import Reader
+from eventkit.store.nats.retries import Backoff
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import validate_subject
 from eventkit.store.wire_constants import (

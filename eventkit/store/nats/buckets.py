@@ -15,8 +15,8 @@ from eventkit.errors import ConfigError, EventkitError, StoreUnavailableError
 from eventkit.store.codec import Codec
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import is_gone, translate_api
 from eventkit.store.nats.inbox import Inbox
+from eventkit.store.nats.jetstream_errors import is_gone, translate_api
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.wire_constants import SEQUENCE
 

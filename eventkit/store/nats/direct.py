@@ -10,8 +10,8 @@ import nats.errors
 
 from eventkit.errors import ConfigError, StoreUnavailableError
 from eventkit.store.nats.delivery import Delivered
-from eventkit.store.nats.errors import Unanswered
 from eventkit.store.nats.inbox import Inbox
+from eventkit.store.nats.jetstream_errors import Unanswered
 from eventkit.store.wire_constants import DESCRIPTION, NUM_PENDING, STATUS
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import nats.errors
 
 from eventkit.errors import StoreUnavailableError
-from eventkit.store.nats.backoff import Backoff
 from eventkit.store.nats.link import Link
+from eventkit.store.nats.retries import Backoff
 from eventkit.store.nats.wire import parse_nats_time
 from eventkit.store.records import StoredMessage
 

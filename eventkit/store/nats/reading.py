@@ -14,13 +14,13 @@ import nats.js.errors
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
 from eventkit.store.base import Consistency, check_consistency, check_read_position
 from eventkit.store.erasure import is_marker
-from eventkit.store.nats.backoff import Backoff
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
 from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES
+from eventkit.store.nats.jetstream_errors import Unanswered, is_gone, translate_api
 from eventkit.store.nats.leader import leader_get, leader_tail
 from eventkit.store.nats.link import Link
+from eventkit.store.nats.retries import Backoff
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, to_stored
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import (

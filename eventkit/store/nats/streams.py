@@ -11,7 +11,7 @@ import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 
 from eventkit.errors import ConfigError, StoreUnavailableError, StreamMissingError
-from eventkit.store.nats.errors import translate_api
+from eventkit.store.nats.jetstream_errors import translate_api
 from eventkit.store.nats.provenance import missing_message, record_created, traces_of
 
 log = logging.getLogger("eventkit.store.jetstream")

@@ -19,8 +19,9 @@ from eventkit.gdpr import tables
 from eventkit.gdpr.reports import ForgetReport
 from eventkit.projection.checkpoints import checkpoints, dead_letters
 from eventkit.projection.copies import forget_everywhere
+from eventkit.projection.dialect import dialect_of
 from eventkit.projection.redaction import redact_errors
-from eventkit.projection.sql import is_sqlite, transaction
+from eventkit.projection.sql import transaction
 
 
 def check_tables(engine: Engine) -> None:
@@ -81,9 +82,9 @@ def forget_rows(
     retired copies), fenced against their runners (see :func:`forget_everywhere`: a version
     past the erasure ``marker`` forgot it in stream order already); delete its dead letters,
     redact the errors quoting it; one transaction."""
-    sqlite = is_sqlite(engine)
+    by_pragma = dialect_of(engine).erases_by_pragma
     with transaction(engine) as db:
-        if sqlite:
+        if by_pragma:
             db.execute(text("PRAGMA secure_delete = ON"))
         for p in readers:
             forget_everywhere(db, p, subject, marker)
@@ -97,7 +98,7 @@ def forget_rows(
             .where(r.c.stream == stream, r.c.subject_hmac == digest)
             .values(step="projectors", updated_at=datetime.now(UTC))
         )
-    if sqlite:
+    if by_pragma:
         truncate_wal(engine)
     return int(dead or 0)
 

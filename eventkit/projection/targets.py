@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints, registry
+from eventkit.projection.dialect import dialect_of
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message
 
@@ -80,8 +81,7 @@ def _lock_live(db: Session, name: str) -> int | None:
     """The live version, its row locked until the transaction ends (PostgreSQL), so a deploy
     and a switch of one projector never interleave."""
     q = select(versions.c.live_version).where(versions.c.projector == name)
-    if db.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
+    q = dialect_of(db).lock(q)
     with checkpoints._eventkit_tables():
         v = db.execute(q).scalar()
     return None if v is None else int(v)

@@ -114,7 +114,7 @@ class JetStreamEventStore(EventStore):
             heads=ChainHeads(),
             verify_chains=verify_chains,
         )
-        self._reading = Reader(self.link)
+        self._reading = Reader(self.link, lambda r, s, rd: self._direct(r, s, rd))
         self._chaining = Chainer(self._reading, self.link.heads)
         self._appending = Appender(
             self.link, self._reading, self._chaining, lambda s, b, h, t: self._request(s, b, h, t)
@@ -321,8 +321,9 @@ class JetStreamEventStore(EventStore):
         subject: str | None = None,
         reader: DirectReader | None = None,
     ) -> tuple[list[Delivered], int]:
-        """One direct get, retried while unanswered (for the store's other rooms)."""
-        return await self._reading.direct(request, subject, reader)
+        """One direct get, retried while unanswered (for the store's other rooms; the seam
+        where tests answer as a lagging replica would)."""
+        return await self._reading.direct_get(request, subject, reader)
 
     # -- appending (the appender's) ---------------------------------------------------------
     @property

@@ -4,7 +4,7 @@ replicated stream every read asks for a server that has what this process has se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,13 +38,30 @@ READ_MAX_BYTES = 8 * 1024 * 1024
 """Bytes per batched direct get request (the server ends the batch early past it)."""
 
 
+DirectGet = Callable[
+    [dict[str, Any], str | None, DirectReader | None], Awaitable[tuple[list[Delivered], int]]
+]
+"""One direct get: request, subject, the stream's reader (None: the event stream's)."""
+
+
 class Reader:
     """Reads of the store's stream (see :class:`~eventkit.store.jetstream.JetStreamEventStore`),
-    over the store's ``link``."""
+    over the store's ``link``; every direct get goes through ``direct`` (the store's seam where
+    tests answer as a lagging replica would; default :meth:`direct_get`)."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, direct: DirectGet | None = None) -> None:
         self.link = link
         self.stream = link.stream
+        self._get: DirectGet = direct or self.direct_get
+
+    async def direct(
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: DirectReader | None = None,
+    ) -> tuple[list[Delivered], int]:
+        """One direct get, through the seam the reader was given."""
+        return await self._get(request, subject, reader)
 
     def _lagging(self, subject: str, last: int) -> bool:
         """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
@@ -69,7 +86,7 @@ class Reader:
         await asyncio.sleep(min(FIRST_DELAY * 2**tries, 0.1))
         return True
 
-    async def direct(
+    async def direct_get(
         self,
         request: dict[str, Any],
         subject: str | None = None,

@@ -116,8 +116,13 @@ class JetStreamEventStore(EventStore):
         )
         self._reading = Reader(self.link, lambda r, s, rd: self._direct(r, s, rd))
         self._chaining = Chainer(self._reading, self.link.heads)
+        # the store's seams (a subclass or a test may replace them): looked up at each call
         self._appending = Appender(
-            self.link, self._reading, self._chaining, lambda s, b, h, t: self._request(s, b, h, t)
+            self.link,
+            self._reading,
+            self._chaining,
+            request=lambda s, b, h, t: self._request(s, b, h, t),
+            tails=lambda subjects: self.tails(subjects),
         )
         self._own = own_connection
         self._snapshots: KVSnapshotStore | None = None
@@ -340,7 +345,7 @@ class JetStreamEventStore(EventStore):
     async def tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
         """The last message of each of ``subjects``, which an append without expectation
         follows; ``ForgottenError`` when one is an erasure marker."""
-        return await self._appending.tails(subjects)
+        return await self._appending.read_tails(subjects)
 
     async def mark_forgotten(self, subject: str) -> int:
         """Leave the erasure marker on ``subject`` (unless its last message is one already);

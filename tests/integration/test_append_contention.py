@@ -64,7 +64,7 @@ async def test_an_overtaken_append_is_sent_again_and_past_its_budget_is_a_confli
     rival = await JetStreamEventStore.connect(nats_url, stream=store.stream)
     try:
         await store.append(subject, deposit(0))
-        tails = store._appending.tails
+        tails = store.tails
 
         async def overtaken(subjects: Any) -> Any:
             # another writer appends right after this one read the subject's last message
@@ -72,7 +72,7 @@ async def test_an_overtaken_append_is_sent_again_and_past_its_budget_is_a_confli
             await rival.append(subject, deposit(-1))
             return found
 
-        store._appending.tails = overtaken  # type: ignore[method-assign]
+        store.tails = overtaken  # type: ignore[method-assign]
         store.retry_for = 5.0
         with pytest.raises(OvertakenError) as caught:
             await store.append(subject, deposit(1))
@@ -90,7 +90,7 @@ async def test_an_overtaken_append_is_sent_again_and_past_its_budget_is_a_confli
                 await rival.append(subject, deposit(-2))
             return found
 
-        store._appending.tails = overtaken_once  # type: ignore[method-assign]
+        store.tails = overtaken_once  # type: ignore[method-assign]
         seq = await store.append(subject, deposit(2))
         last = (await store.read(subject))[-1]
         assert (last.sequence, last.event.amount) == (seq, 2)

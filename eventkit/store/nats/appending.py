@@ -56,18 +56,30 @@ from eventkit.store.wire_constants import (
 
 Request = Callable[[str, bytes, dict[str, str], float], Awaitable[Delivered]]
 """One request to the server: subject, payload, headers, timeout; its answer."""
+Tails = Callable[[Sequence[str]], Awaitable[dict[str, StoredMessage]]]
+"""The last message of each of some subjects (see :meth:`Appender.read_tails`)."""
 
 
 class Appender:
     """Appends to the store's stream over its ``link``: the subjects' last messages read with
-    ``reader``, the chain heads found by ``chainer``, each request sent by ``request`` (the
-    store's seam where tests inject a lost ack)."""
+    ``reader``, the chain heads found by ``chainer``, each request sent by ``request`` and the
+    tails an append without expectation follows read by ``tails`` (the store's seams where
+    tests inject a lost ack, or another writer between the read and the append; default
+    :meth:`read_tails`)."""
 
-    def __init__(self, link: Link, reader: Reader, chainer: Chainer, request: Request) -> None:
+    def __init__(
+        self,
+        link: Link,
+        reader: Reader,
+        chainer: Chainer,
+        request: Request,
+        tails: Tails | None = None,
+    ) -> None:
         self.link = link
         self.reader = reader
         self.chainer = chainer
         self.request = request
+        self.tails: Tails = tails or self.read_tails
         self.chain: Callable[[Sequence[Write]], Awaitable[list[str]]] | None = chainer.chain_heads
         """What chains the events of an append (None: unchained, as before chains)."""
         self.queues = SubjectQueues()
@@ -129,7 +141,7 @@ class Appender:
                     queues.appended(w.subject, seq)
             return last
 
-    async def tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+    async def read_tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
         """The last message of each of ``subjects`` (absent: no message yet), which an append
         without expectation follows; ``ForgottenError`` when one is an erasure marker."""
         lasts = await self.reader.last_messages(subjects)

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.dialect import dialect_of
 from eventkit.runtime.partitions import default_key, partition_of
 
 partitions_table = Table(
@@ -220,7 +221,7 @@ def fence(
     if not held:
         return True
     conn = db.connection()
-    if conn.dialect.name == "postgresql":
+    if dialect_of(conn).row_locks:
         lease = cps.leases.c.projector
         conn.execute(select(lease).where(lease == projector).with_for_update(read=True))
     values: dict[str, Any] = {"expires_at": time.time() + ttl}

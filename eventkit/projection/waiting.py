@@ -22,8 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import partition_rows as pr
+from eventkit.projection import checkpoints, partition_rows
 from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
@@ -33,12 +32,12 @@ class NotCaughtUpError(ProjectionError, TimeoutError):
     """A projector had not applied the position asked for within the timeout."""
 
 
-def _checkpoint(engine: Engine, name: str) -> cps.Checkpoint:
+def _checkpoint(engine: Engine, name: str) -> checkpoints.Checkpoint:
     """The projector's checkpoint; a partitioned one's slowest partition's (its own row has
     that only as of its workers' last rebalance)."""
     with read_transaction(engine) as db:
-        cp = cps.get_checkpoint(db, name)
-        low = pr.low_watermark(db, name)
+        cp = checkpoints.get_checkpoint(db, name)
+        low = partition_rows.low_watermark(db, name)
     return cp if low is None else replace(cp, last_sequence=low)
 
 

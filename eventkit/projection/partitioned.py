@@ -46,6 +46,7 @@ from eventkit.runtime.membership import keep_membership, membership_name, refres
 from eventkit.runtime.partitions import default_key, partition_of
 from eventkit.runtime.presence import Presence
 from eventkit.runtime.pulling import Puller, consumer_name
+from eventkit.store.erasure import is_marker
 from eventkit.store.records import time_from_ns
 from eventkit.store.wire_constants import EVENT_TYPE
 
@@ -268,7 +269,12 @@ class PartitionTransaction(BatchTransaction):
         mine: list[Item] = []
         where: list[int] = []
         for i, item in enumerate(items):
-            at = held.get(self.partition(item))
+            if self._keyed and is_marker(item.msg.headers):
+                # a forgotten subject's events are in their keys' partitions: every partition
+                # forgets it at the marker, in its own stream order (as one runner would)
+                at = min((a for a in held.values() if a < item.sequence), default=None)
+            else:
+                at = held.get(self.partition(item))
             if at is not None and item.sequence > at:
                 mine.append(item)
                 where.append(i)

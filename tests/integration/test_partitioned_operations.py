@@ -500,3 +500,93 @@ async def test_forgetting_one_message_names_a_partitioned_projector_that_applied
         one = sent[f"{store.stream}.ent.e1"][-1]
         report = await forget_message(app, store, engine, one)
     assert report.erased and report.stale_projectors == [name]
+
+
+async def test_a_keyed_partition_forgets_a_subject_at_its_marker_held_by_another_worker(
+    store: Any, engine: Engine
+) -> None:
+    """With a ``partition_key`` a subject's events are applied in their key's partition, its
+    erasure marker is written on the subject: the worker holding the key's partition forgets
+    the subject at the marker too, although the subject's own partition is another worker's
+    (so a late batch of that partition, read before the erasure, cannot keep the rows)."""
+    from eventkit.app import App
+    from eventkit.gdpr.forget import forget_subject
+    from eventkit.runtime.membership import membership_name
+    from eventkit.runtime.partitions import default_key, owned_by, partition_of
+    from eventkit.runtime.presence import Presence
+
+    px = f"o{uuid.uuid4().hex[:8]}"
+    md = ops_tables(px)[0]
+    calls = Table(f"{px}_forgets", md, Column("subject", String(200)), Column("who", String(20)))
+    md.create_all(engine)
+    name = f"{px}_ops"
+    base = make_ops_projector(px, 2)
+
+    def make(who: str, key: str) -> Projector:
+        def forget(self: Any, subject: str, db: Session) -> None:
+            base_forget(self, subject, db)
+            db.execute(calls.insert().values(subject=subject, who=who))
+
+        def partition_key(self: Any, rec: RecordedEvent[Any]) -> str:
+            return key
+
+        base_forget = type(base).forget
+        attrs = {"forget": forget, "partition_key": partition_key, "name": name, "partitions": 2}
+        return type("Keyed", (type(base),), attrs)()  # type: ignore[no-any-return]
+
+    # a second member that never applies: the runner holds only its own share of the two
+    ghost = Presence(store, membership_name(name))
+    await ghost.beat({"partitions": 0})
+
+    async def beating() -> None:
+        while True:
+            await asyncio.sleep(TTL / 3)
+            await ghost.beat({"partitions": 0})
+
+    beat = asyncio.create_task(beating())
+    runner = runner_for(make("runner", ""), store, engine, owner="a1", lease_ttl=TTL)
+    member = runner.member  # type: ignore[attr-defined]
+    mine = owned_by(member, 2, sorted([member, ghost.worker]))
+    assert len(mine) == 1
+    (held,) = mine
+    # every event keyed into the runner's partition; the subject's own partition is the ghost's
+    key = next(k for i in range(100) if partition_of(k := f"k{i}", 2) == held)
+    subject = next(
+        s for i in range(100)
+        if partition_of(default_key(s := f"{store.stream}.ent.e{i}"), 2) != held
+    )  # fmt: skip
+    runner.projector.partition_key = partition_key_of(key)  # type: ignore[method-assign]
+    task = asyncio.create_task(runner.run())
+    try:
+        # it holds its share only (before it had heard of the ghost it may have held both)
+        assert await wait_until(lambda: sorted(runner.held) == [held], WAIT)  # type: ignore[attr-defined]
+        seqs = [await store.append(subject, [PtTicked(n=0)]) for _ in range(3)]
+        assert await wait_until(lambda: entity_rows(engine, f"{px}_entities"), WAIT)
+        app = App(stream=store.stream, projectors=[make("forget", key)])
+        await forget_subject(app, store, engine, subject)
+        end = await store.last_sequence()
+        with read_transaction(engine) as db:
+            part = {r.partition: r.last_sequence for r in pr.rows(db, name)}
+        assert part.get(held, -1) >= seqs[-1], (part, held, name, runner.projector.name)
+        assert await wait_until(lambda: partitions_held_at(engine, name, held, end), WAIT)
+        with read_transaction(engine) as db:
+            other = [r for r in pr.rows(db, name) if r.partition != held]
+        assert [r.last_sequence < end for r in other] == [True], other  # never the runner's
+    finally:
+        runner.stop()
+        beat.cancel()
+        await asyncio.wait_for(asyncio.gather(task, beat, return_exceptions=True), WAIT)
+        await ghost.leave()
+    with read_transaction(engine) as db:
+        who = [r.who for r in db.execute(select(calls).where(calls.c.subject == subject))]
+    assert "runner" in who  # the key's partition forgot it at the marker
+    assert entity_rows(engine, f"{px}_entities") == {}
+
+
+def partition_key_of(key: str) -> Callable[[RecordedEvent[Any]], str]:
+    return lambda rec: key
+
+
+def partitions_held_at(engine: Engine, name: str, part: int, end: int) -> bool:
+    with read_transaction(engine) as db:
+        return any(r.partition == part and r.last_sequence >= end for r in pr.rows(db, name))

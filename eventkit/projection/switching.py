@@ -31,6 +31,7 @@ from eventkit.errors import ProjectionError
 from eventkit.projection import checkpoints as cps
 from eventkit.projection import partition_rows as pr
 from eventkit.projection import registry as reg
+from eventkit.projection.dialect import dialect_of
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import slot_name
 from eventkit.projection.rows import RowProjector
@@ -240,7 +241,7 @@ def _swap(projector: RowProjector, engine: Engine, live: int, at: int, pause: st
     with transaction(engine) as db:
         # both lease rows, in name order like every writer that locks several (no deadlock):
         # waits for a batch in flight of either version
-        if db.get_bind().dialect.name == "postgresql":
+        if dialect_of(db).row_locks:
             db.execute(
                 select(cps.leases.c.projector)
                 .where(cps.leases.c.projector.in_(sorted({new_slot, old_slot})))

@@ -1,0 +1,304 @@
+"""The runner of a partitioned reactor (``partitions = N``, ``ordered = "subject"``): any number
+of processes share its partitions, each partition handled in stream order by one worker at a
+time.
+
+::
+
+    runner = ReactorRunner(Payments(), store)     # a PartitionedReactorRunner: one per process
+    await runner.run()
+
+Each partition ``i`` has a durable consumer of its own, ``eventkit_reactor_<name>~p<i>``, over
+all the reactor's subjects, in a pinned-client priority group. Which worker pulls which
+partition is decided by membership (heartbeats in the workers bucket,
+:mod:`eventkit.runtime.membership`) and rendezvous hashing (:mod:`eventkit.runtime.partitions`);
+the pin of the partition's consumer keeps a second puller (a worker that has not yet seen a
+join, a frozen one) from receiving anything. A worker runs one :class:`ReactorRunner` per
+partition it holds; its consumer acknowledges the events of other partitions on arrival (their
+hash differs) and hands the partition's own to the handlers, one key after another.
+
+- A worker that joins: the members recompute the owners; the worker that gives a partition
+  up stops pulling it, lets its pull requests end, hands back what it had not started, finishes
+  what runs, and then unpins the consumer, so the new owner starts at once, with what was
+  handed back first.
+- A worker that stops cleanly does the same for all its partitions.
+- A worker that dies or freezes: its heartbeat stops, so the others compute new owners within
+  ``lease_ttl``; its pin lapses :func:`~eventkit.reaction.consumer.pin_timeout` seconds (at
+  least the ack wait) after its last pull, and what it held comes back before later events.
+  A frozen worker that wakes may finish a handler whose event was meanwhile handled again by
+  the new owner: delivery is at least once (outputs through ``ctx`` carry derived ids; other
+  side effects should be idempotent, keyed by the event id).
+
+Each partition's consumer reads the reactor's whole subjects: N partitions cost N reads of
+them (each passed-over message is one acknowledgement). Size N to a few times the number of
+workers you expect (4-16), not to hundreds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from eventkit.errors import ForgottenError
+from eventkit.observability.worker import WorkerObserver
+from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer, partition_consumer_name, unpin
+from eventkit.reaction.handling import ReactorStats
+from eventkit.reaction.reactor import Reactor
+from eventkit.reaction.runner import ReactorRunner
+from eventkit.reaction.schedule import DUE_SUBJECT, due_subject
+from eventkit.runtime.membership import keep_membership, refresh_membership
+from eventkit.runtime.partitions import default_key, owned_by, partition_of
+from eventkit.runtime.port import Consumer, Delivery, JetStreamConsumer
+from eventkit.runtime.presence import Presence
+from eventkit.runtime.pulling import Puller, parse_reply
+from eventkit.store import protocol as p
+from eventkit.store.nats.delivery import Delivered
+from eventkit.store.records import time_from_ns
+
+log = logging.getLogger("eventkit.reaction")
+
+DEFAULT_TTL = 5.0
+"""Seconds after its last heartbeat a worker's partitions go to the others."""
+PULL_EXPIRES = 2.0
+"""Pull requests of a partition's consumer end after this long: a worker giving a partition
+up waits for them to end before it unpins (nothing then reaches it after its hand-back)."""
+_KEY_CACHE = 100_000
+
+
+class Keyer:
+    """The partition of a delivered message (see :meth:`Reactor.partition_key`)."""
+
+    def __init__(self, reactor: Reactor, store: Any) -> None:
+        self.reactor = reactor
+        self.store = store
+        self.partitions = reactor.partitions
+        self.keyed = reactor.keys_partitions()
+        self.due = due_subject(store.stream, reactor.name)
+        self._by_subject: dict[str, int] = {}
+
+    def key(
+        self, subject: str, headers: dict[str, str] | None, data: bytes, sequence: int, ns: int
+    ) -> str:
+        headers = headers or {}
+        if subject == self.due:  # a deadline: the partition of the subject it concerns
+            return default_key(headers.get(DUE_SUBJECT, subject))
+        if self.keyed:
+            event_type = headers.get(p.EVENT_TYPE)
+            if event_type is not None and self.reactor.handles(event_type):
+                try:
+                    rec = self.store.codec.decode_parts(
+                        subject, sequence, time_from_ns(ns), headers, data
+                    )
+                except (ForgottenError, ValueError, KeyError, TypeError):
+                    pass  # handled (or parked) in the partition of its subject
+                else:
+                    return str(self.reactor.partition_key(rec))
+        return default_key(subject)
+
+    def of_message(self, msg: Delivered) -> int:
+        if not self.keyed and msg.subject != self.due:
+            found = self._by_subject.get(msg.subject)
+            if found is None:
+                if len(self._by_subject) >= _KEY_CACHE:
+                    self._by_subject.clear()
+                found = partition_of(default_key(msg.subject), self.partitions)
+                self._by_subject[msg.subject] = found
+            return found
+        sequence, _, ns, _ = parse_reply(msg.reply)
+        key = self.key(msg.subject, msg.headers, msg.data, sequence, ns)
+        return partition_of(key, self.partitions)
+
+    def of_delivery(self, d: Delivery) -> str:
+        return self.key(d.subject, d.headers, d.data, d.sequence, d.time_ns)
+
+
+class _Quiet(WorkerObserver):
+    """A partition's observer: figures shared with the worker's, state reported by it."""
+
+    def state(self, new: str, **facts: Any) -> None:
+        pass
+
+
+class PartitionWorker(ReactorRunner):
+    """Handles one partition of a partitioned reactor (run by :class:`PartitionedReactorRunner`)."""
+
+    def __init__(self, owner: PartitionedReactorRunner, partition: int) -> None:
+        self.partition = partition
+        self.keyer = owner.keyer
+        reactor, store = owner.reactor, owner.store
+        puller = Puller(
+            store,
+            reactor.name,
+            reactor.filters(store.stream),
+            batch=max(64, min(owner.concurrency, 256)),
+            ack="explicit",
+            expires=PULL_EXPIRES,
+            name=partition_consumer_name(reactor.name, partition),
+            setup=lambda: ensure_consumer(reactor, store, partition),
+            group=PIN_GROUP,
+            passes_over=lambda msg: self.keyer.of_message(msg) != partition,
+        )
+        self.puller = puller
+        consumer: Consumer = JetStreamConsumer(puller)
+        super().__init__(
+            reactor,
+            store,
+            concurrency=owner.concurrency,
+            consumer=consumer,
+            backoff_scale=owner.backoff_scale,
+            heartbeat=False,
+        )
+        self.stats = owner.stats
+        self.obs = _Quiet("reactor", self.name, log)
+
+    def _order_key(self, d: Delivery) -> str:
+        return self.keyer.of_delivery(d) if self.keyer.keyed else d.subject
+
+    async def _drain(self) -> None:
+        # no new requests, and the ones out end: nothing reaches this worker after it handed
+        # back what it had not started (its next owner gets those first)
+        await self.consumer.halt_pulling(PULL_EXPIRES + 1.0)
+        await super()._drain()
+
+
+class PartitionedReactorRunner(ReactorRunner, partitioned=True):
+    """Runs this process's share of a partitioned reactor (see the module's docstring)."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        store: Any,
+        *,
+        concurrency: int | None = None,
+        backoff_scale: float = 1.0,
+        lease_ttl: float | None = None,
+        **_: Any,
+    ) -> None:
+        self.reactor = reactor
+        self.store = store
+        self.name = reactor.name
+        self.concurrency = int(concurrency or reactor.concurrency)
+        self.backoff_scale = backoff_scale
+        self.ttl = float(lease_ttl or DEFAULT_TTL)
+        self.stats = ReactorStats()
+        self.state = "starting"
+        self.obs = WorkerObserver("reactor", self.name, log)
+        self.keyer = Keyer(reactor, store)
+        self._beating = Presence(store, reactor.name)
+        self.member = self._beating.worker
+        self.members: list[str] | None = None
+        self._stopping = asyncio.Event()
+        self._parts: dict[int, tuple[PartitionWorker, asyncio.Task[Any]]] = {}
+        self._finished: set[int] = set()
+        self._once = False
+        self.last_failure: BaseException | None = None
+
+    @property
+    def held(self) -> list[int]:
+        """The partitions this worker holds now."""
+        return sorted(self._parts)
+
+    def figures(self) -> dict[str, Any]:
+        return {"handled": self.stats.handled, "in_flight": self.stats.in_flight}
+
+    def _beat(self) -> dict[str, Any]:
+        return {**self.figures(), "held": self.held}
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for worker, _ in self._parts.values():
+            worker.stop()
+
+    def wanted(self) -> set[int]:
+        if self.members is None:
+            return set()
+        return owned_by(self.member, self.reactor.partitions, self.members)
+
+    async def _run(self, *, once: bool) -> ReactorStats:
+        end = 0
+        if once:
+            ends = [
+                await self.store.last_sequence(f) for f in self.reactor.filters(self.store.stream)
+            ]
+            end = max(ends, default=0)
+        self._once = once
+        self._finished.clear()
+        await refresh_membership(self.store, self, self._beating, self._beat)
+        keeper = asyncio.create_task(keep_membership(self.store, self, self._beating, self._beat))
+        self.obs.state("running")
+        try:
+            while not self.stopping:
+                self._raise_failed()
+                wanted = self.wanted()
+                for part in sorted(set(self._parts) - wanted):
+                    await self._give_back(part)
+                for part in sorted(wanted - set(self._parts) - self._finished):
+                    self._take(part)
+                self.state = "running" if self._parts else "standby"
+                self.obs.state(self.state)
+                if once and await self._all_drained(end):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(1.0, self.ttl / 4))
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+            for part in list(self._parts):
+                with contextlib.suppress(Exception):
+                    await self._give_back(part)
+            with contextlib.suppress(Exception):
+                await self._beating.leave()
+            self.state = "stopped"
+            self.obs.state("stopped")
+        return self.stats
+
+    def _take(self, part: int) -> None:
+        worker = PartitionWorker(self, part)
+        task = asyncio.ensure_future(worker.catch_up() if self._once else worker.run())
+        self._parts[part] = (worker, task)
+        log.info("%s: %s takes partition %d", self.name, self.member, part)
+
+    async def _give_back(self, part: int) -> None:
+        """Stop handling ``part``: what runs finishes, what was not started goes back, and the
+        pin goes (the next owner starts at once)."""
+        worker, task = self._parts.pop(part)
+        worker.stop()
+        try:
+            await task
+        except Exception as e:  # its events come back to the next owner after the ack wait
+            log.warning("%s: partition %d stopped with %r", self.name, part, e)
+        try:
+            await unpin(self.store, self.name, part)
+        except Exception as e:  # the pin lapses by itself after the pin timeout
+            log.info("%s: partition %d not unpinned: %r", self.name, part, e)
+        if not self.stopping:
+            log.info("%s: %s gave partition %d back", self.name, self.member, part)
+
+    def _raise_failed(self) -> None:
+        """A partition's runner that ended on its own: done (``--once``) or failed."""
+        for part, (_, task) in list(self._parts.items()):
+            if not task.done():
+                continue
+            del self._parts[part]
+            error = task.exception()
+            if error is not None:
+                raise error
+            self._finished.add(part)
+
+    async def _all_drained(self, end: int) -> bool:
+        js = self.store.js
+        for part in range(self.reactor.partitions):
+            name = partition_consumer_name(self.name, part)
+            try:
+                info = await js.consumer_info(self.store.stream, name)
+            except Exception:
+                return False
+            delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            if info.num_pending or info.num_ack_pending or delivered < end:
+                return False
+        return True
+
+
+__all__ = ["DEFAULT_TTL", "Keyer", "PartitionWorker", "PartitionedReactorRunner"]

@@ -79,10 +79,17 @@ def partition_consumer_name(reactor: str, partition: int) -> str:
     return f"{consumer_name(reactor)}~p{partition}"
 
 
+PULL_EXPIRES = 2.0
+"""Pull requests of a partition's consumer end after this long: a worker giving a partition
+up waits for them to end before it unpins (nothing then reaches it after its hand-back)."""
+
+
 def pin_timeout(reactor: Reactor) -> float:
-    """Seconds a pinned worker may go without pulling before a standby gets the pin: never
-    less than the ack wait, so what the silent worker held comes back (first) before later
-    events go to the next worker."""
+    """Seconds a pinned worker may go without pulling before a standby gets the pin: more than
+    the ack wait after its last pull, so what the silent worker held comes back (first)
+    before later events go to the next worker."""
+    if reactor.partitions > 1:  # its last in-progress ack may come a request's life later
+        return max(reactor.ack_wait + PULL_EXPIRES + 1.0, 5.0)
     return max(reactor.ack_wait, 5.0)
 
 
@@ -233,6 +240,7 @@ async def reset_consumer(reactor_name: str, store: Any) -> bool:
 
 
 __all__ = [
+    "PULL_EXPIRES",
     "ConsumerChangedError",
     "PartitionsChangedError",
     "consumer_config",

@@ -17,9 +17,8 @@ partition it holds; its consumer acknowledges the events of other partitions on 
 hash differs) and hands the partition's own to the handlers, one key after another.
 
 - A worker that joins: the members recompute the owners; the worker that gives a partition
-  up stops pulling it, lets its pull requests end, hands back what it had not started, finishes
-  what runs, and then unpins the consumer, so the new owner starts at once, with what was
-  handed back first.
+  up stops pulling it, lets its pull requests end, handles what it received, and then unpins
+  the consumer, so the new owner starts at once where it ended.
 - A worker that stops cleanly does the same for all its partitions.
 - A worker that dies or freezes: its heartbeat stops, so the others compute new owners within
   ``lease_ttl``; its pin lapses :func:`~eventkit.reaction.consumer.pin_timeout` seconds (at
@@ -42,7 +41,13 @@ from typing import Any
 
 from eventkit.errors import ForgottenError
 from eventkit.observability.worker import WorkerObserver
-from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer, partition_consumer_name, unpin
+from eventkit.reaction.consumer import (
+    PIN_GROUP,
+    PULL_EXPIRES,
+    ensure_consumer,
+    partition_consumer_name,
+    unpin,
+)
 from eventkit.reaction.handling import ReactorStats
 from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.runner import ReactorRunner
@@ -60,9 +65,6 @@ log = logging.getLogger("eventkit.reaction")
 
 DEFAULT_TTL = 5.0
 """Seconds after its last heartbeat a worker's partitions go to the others."""
-PULL_EXPIRES = 2.0
-"""Pull requests of a partition's consumer end after this long: a worker giving a partition
-up waits for them to end before it unpins (nothing then reaches it after its hand-back)."""
 _KEY_CACHE = 100_000
 
 
@@ -131,7 +133,7 @@ class PartitionWorker(ReactorRunner):
             store,
             reactor.name,
             reactor.filters(store.stream),
-            batch=max(64, min(owner.concurrency, 256)),
+            batch=max(1, min(owner.concurrency, 256)),  # (of its own events: others pass)
             ack="explicit",
             expires=PULL_EXPIRES,
             name=partition_consumer_name(reactor.name, partition),
@@ -156,10 +158,14 @@ class PartitionWorker(ReactorRunner):
         return self.keyer.of_delivery(d) if self.keyer.keyed else d.subject
 
     async def _drain(self) -> None:
-        # no new requests, and the ones out end: nothing reaches this worker after it handed
-        # back what it had not started (its next owner gets those first)
+        # no new requests, and the ones out end; then everything received is handled here
+        # (a nak would race the unpin that follows: the server takes acknowledgements and API
+        # requests on separate queues, so the next owner could get later events first)
         await self.consumer.halt_pulling(PULL_EXPIRES + 1.0)
-        await super()._drain()
+        for d in self.consumer.take_buffered():
+            self._spawn(d)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class PartitionedReactorRunner(ReactorRunner, partitioned=True):

@@ -21,8 +21,10 @@ hash differs) and hands the partition's own to the handlers, one key after anoth
   the consumer, so the new owner starts at once where it ended.
 - A worker that stops cleanly does the same for all its partitions.
 - A worker that dies or freezes: its heartbeat stops, so the others compute new owners within
-  ``lease_ttl``; its pin lapses :func:`~eventkit.reaction.consumer.pin_timeout` seconds (at
-  least the ack wait) after its last pull, and what it held comes back before later events.
+  ``lease_ttl``. The new owner finds the consumer with events unacknowledged and waits until
+  they are back (the server redelivers them first, once their ack wait ran out) or for
+  :func:`~eventkit.reaction.consumer.pin_timeout` (the ack wait and a pull request's life)
+  before it pulls; a frozen worker's pin lapses after the same time.
   A frozen worker that wakes may finish a handler whose event was meanwhile handled again by
   the new owner: delivery is at least once (outputs through ``ctx`` carry derived ids; other
   side effects should be idempotent, keyed by the event id).
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from eventkit.errors import ForgottenError
@@ -46,6 +49,7 @@ from eventkit.reaction.consumer import (
     PULL_EXPIRES,
     ensure_consumer,
     partition_consumer_name,
+    pin_timeout,
     unpin,
 )
 from eventkit.reaction.handling import ReactorStats
@@ -137,7 +141,7 @@ class PartitionWorker(ReactorRunner):
             ack="explicit",
             expires=PULL_EXPIRES,
             name=partition_consumer_name(reactor.name, partition),
-            setup=lambda: ensure_consumer(reactor, store, partition),
+            setup=self._setup,
             group=PIN_GROUP,
             passes_over=lambda msg: self.keyer.of_message(msg) != partition,
         )
@@ -153,6 +157,32 @@ class PartitionWorker(ReactorRunner):
         )
         self.stats = owner.stats
         self.obs = _Quiet("reactor", self.name, log)
+
+    async def _setup(self) -> int:
+        """Create or check the partition's consumer; if the previous owner left events
+        unacknowledged (it died, or froze), wait until they are back or a pin timeout passed:
+        by then the server redelivers them before any later event."""
+        pending = await ensure_consumer(self.reactor, self.store, self.partition)
+        name = partition_consumer_name(self.name, self.partition)
+        wait = pin_timeout(self.reactor)
+        deadline = time.monotonic() + wait
+        told = False
+        while not self.stopping and time.monotonic() < deadline:
+            info = await self.store.js.consumer_info(self.store.stream, name)
+            if not info.num_ack_pending:
+                break
+            if not told:
+                told = True
+                log.info(
+                    "%s: partition %d: %d events of its previous owner unacknowledged; waiting "
+                    "up to %.0fs for them to come back first",
+                    self.name,
+                    self.partition,
+                    info.num_ack_pending,
+                    wait,
+                )
+            await asyncio.sleep(0.25)
+        return pending
 
     def _order_key(self, d: Delivery) -> str:
         return self.keyer.of_delivery(d) if self.keyer.keyed else d.subject
@@ -237,8 +267,9 @@ class PartitionedReactorRunner(ReactorRunner, partitioned=True):
             while not self.stopping:
                 self._raise_failed()
                 wanted = self.wanted()
-                for part in sorted(set(self._parts) - wanted):
-                    await self._give_back(part)
+                gone = sorted(set(self._parts) - wanted)
+                if gone:
+                    await asyncio.gather(*(self._give_back(part) for part in gone))
                 for part in sorted(wanted - set(self._parts) - self._finished):
                     self._take(part)
                 self.state = "running" if self._parts else "standby"
@@ -251,9 +282,9 @@ class PartitionedReactorRunner(ReactorRunner, partitioned=True):
             keeper.cancel()
             with contextlib.suppress(BaseException):
                 await keeper
-            for part in list(self._parts):
-                with contextlib.suppress(Exception):
-                    await self._give_back(part)
+            if self._parts:
+                gone = list(self._parts)
+                await asyncio.gather(*(self._give_back(p) for p in gone), return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._beating.leave()
             self.state = "stopped"

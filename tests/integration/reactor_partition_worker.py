@@ -105,9 +105,7 @@ def check_outputs(
     """Assert each event has one output and each entity's outputs are in its order; per
     worker, how many events it handled."""
     got = {e: [s for s, _ in v] for e, v in seen.items()}
-    wrong = {
-        e: (got.get(e), want) for e, want in sorted(expected.items()) if got.get(e) != want
-    }
+    wrong = {e: (got.get(e), want) for e, want in sorted(expected.items()) if got.get(e) != want}
     assert not wrong and set(got) == set(expected), (
         f"outputs differ from the events appended (lost, doubled or reordered): "
         f"{len(wrong)} entities, e.g. {[(e, seen.get(e)) for e in list(wrong)[:1]]} "

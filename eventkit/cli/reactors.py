@@ -51,6 +51,16 @@ def status_table(rows: list[Any]) -> Table:
     return readable(table)
 
 
+def partitions_table(r: Any) -> Table:
+    """One partitioned reactor's partitions: owner, pending (not yet read), in flight."""
+    table = Table("partition", "owner", "pending", "in flight", title=f"{r.name}: partitions")
+    for p in r.partitions:
+        table.add_row(
+            str(p["partition"]), p["owner"] or "-", str(p["pending"]), str(p["in_flight"])
+        )
+    return readable(table)
+
+
 @reactor_app.command("reset")
 def reset_command(
     ctx: typer.Context,

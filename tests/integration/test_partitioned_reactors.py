@@ -4,6 +4,8 @@ in stream order, partitions moving when workers die, freeze and join."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -252,6 +254,97 @@ async def test_changing_the_partitions_of_a_reactor_that_ran_is_refused(store: A
         name = partition_consumer_name(f"{px}_seen", part)
         with pytest.raises(nats.js.errors.NotFoundError):
             await store.js.consumer_info(store.stream, name)
+
+
+@pytest.mark.nats
+async def test_a_parked_event_of_a_partitioned_reactor_is_retried_from_the_dlq(
+    store: Any,
+) -> None:
+    from eventkit.reaction.schedule import request_retry
+    from eventkit.runtime.parked import ParkedLetters
+
+    failing = {True}
+    handled: list[int] = []
+
+    class Fragile(Reactor):
+        name = f"r_{uuid.uuid4().hex[:8]}_fragile"
+        subjects = [f"{store.stream}.ent.*"]
+        partitions = 4
+        ordered = "subject"
+        max_deliver = 1
+
+        @on(RpTicked)
+        async def ticked(self, e: RpTicked, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+            if e.n == 3 and failing:
+                raise RuntimeError("the provider said no")
+            handled.append(e.n)
+
+    await append_ticks(store, 8, 4)
+    runner = ReactorRunner(Fragile(), store, lease_ttl=TTL)
+    task = asyncio.ensure_future(runner.run())
+    letters = ParkedLetters(store)
+    try:
+
+        async def parked() -> bool:
+            return len(await letters.list(Fragile.name)) == 1
+
+        await until(parked, 20, "the failing event parked")
+        await until(lambda: asyncio.sleep(0, len(handled) == 7), 20, "the others handled")
+        (letter,) = await letters.list(Fragile.name)
+        failing.clear()
+        await request_retry(store, Fragile.name, letter.sequence)
+
+        async def retried() -> bool:
+            return 3 in handled and not await letters.list(Fragile.name)
+
+        await until(retried, 20, "the parked event handled and its letter gone")
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+    assert sorted(handled) == list(range(8))
+
+
+@pytest.mark.nats
+async def test_the_cli_runs_a_partitioned_reactor_once_and_shows_each_partition(
+    store: Any, nats_url: str, tmp_path: Path
+) -> None:
+    px = f"r_{uuid.uuid4().hex[:8]}"
+    expected = await append_ticks(store, 100, 10)
+    env = {
+        **os.environ,
+        "EVENTKIT_NATS_URL": nats_url,
+        "EVENTKIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "RP_STREAM": store.stream,
+        "RP_PREFIX": px,
+        "RP_PARTITIONS": "3",
+        "COLUMNS": "200",
+    }
+    script = Path(sys.executable).parent / "eventkit"
+
+    def ek(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), "--app", "reactor_partition_worker:cli_app", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=WORKER.parent,
+            timeout=120,
+        )
+
+    ran = ek("run", "--once", "--json")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    check_outputs(await outputs(store), expected)
+    (row,) = json.loads(ek("status", "--json").stdout)
+    assert row["name"] == f"{px}_seen" and row["pending"] == 0 and row["in_flight"] == 0
+    assert [(p["partition"], p["pending"]) for p in row["partitions"]] == [(0, 0), (1, 0), (2, 0)]
+    text = ek("status").stdout
+    assert f"{px}_seen: partitions" in text
+    env["RP_PARTITIONS"] = "5"
+    changed = ek("run", "--once")
+    assert changed.returncode != 0
+    said = " ".join((changed.stdout + changed.stderr).split())
+    assert "has 3 partition(s) on the server but the class declares partitions = 5" in said
+    assert "Traceback" not in changed.stderr
 
 
 def test_the_client_computes_the_partition_nats_computes() -> None:

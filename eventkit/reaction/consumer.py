@@ -9,10 +9,10 @@ On start, options JetStream can change in place (``ack_wait``, ``max_ack_pending
 the reactor never silently re-delivers or skips the stream.
 
 A partitioned reactor (``partitions = N``) has one such consumer per partition,
-``eventkit_reactor_<name>~p<i>`` (``~`` never appears in a reactor's name), each over all the
-reactor's subjects and pinned to one worker at a time. Its number of partitions is recorded
-with its options: a reactor whose ``partitions`` differ from the consumers on the server is
-refused with :class:`PartitionsChangedError`.
+``eventkit_reactor_<name>~p<i>`` (``~`` never appears in a reactor's name), each over the whole
+stream (the worker passes over what is not the reactor's) and pinned to one worker at a time.
+Its number of partitions is recorded with its options: a reactor whose ``partitions`` differ
+from the consumers on the server is refused with :class:`PartitionsChangedError`.
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ def consumer_config(reactor: Reactor, stream: str, partition: int | None = None)
         priority_timeout=int(pin_timeout(reactor) * 1e9) if pinned else None,
         durable_name=name,
         description=what,
-        filter_subjects=reactor.filters(stream),
+        # a partition's consumer takes the whole stream: the server delivers a filtered
+        # consumer's messages at a far higher cost (BENCHMARKS.md), and N consumers read it
+        filter_subjects=reactor.filters(stream) if partition is None else None,
         deliver_policy=policy,
         opt_start_seq=reactor.start_sequence,
         opt_start_time=start_time.astimezone(UTC) if start_time else None,

@@ -8,13 +8,14 @@ time.
     await runner.run()
 
 Each partition ``i`` has a durable consumer of its own, ``eventkit_reactor_<name>~p<i>``, over
-all the reactor's subjects, in a pinned-client priority group. Which worker pulls which
+the whole stream, in a pinned-client priority group. Which worker pulls which
 partition is decided by membership (heartbeats in the workers bucket,
 :mod:`eventkit.runtime.membership`) and rendezvous hashing (:mod:`eventkit.runtime.partitions`);
 the pin of the partition's consumer keeps a second puller (a worker that has not yet seen a
 join, a frozen one) from receiving anything. A worker runs one :class:`ReactorRunner` per
-partition it holds; its consumer acknowledges the events of other partitions on arrival (their
-hash differs) and hands the partition's own to the handlers, one key after another.
+partition it holds; its consumer acknowledges on arrival what is not on the reactor's subjects
+or is of another partition (its hash differs), and hands the partition's own events to the
+handlers, one key after another.
 
 - A worker that joins: the members recompute the owners; the worker that gives a partition
   up stops pulling it, lets its pull requests end, handles what it received, and then unpins
@@ -29,8 +30,10 @@ hash differs) and hands the partition's own to the handlers, one key after anoth
   the new owner: delivery is at least once (outputs through ``ctx`` carry derived ids; other
   side effects should be idempotent, keyed by the event id).
 
-Each partition's consumer reads the reactor's whole subjects: N partitions cost N reads of
-them (each passed-over message is one acknowledgement). Size N to a few times the number of
+Each partition's consumer reads the whole stream: N partitions cost N reads of it (each
+passed-over message is one acknowledgement). Measured (``bench/reactor_partitions.py``), one
+whole-stream consumer costs the server far less per message than one filtered on the
+reactor's subjects, down to a small share of the stream. Size N to a few times the number of
 workers you expect (4-16), not to hundreds.
 """
 
@@ -64,6 +67,7 @@ from eventkit.runtime.pulling import Puller, parse_reply
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import time_from_ns
+from eventkit.store.subjects import subject_matches
 
 log = logging.getLogger("eventkit.reaction")
 
@@ -81,6 +85,7 @@ class Keyer:
         self.partitions = reactor.partitions
         self.keyed = reactor.keys_partitions()
         self.due = due_subject(store.stream, reactor.name)
+        self.filters = reactor.filters(store.stream)
         self._by_subject: dict[str, int] = {}
 
     def key(
@@ -103,13 +108,20 @@ class Keyer:
         return default_key(subject)
 
     def of_message(self, msg: Delivered) -> int:
-        if not self.keyed and msg.subject != self.due:
-            found = self._by_subject.get(msg.subject)
-            if found is None:
-                if len(self._by_subject) >= _KEY_CACHE:
-                    self._by_subject.clear()
+        """The partition of ``msg``; -1 when it is not on the reactor's subjects (the
+        consumer takes the whole stream)."""
+        found = self._by_subject.get(msg.subject)
+        if found is None:
+            if len(self._by_subject) >= _KEY_CACHE:
+                self._by_subject.clear()
+            if not any(subject_matches(f, msg.subject) for f in self.filters):
+                found = -1
+            elif msg.subject == self.due or self.keyed:
+                found = -2  # keyed by content: not cached
+            else:
                 found = partition_of(default_key(msg.subject), self.partitions)
-                self._by_subject[msg.subject] = found
+            self._by_subject[msg.subject] = found
+        if found != -2:
             return found
         sequence, _, ns, _ = parse_reply(msg.reply)
         key = self.key(msg.subject, msg.headers, msg.data, sequence, ns)

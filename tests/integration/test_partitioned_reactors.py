@@ -356,6 +356,14 @@ def test_the_client_computes_the_partition_nats_computes() -> None:
     assert keyer.key(due, {"Eventkit-Due-Subject": "S.ent.a-1"}, b"", 2, 0) == "enta-1"
     assert 0 <= partition_of("enta-1", 8) < 8
 
+    class Msg:
+        def __init__(self, subject: str) -> None:
+            self.subject, self.reply, self.headers, self.data = subject, "", None, b""
+
+    # the consumer takes the whole stream: what the reactor does not follow is no partition's
+    assert keyer.of_message(Msg("S.other.a-1")) == -1
+    assert keyer.of_message(Msg("S.ent.a-1")) == partition_of("enta-1", 8)
+
 
 # -- class definition ---------------------------------------------------------------------------
 

@@ -68,7 +68,8 @@ class Reactor:
     ``partitions = N`` (with ``ordered = "subject"``) spreads that order over workers: events go
     to N partitions by a stable hash of their subject (or of :meth:`partition_key`), every
     worker running the reactor takes a share of the partitions, and each partition is handled
-    in stream order by one worker at a time (:mod:`eventkit.reaction.partitioned`).
+    in stream order by one worker at a time (:mod:`eventkit.reaction.partitioned`);
+    ``concurrency`` then applies per partition a worker holds.
     """
 
     name: ClassVar[str] = ""

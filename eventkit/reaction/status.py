@@ -23,8 +23,8 @@ class ReactorStatus:
     letters. ``state``: ``running`` while a worker runs it, ``stopped`` otherwise.
 
     A partitioned reactor: ``partitions`` lists each partition's ``owner`` (the worker whose
-    latest heartbeat holds it, or None), ``pending`` (messages its consumer has not read yet:
-    its own and other partitions', which it passes over) and ``in_flight``; the reactor's
+    latest heartbeat holds it, or None), ``pending`` (messages of the stream its consumer has
+    not read yet: its own and others, which it passes over) and ``in_flight``; the reactor's
     ``pending`` is its slowest partition's, ``in_flight`` their sum."""
 
     name: str

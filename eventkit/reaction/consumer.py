@@ -214,17 +214,25 @@ async def partition_consumers(reactor_name: str, store: Any) -> dict[int, Any]:
     return out
 
 
-async def unpin(store: Any, reactor_name: str, partition: int) -> None:
-    """Take the pin of a partition's consumer from whichever worker has it (the next pull
-    gets it): a worker that handed a partition back lets its next owner start at once."""
+async def unpin(store: Any, reactor_name: str, partition: int, pin: str) -> bool:
+    """Take the pin of a partition's consumer from this worker (pin id ``pin``), so the next
+    pull gets it: a worker that handed a partition back lets its next owner start at once.
+    Nothing is done (False) when the pin is another worker's or nobody's: a worker woken from a
+    freeze must not take the pin from the owner that replaced it."""
+    if not pin:
+        return False
     name = partition_consumer_name(reactor_name, partition)
+    api = f"$JS.API.CONSUMER.{{}}.{store.stream}.{name}"
+    info = json.loads((await store.nc.request(api.format("INFO"), b"", timeout=5.0)).data or b"{}")
+    pinned = {g.get("group"): g.get("pinned_client_id") for g in info.get("priority_groups") or []}
+    if pinned.get(PIN_GROUP) != pin:
+        return False
     body = json.dumps({"group": PIN_GROUP}).encode()
-    reply = await store.nc.request(
-        f"$JS.API.CONSUMER.UNPIN.{store.stream}.{name}", body, timeout=5.0
-    )
+    reply = await store.nc.request(api.format("UNPIN"), body, timeout=5.0)
     error = json.loads(reply.data or b"{}").get("error")
     if error:
         raise EventkitError(f"cannot unpin consumer {name!r}: {error.get('description', error)}")
+    return True
 
 
 async def reset_consumer(reactor_name: str, store: Any) -> bool:

@@ -19,13 +19,15 @@ handlers, one key after another.
 
 - A worker that joins: the members recompute the owners; the worker that gives a partition
   up stops pulling it, lets its pull requests end, handles what it received, and then unpins
-  the consumer, so the new owner starts at once where it ended.
+  the consumer (only if the pin is still its own), so the new owner starts at once where it
+  ended.
 - A worker that stops cleanly does the same for all its partitions.
 - A worker that dies or freezes: its heartbeat stops, so the others compute new owners within
   ``lease_ttl``. The new owner finds the consumer with events unacknowledged and waits until
-  they are back (the server redelivers them first, once their ack wait ran out) or for
-  :func:`~eventkit.reaction.consumer.pin_timeout` (the ack wait and a pull request's life)
-  before it pulls; a frozen worker's pin lapses after the same time.
+  they are back or for :func:`~eventkit.reaction.consumer.pin_timeout` (the ack wait and a
+  pull request's life) before it pulls (a frozen worker's pin lapses after the same time); the
+  server then redelivers them before anything later, and the new owner puts them back in
+  stream order (:mod:`eventkit.reaction.takeover`).
   A frozen worker that wakes may finish a handler whose event was meanwhile handled again by
   the new owner: delivery is at least once (outputs through ``ctx`` carry derived ids; other
   side effects should be idempotent, keyed by the event id).
@@ -59,9 +61,10 @@ from eventkit.reaction.handling import ReactorStats
 from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.runner import ReactorRunner
 from eventkit.reaction.schedule import DUE_SUBJECT, due_subject
+from eventkit.reaction.takeover import TakeoverConsumer
 from eventkit.runtime.membership import keep_membership, refresh_membership
 from eventkit.runtime.partitions import default_key, owned_by, partition_of
-from eventkit.runtime.port import Consumer, Delivery, JetStreamConsumer
+from eventkit.runtime.port import Consumer, Delivery
 from eventkit.runtime.presence import Presence
 from eventkit.runtime.pulling import Puller, parse_reply
 from eventkit.store import protocol as p
@@ -158,7 +161,8 @@ class PartitionWorker(ReactorRunner):
             passes_over=lambda msg: self.keyer.of_message(msg) != partition,
         )
         self.puller = puller
-        consumer: Consumer = JetStreamConsumer(puller)
+        self.takeover = TakeoverConsumer(puller)
+        consumer: Consumer = self.takeover
         super().__init__(
             reactor,
             store,
@@ -194,6 +198,10 @@ class PartitionWorker(ReactorRunner):
                     wait,
                 )
             await asyncio.sleep(0.25)
+        info = await self.store.js.consumer_info(self.store.stream, name)
+        if info.num_ack_pending and info.delivered:
+            # they come back before anything later, but not in order: sort them
+            self.takeover.gate(int(info.delivered.stream_seq or 0))
         return pending
 
     def _order_key(self, d: Delivery) -> str:
@@ -319,7 +327,7 @@ class PartitionedReactorRunner(ReactorRunner, partitioned=True):
         except Exception as e:  # its events come back to the next owner after the ack wait
             log.warning("%s: partition %d stopped with %r", self.name, part, e)
         try:
-            await unpin(self.store, self.name, part)
+            await unpin(self.store, self.name, part, worker.puller.pin)
         except Exception as e:  # the pin lapses by itself after the pin timeout
             log.info("%s: partition %d not unpinned: %r", self.name, part, e)
         if not self.stopping:

@@ -153,6 +153,12 @@ class Puller:
         if listen is not None:
             listen(self._connection_changed)
 
+    @property
+    def pin(self) -> str:
+        """The pin id this worker holds in its priority ``group`` ("" when none, as far as it
+        knows: the server may have moved it)."""
+        return self._pin
+
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.name,

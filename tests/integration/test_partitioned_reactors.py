@@ -426,3 +426,33 @@ def test_a_partition_key_hook_keys_the_events_it_handles() -> None:
             pass
 
     assert ByCustomer.keys_partitions()
+
+
+async def test_a_taken_over_partition_hands_the_previous_owners_events_over_in_order() -> None:
+    """The server redelivers a dead owner's events before later ones, but not sorted."""
+    from eventkit.reaction.takeover import TakeoverConsumer
+
+    class Msg:
+        def __init__(self, seq: int, deliveries: int) -> None:
+            self.subject, self.data, self.headers = "S.ent.a", b"", None
+            self.reply = f"$JS.ACK.S.c.{deliveries}.{seq}.{seq}.0.0"
+
+    class FakePuller:
+        nc, name, filters, ack = None, "c", ["S.>"], "explicit"
+
+        def __init__(self) -> None:
+            self.batches = [[Msg(9, 2), Msg(4, 2)], [Msg(6, 2)], [Msg(12, 1), Msg(13, 1)], []]
+
+        async def take(self, limit: int, timeout: float) -> list[Msg]:
+            return self.batches.pop(0)
+
+        def buffered(self) -> list[Msg]:
+            return []
+
+    consumer = TakeoverConsumer(FakePuller())  # type: ignore[arg-type]
+    consumer.gate(high=10)
+    assert await consumer.take(16, 0.1) == []
+    assert [d.sequence for d in consumer.buffered()] == [9, 4]  # kept alive (in-progress acks)
+    assert await consumer.take(16, 0.1) == []
+    assert [d.sequence for d in await consumer.take(16, 0.1)] == [4, 6, 9, 12, 13]
+    assert await consumer.take(16, 0.1) == []  # the gate is open: as delivered

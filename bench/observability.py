@@ -43,7 +43,6 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, upgrade
 from eventkit.server import start_server_process
 from eventkit.store.jetstream import JetStreamEventStore
-from eventkit.store.nats.appending import Appending
 
 
 class ObsDeposited(Event):
@@ -107,12 +106,12 @@ def traced(provider: TracerProvider | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def undecorated_append() -> Iterator[None]:
-    hooked = Appending.append_many
-    Appending.append_many = hooked.__wrapped__  # type: ignore[attr-defined]
+    hooked = JetStreamEventStore.append_many
+    JetStreamEventStore.append_many = hooked.__wrapped__  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        Appending.append_many = hooked  # type: ignore[method-assign]
+        JetStreamEventStore.append_many = hooked  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

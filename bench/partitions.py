@@ -12,8 +12,12 @@ partitions, one plain runner. The runs are interleaved over ``--rounds`` and the
 is kept (the machine is shared: its load moves between runs). ``BP_NO_WRITE=1``: the handler
 only waits (no SQL write), to see the runner's scaling apart from the database's. ``--kill``:
 4 workers, one SIGKILLed a third of the way; prints how long its partitions waited for a new
-owner and the longest time no partition moved. ``BP_ROWS=1``: a CPU-bound ``RowProjector``
-instead (no wait), for its ratio and what bounds it.
+owner and the longest time no partition moved. ``--rebalance``: the pause each kind of
+rebalance causes under load, in one run: 4 workers with nothing happening (the baseline), a
+fourth worker joining 3, one of 4 leaving (SIGTERM), one of 4 SIGKILLed, each a third of the
+way; per kind, the longest time one partition did not move while behind (and as a multiple of
+the lease ttl and of the baseline's). ``BP_ROWS=1``: a CPU-bound ``RowProjector`` instead (no
+wait), for its ratio and what bounds it.
 Targets: 2 workers >= 1.8x one worker, 4 workers >= 3.2x.
 """
 
@@ -148,10 +152,18 @@ def owners(engine: Any, name: str) -> int:
 
 
 async def one(
-    url: str, db: str, workers: int, partitions: int, events: int, kill: bool = False
+    url: str,
+    db: str,
+    workers: int,
+    partitions: int,
+    events: int,
+    kill: bool = False,
+    rebalance: str = "",
 ) -> float:
     """Seconds from the first append until every event is applied (``kill``: SIGKILL one
-    worker a third of the way and print how long applying paused)."""
+    worker a third of the way and print how long applying paused; ``rebalance``: "none",
+    "join", "leave" or "kill" a third of the way, and return the longest stall of one
+    partition instead)."""
     prefix = f"b{uuid.uuid4().hex[:6]}"
     stream = f"bp_{prefix}"
     engine = make_engine(db)
@@ -171,14 +183,18 @@ async def one(
         await append_all()
     procs = []
     started = time.perf_counter()
-    for _ in range(workers):
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220 (a benchmark: blocking for a moment is fine)
-                [sys.executable, __file__, "--worker", url, stream, db, prefix, str(partitions)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+
+    def spawn() -> Any:
+        return subprocess.Popen(
+            [sys.executable, __file__, "--worker", url, stream, db, prefix, str(partitions)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
+
+    if rebalance == "join":
+        workers -= 1  # the last one joins a third of the way
+    for _ in range(workers):
+        procs.append(spawn())
     try:
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "started"
@@ -199,6 +215,21 @@ async def one(
         appended = time.perf_counter() - start
         if kill:
             await killed_pause(engine, name, end, procs[1])
+        stall = 0.0
+        if rebalance:
+            acts = {
+                "none": lambda: None,
+                "join": lambda: procs.append(spawn()),
+                "leave": lambda: procs[1].send_signal(signal.SIGTERM),
+                "kill": lambda: procs[1].send_signal(signal.SIGKILL),
+            }
+            stall, none_moved = await rebalance_pause(engine, name, end, acts[rebalance])
+            print(
+                f"  {rebalance:<6}: longest stall of one partition {stall:.2f}s "
+                f"({stall / LEASE_TTL:.2f} ttl); longest time no partition moved "
+                f"{none_moved:.2f}s",
+                flush=True,
+            )
         while not at_end(engine, name, end, partitions):  # noqa: ASYNC110 (polling SQL)
             await asyncio.sleep(0.05)
         took = time.perf_counter() - start
@@ -213,15 +244,53 @@ async def one(
             f"workers' CPU {cpu:.1f}s)",
             flush=True,
         )
-        return took
+        return stall if rebalance else took
     finally:
         for p in procs:
-            p.send_signal(signal.SIGTERM)
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(timeout=60)
         await store.js.delete_stream(stream)
         await store.close()
         engine.dispose()
+
+
+def longest_stall(samples: list[tuple[float, dict[int, int], dict[int, str]]], end: int) -> float:
+    """The longest time one partition's checkpoint did not move while it was behind ``end``."""
+    longest = 0.0
+    for part in samples[0][1]:
+        changed = samples[0][0]
+        for a, b in itertools.pairwise(samples):
+            if b[1][part] != a[1][part]:
+                changed = b[0]
+            if a[1][part] < end:
+                longest = max(longest, b[0] - changed)
+    return longest
+
+
+async def rebalance_pause(engine: Any, name: str, end: int, act: Any) -> tuple[float, float]:
+    """Call ``act()`` once a third of the events are applied; the longest stall of one partition
+    and the longest time no partition moved, until every partition is at the end."""
+    samples: list[tuple[float, dict[int, int], dict[int, str]]] = []
+    acted = False
+    while True:
+        with read_transaction(engine) as db:
+            rows = pr.rows(db, name)
+        seqs = {r.partition: r.last_sequence for r in rows}
+        samples.append((time.perf_counter(), seqs, {}))
+        if not acted and sum(seqs.values()) >= len(seqs) * end / 3:
+            act()
+            acted = True
+        if seqs and min(seqs.values()) >= end:
+            break
+        await asyncio.sleep(0.02)
+    none_moved, changed = 0.0, samples[0][0]
+    for a, b in itertools.pairwise(samples):
+        if a[1] != b[1]:
+            changed = b[0]
+        none_moved = max(none_moved, b[0] - changed)
+    return longest_stall(samples, end), none_moved
 
 
 async def killed_pause(engine: Any, name: str, end: int, victim: Any) -> None:
@@ -271,7 +340,21 @@ async def killed_pause(engine: Any, name: str, end: int, victim: Any) -> None:
     )
 
 
-async def main(events: int, counts: list[int], rounds: int, kill: bool) -> None:
+async def rebalances(url: str, db: str, events: int, rounds: int) -> None:
+    """``--rebalance``: each kind interleaved over ``rounds``; the worst stall of each."""
+    kinds = ["none", "join", "leave", "kill"]
+    stalls: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for k in kinds:
+            stalls[k].append(await one(url, db, 4, PARTITIONS, events, rebalance=k))
+    base = max(stalls["none"])
+    print(f"\n{'rebalance':<10}{'stall s':>9}{'x ttl':>8}{'x none':>8}   (worst of {rounds})")
+    for k in kinds:
+        worst = max(stalls[k])
+        print(f"{k:<10}{worst:>9.2f}{worst / LEASE_TTL:>8.2f}{worst / base:>8.2f}")
+
+
+async def main(events: int, counts: list[int], rounds: int, kill: bool, rebalance: bool) -> None:
     schema = f"bp_{uuid.uuid4().hex[:8]}"
     dsn = PG.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -288,6 +371,9 @@ async def main(events: int, counts: list[int], rounds: int, kill: bool) -> None:
                 )
                 runs: dict[int, list[float]] = {}
                 # interleaved: the machine's load moves between runs
+                if rebalance:
+                    await rebalances(srv.url, db, events, rounds)
+                    return
                 for _ in range(0 if kill else rounds):
                     runs.setdefault(0, []).append(await one(srv.url, db, 1, 1, events))
                     for w in counts:
@@ -324,5 +410,7 @@ if __name__ == "__main__":
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--kill", action="store_true", help="4 workers, one SIGKILLed: the pause")
+    ap.add_argument("--rebalance", action="store_true", help="the pause of each rebalance kind")
     a = ap.parse_args()
-    asyncio.run(main(a.events, [int(x) for x in a.workers.split(",")], a.rounds, a.kill))
+    counts = [int(x) for x in a.workers.split(",")]
+    asyncio.run(main(a.events, counts, a.rounds, a.kill, a.rebalance))

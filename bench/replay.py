@@ -42,7 +42,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, in
 from sqlalchemy.orm import Session
 
 from eventkit import Event, RecordedEvent, on
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.projector import Projector
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.runner import ProjectionRunner
@@ -144,8 +144,8 @@ async def raw_fetch(url: str, stream: str, n: int, batch: int, engine: Any = Non
                             insert(rows), {"seq": last, "account": e.account, "amount": e.amount}
                         )
                     db.execute(
-                        update(cps.checkpoints)
-                        .where(cps.checkpoints.c.projector == "raw")
+                        update(checkpoints.checkpoints)
+                        .where(checkpoints.checkpoints.c.projector == "raw")
                         .values(last_sequence=last)
                     )
 
@@ -169,7 +169,7 @@ async def eventkit_replay(
     store = await JetStreamEventStore.connect(url, stream=stream)
     with transaction(engine) as db:
         db.execute(rows.delete())
-        cps.save_checkpoint(db, projector.name, last_sequence=0)
+        checkpoints.save_checkpoint(db, projector.name, last_sequence=0)
     runner = ProjectionRunner(projector, store, engine, batch_size=batch, ack=ack)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     result = await runner.catch_up()
@@ -239,7 +239,7 @@ def prepare_db(url: str) -> Any:
     md.drop_all(engine)
     md.create_all(engine)
     with transaction(engine) as db:
-        cps.save_checkpoint(db, "raw", last_sequence=0)
+        checkpoints.save_checkpoint(db, "raw", last_sequence=0)
     return engine
 
 
@@ -436,8 +436,8 @@ async def raw_rows_sql(url: str, stream: str, n: int, batch: int, engine: Any) -
                     e = BenchDeposited.model_validate_json(m.data)
                     _account_sql(db, m.subject.rsplit(".", 1)[-1], e.amount)
                 db.execute(
-                    update(cps.checkpoints)
-                    .where(cps.checkpoints.c.projector == "raw")
+                    update(checkpoints.checkpoints)
+                    .where(checkpoints.checkpoints.c.projector == "raw")
                     .values(last_sequence=last)
                 )
 
@@ -452,7 +452,7 @@ async def rows_replay(url: str, stream: str, n: int, engine: Any, projector: Pro
     store = await JetStreamEventStore.connect(url, stream=stream)
     with transaction(engine) as db:
         db.execute(accounts.delete())
-        cps.save_checkpoint(db, projector.name, last_sequence=0)
+        checkpoints.save_checkpoint(db, projector.name, last_sequence=0)
     runner = ProjectionRunner(projector, store, engine)
     t0 = time.perf_counter()
     result = await runner.catch_up()

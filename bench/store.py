@@ -30,8 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventkit import Aggregate, Event, Repository, on
 from eventkit.server import start_server_process
-from eventkit.store import protocol as p
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.wire_constants import (
+    BATCH_COMMIT,
+    BATCH_ID,
+    BATCH_SEQUENCE,
+    EXPECTED_LAST_SUBJECT_SEQUENCE,
+    MSG_ID,
+)
 
 
 class BenchDeposited(Event):
@@ -137,7 +143,7 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
                     ack = await js.publish(
                         raw_subject,
                         json.dumps({"amount": 1}).encode(),
-                        headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last)},
+                        headers={EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_last)},
                     )
                     raw_last = ack.seq
                 return n
@@ -174,7 +180,7 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
                 ack = await js.publish(
                     raw_subjects[i],
                     json.dumps({"amount": 1}).encode(),
-                    headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i])},
+                    headers={EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i])},
                 )
                 raw_lasts[i] = ack.seq
 
@@ -188,8 +194,8 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
                     raw_subjects[i],
                     json.dumps({"amount": 1}).encode(),
                     headers={
-                        p.EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i]),
-                        p.MSG_ID: str(uuid.uuid4()),
+                        EXPECTED_LAST_SUBJECT_SEQUENCE: str(raw_lasts[i]),
+                        MSG_ID: str(uuid.uuid4()),
                     },
                 )
                 raw_lasts[i] = ack.seq
@@ -239,11 +245,11 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]
                 for _ in range(m):
                     bid = uuid.uuid4().hex
                     for i in range(1, 10):
-                        h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: str(i)}
+                        h = {BATCH_ID: bid, BATCH_SEQUENCE: str(i)}
                         if i == 1:
-                            h[p.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(raw_batch_last)
+                            h[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(raw_batch_last)
                         await nc.publish(raw_batch_subject, payload, headers=h)
-                    h = {p.BATCH_ID: bid, p.BATCH_SEQUENCE: "10", p.BATCH_COMMIT: "1"}
+                    h = {BATCH_ID: bid, BATCH_SEQUENCE: "10", BATCH_COMMIT: "1"}
                     reply = await nc.request(raw_batch_subject, payload, headers=h, timeout=5)
                     ack = json.loads(reply.data)
                     assert "error" not in ack, ack

@@ -96,7 +96,9 @@ def _own_tables_only(
 def _online(connection: Any, options: dict[str, Any]) -> None:
     from alembic import context
 
-    render_as_batch = connection.dialect.name == "sqlite"
+    from eventkit.projection.dialect import dialect_of
+
+    render_as_batch = dialect_of(connection).alters_by_copy
     context.configure(connection=connection, render_as_batch=render_as_batch, **options)
     with context.begin_transaction():
         context.run_migrations()

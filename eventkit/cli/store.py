@@ -14,9 +14,9 @@ from eventkit.cli.context import console, readable, run, state
 from eventkit.cli.main import app
 from eventkit.errors import EventkitError, ForgottenError
 from eventkit.projection.replay import parse_when
-from eventkit.store import protocol as p
 from eventkit.store.erasure import is_marker
 from eventkit.store.subjects import validate_subject
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID
 
 
 @app.command("events")
@@ -55,15 +55,15 @@ def events_command(
             if when is not None:
                 raw = [m for m in raw if m.time <= when]
             cipher = store.codec.cipher
-            if cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+            if cipher is not None and any(ENCRYPTION in m.headers for m in raw):
                 with contextlib.suppress(ForgottenError):
                     await cipher.prepare([subject], create=False)  # fetch the subject's key
             for m in raw:
                 row: dict[str, Any] = {
                     "sequence": m.sequence,
                     "time": m.time.isoformat(),
-                    "type": m.headers.get(p.EVENT_TYPE, "?"),
-                    "event_id": m.headers.get(p.MSG_ID, ""),
+                    "type": m.headers.get(EVENT_TYPE, "?"),
+                    "event_id": m.headers.get(MSG_ID, ""),
                 }
                 if is_marker(m.headers):  # forget's erasure marker: not an event, not foreign
                     row.update(type=None, event_id=None, data=None, forgotten=True)

@@ -7,6 +7,7 @@
     report = await forget_subject(app, store, engine, "bank.customer.c-1")
 """
 
+from eventkit.gdpr.erasure_rows import audit_entries
 from eventkit.gdpr.forget import (
     CANNOT_ERASE,
     ForgetReport,
@@ -26,7 +27,6 @@ from eventkit.gdpr.notice import (
     is_system_subject,
     notice_subject,
 )
-from eventkit.gdpr.records import audit_entries
 
 __all__ = [
     "CANNOT_ERASE",

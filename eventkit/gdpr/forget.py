@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, InvalidSubjectError, StoreUnavailableError
-from eventkit.gdpr import records as rec
+from eventkit.gdpr import erasure_rows
 from eventkit.gdpr.notice import (
     encode_notice,
     is_system_subject,
@@ -102,9 +102,9 @@ async def forget_subject(
     readers = projectors_for(subject, app.projectors, stream)
     report.projectors = [p.name for p in readers]
     report.projectors_without_forget = [p.name for p in readers if not p.declares_forget()]
-    rec.check_tables(engine)
-    audited = await asyncio.to_thread(rec.last_audit_id, engine, stream, digest)
-    request = await asyncio.to_thread(rec.load_request, engine, stream, digest)
+    erasure_rows.check_tables(engine)
+    audited = await asyncio.to_thread(erasure_rows.last_audit_id, engine, stream, digest)
+    request = await asyncio.to_thread(erasure_rows.load_request, engine, stream, digest)
     if request is not None and request["finished_at"] is None:
         report.resumed = True
     elif request is not None:
@@ -145,7 +145,7 @@ async def forget_subject(
         if progress is not None:
             progress(name, count)
 
-    await asyncio.to_thread(rec.save_request, engine, stream, digest, "started", total)
+    await asyncio.to_thread(erasure_rows.save_request, engine, stream, digest, "started", total)
     step("started")
     # 2. the marker: after this, no process can store anything on the subject
     report.marker_sequence = await store.mark_forgotten(subject)
@@ -153,7 +153,7 @@ async def forget_subject(
     if shredder is not None and key_state != "none":
         erased = await shredder(subject)
         report.key = "shredded" if erased else "already shredded"
-    await asyncio.to_thread(rec.save_request, engine, stream, digest, "key", total)
+    await asyncio.to_thread(erasure_rows.save_request, engine, stream, digest, "key", total)
     step("key")
     # 4. every message, one secure erase each (a raw client's appends are caught by the re-scan)
     erased_count = 0
@@ -172,28 +172,36 @@ async def forget_subject(
             f"keeps appending to it; stop the writer and run forget again to finish"
         )
     report.messages = max(total, erased_count)
-    await asyncio.to_thread(rec.save_request, engine, stream, digest, "messages", report.messages)
+    await asyncio.to_thread(
+        erasure_rows.save_request, engine, stream, digest, "messages", report.messages
+    )
     step("messages", erased_count)
     # 4b. deadlines about the subject: a fired copy left behind is passed over (and erased)
     report.deadlines = await erase_deadlines(store, subject)
     step("deadlines", report.deadlines)
     # 5. snapshots
     report.snapshots += await store.snapshots.delete(subject)  # type: ignore[attr-defined]
-    await asyncio.to_thread(rec.save_request, engine, stream, digest, "snapshots", report.messages)
+    await asyncio.to_thread(
+        erasure_rows.save_request, engine, stream, digest, "snapshots", report.messages
+    )
     step("snapshots", report.snapshots)
     # 6. read models, dead letters, recorded errors
     report.dead_letters = await asyncio.to_thread(
-        rec.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
+        erasure_rows.forget_rows, engine, readers, subject, stream, digest, report.marker_sequence
     )
     report.dead_letters += await _forget_reactor_letters(store, subject)
     step("projectors", len(readers))
     # 7. the notice for other services
     report.notice_sequence = await _publish_notice(store, subject, report.marker_sequence)
-    await asyncio.to_thread(rec.save_request, engine, stream, digest, "notice", report.messages)
+    await asyncio.to_thread(
+        erasure_rows.save_request, engine, stream, digest, "notice", report.messages
+    )
     step("notice")
     # 8. audit, done (once: a forget of the subject that ran at the same time and finished
     # first wrote the entry for both)
-    report.joined = not await asyncio.to_thread(rec.finish_request, engine, report, audited)
+    report.joined = not await asyncio.to_thread(
+        erasure_rows.finish_request, engine, report, audited
+    )
     step("done")
     return report
 
@@ -265,11 +273,11 @@ async def forget_message(
             f"sequence {sequence} is an eventkit system event ({msg.subject}), not data"
         )
     readers = projectors_for(msg.subject, app.projectors, stream)
-    positions = await asyncio.to_thread(rec.checkpoint_positions, engine)
+    positions = await asyncio.to_thread(erasure_rows.checkpoint_positions, engine)
     report.stale_projectors = [p.name for p in readers if positions.get(p.name, 0) >= sequence]
     if dry_run:
         return report
-    rec.check_tables(engine)
+    erasure_rows.check_tables(engine)
     # its links first (never its data): the rest of its subject's chain still verifies
     await store.record_erasure(msg)
     report.erased = await store.delete(sequence)
@@ -287,7 +295,7 @@ async def forget_message(
         "projectors_without_forget": "[]",
         "at": datetime.now(UTC),
     }
-    await asyncio.to_thread(rec.insert_audit, engine, row)
+    await asyncio.to_thread(erasure_rows.insert_audit, engine, row)
     return report
 
 

@@ -50,7 +50,7 @@ from eventkit.gdpr.sealing import (
     wrap_key,
 )
 from eventkit.store.nats.buckets import ensure_erasable_bucket
-from eventkit.store.nats.errors import is_gone
+from eventkit.store.nats.jetstream_errors import is_gone
 from eventkit.store.subjects import subject_matches, validate_filter
 
 if TYPE_CHECKING:

@@ -35,12 +35,12 @@ from sqlalchemy.orm import Session
 
 from eventkit.gdpr.sealing import seal, unseal
 from eventkit.projection.projector import Projector
-from eventkit.store import protocol
-from eventkit.store.protocol import system_prefix
+from eventkit.store import wire_constants
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import subject_matches
+from eventkit.store.wire_constants import system_prefix
 
-SYSTEM_HEADER = protocol.SYSTEM
+SYSTEM_HEADER = wire_constants.SYSTEM
 FORGOTTEN = "forgotten"
 
 
@@ -86,7 +86,7 @@ def encode_notice(
     if key is not None:
         sealed = seal(AESGCM(key), subject.encode(), stream.encode())
         body["sealed"] = base64.b64encode(sealed).decode()
-    headers = {SYSTEM_HEADER: FORGOTTEN, protocol.MSG_ID: f"eventkit-forgotten-{digest[:48]}"}
+    headers = {SYSTEM_HEADER: FORGOTTEN, wire_constants.MSG_ID: f"eventkit-forgotten-{digest[:48]}"}
     return headers, json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventkit.errors import ConfigError
-from eventkit.observability import metrics as m
+from eventkit.observability import metrics
 
 _enabled: dict[int, OtelRecorder] = {}
 
@@ -39,11 +39,11 @@ class OtelRecorder:
     """The histograms; also owns the observable instruments (kept alive with it)."""
 
     def __init__(self, meter: Any) -> None:
-        handler, batch = m.HISTOGRAMS
+        handler, batch = metrics.HISTOGRAMS
         self._handler = meter.create_histogram(handler.name, unit="s", description=handler.help)
         self._batch = meter.create_histogram(batch.name, unit="s", description=batch.help)
         self.instruments: list[Any] = []
-        for info in m.WORKER_METRICS:
+        for info in metrics.WORKER_METRICS:
             name = info.name
             make = (
                 meter.create_observable_counter
@@ -55,7 +55,7 @@ class OtelRecorder:
                     name, callbacks=[_worker_callback(name)], unit=info.unit, description=info.help
                 )
             )
-        for info in m.PROCESS_METRICS:
+        for info in metrics.PROCESS_METRICS:
             self.instruments.append(
                 meter.create_observable_counter(
                     info.name, callbacks=[_process_callback(info.name)], description=info.help
@@ -75,7 +75,7 @@ def _worker_callback(name: str) -> Any:
     def observe(options: Any) -> Iterable[Any]:
         return [
             Observation(f.values()[name], {"kind": f.kind, "worker": f.name})
-            for f in m.all_workers()
+            for f in metrics.all_workers()
         ]
 
     return observe
@@ -85,7 +85,7 @@ def _process_callback(name: str) -> Any:
     from opentelemetry.metrics import Observation
 
     def observe(options: Any) -> Iterable[Any]:
-        values = m.PROCESS.values()[name]
+        values = metrics.PROCESS.values()[name]
         return [Observation(v, {"stream": s}) for s, v in sorted(values.items())]
 
     return observe
@@ -108,7 +108,7 @@ def enable_otel_metrics(meter_provider: Any = None) -> OtelRecorder:
 
     recorder = OtelRecorder(provider.get_meter("eventkit", __version__))
     _enabled[id(provider)] = recorder
-    m.add_recorder(recorder)
+    metrics.add_recorder(recorder)
     return recorder
 
 

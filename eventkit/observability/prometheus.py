@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventkit.errors import ConfigError
-from eventkit.observability import metrics as m
+from eventkit.observability import metrics
 
 INSTALL_HINT = "pip install 'eventkit[metrics]'"
 
@@ -39,16 +39,16 @@ class EventkitCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        workers = m.all_workers()
-        for info in m.WORKER_METRICS:
+        workers = metrics.all_workers()
+        for info in metrics.WORKER_METRICS:
             family = CounterMetricFamily if info.kind == "counter" else GaugeMetricFamily
             fam = family(info.name, info.help, labels=["kind", "worker"], unit="")
             for f in workers:
                 fam.add_metric([f.kind, f.name], f.values()[info.name])
             yield fam
-        process = m.PROCESS.values()
+        process = metrics.PROCESS.values()
         streams = sorted({s for values in process.values() for s in values})
-        for info in m.PROCESS_METRICS:
+        for info in metrics.PROCESS_METRICS:
             fam = CounterMetricFamily(info.name, info.help, labels=["stream"])
             for stream in streams:  # 0 until the first conflict: rate() needs the series
                 fam.add_metric([stream], process[info.name].get(stream, 0))
@@ -63,14 +63,14 @@ class PrometheusRecorder:
 
     def __init__(self, registry: Any) -> None:
         client = _client()
-        handler, batch = m.HISTOGRAMS
+        handler, batch = metrics.HISTOGRAMS
         self._handler = client.Histogram(
             handler.name.removesuffix("_seconds"),
             handler.help,
             ["kind", "worker"],
             unit="seconds",
             registry=registry,
-            buckets=m.HANDLER_BUCKETS,
+            buckets=metrics.HANDLER_BUCKETS,
         )
         self._batch = client.Histogram(
             batch.name.removesuffix("_seconds"),
@@ -78,7 +78,7 @@ class PrometheusRecorder:
             ["kind", "worker"],
             unit="seconds",
             registry=registry,
-            buckets=m.BATCH_BUCKETS,
+            buckets=metrics.BATCH_BUCKETS,
         )
         self._handlers: dict[tuple[str, str], Any] = {}
         self._batches: dict[tuple[str, str], Any] = {}
@@ -123,7 +123,7 @@ class MetricsServer:
         return out.decode()
 
     def close(self) -> None:
-        m.remove_recorder(self.recorder)
+        metrics.remove_recorder(self.recorder)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -145,7 +145,7 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
             f"cannot serve metrics on {host}:{port}: {e.strerror or e}; pick a free port with "
             f"--metrics-port"
         ) from e
-    m.add_recorder(recorder)
+    metrics.add_recorder(recorder)
     return MetricsServer(server.server_port, host, registry, recorder, server, thread)
 
 

@@ -18,8 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from eventkit.observability import metrics as m
-from eventkit.observability import tracing
+from eventkit.observability import metrics, tracing
 from eventkit.observability.logs import state_change
 
 _MESSAGES = {
@@ -39,11 +38,11 @@ _LEVELS = {"halted": logging.ERROR, "waiting": logging.WARNING}
 class WorkerObserver:
     """Figures, logs and spans of one runner (``kind`` projector or reactor)."""
 
-    def __init__(self, kind: m.WorkerKind, name: str, logger: logging.Logger) -> None:
+    def __init__(self, kind: metrics.WorkerKind, name: str, logger: logging.Logger) -> None:
         self.kind = kind
         self.name = name
         self.log = logger
-        self.figures = m.worker_figures(kind, name)
+        self.figures = metrics.worker_figures(kind, name)
         self.current = ""
 
     # -- state changes ------------------------------------------------------------------------
@@ -124,8 +123,8 @@ class WorkerObserver:
     def batch(self, n: int, sequence: int, timestamp_ns: int, pending: int, started: float) -> None:
         """A projector committed ``n`` events up to ``sequence``; ``started``: perf_counter()."""
         self.figures.handled(n, sequence, timestamp_ns, pending)
-        if m.RECORDERS:
-            m.record_batch(self.kind, self.name, time.perf_counter() - started)
+        if metrics.RECORDERS:
+            metrics.record_batch(self.kind, self.name, time.perf_counter() - started)
 
     def failed(self) -> None:
         self.figures.failed += 1
@@ -144,7 +143,7 @@ class WorkerObserver:
     def apply(self, apply: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
         """A projector's ``apply(record, db)`` traced and timed, or itself when both are off."""
         traced = tracing.traced_apply(self.name, apply)
-        if not m.RECORDERS:
+        if not metrics.RECORDERS:
             return traced
         kind, name = self.kind, self.name
 
@@ -153,7 +152,7 @@ class WorkerObserver:
             try:
                 traced(record, db)
             finally:
-                m.record_handler(kind, name, time.perf_counter() - t0)
+                metrics.record_handler(kind, name, time.perf_counter() - t0)
 
         return timed
 
@@ -168,7 +167,7 @@ class WorkerObserver:
     ) -> None:
         """Run a reactor's handler in a consumer span (its outputs' appends become its
         children), counting it and timing it."""
-        if tracing.tracer() is None and not m.RECORDERS:
+        if tracing.tracer() is None and not metrics.RECORDERS:
             try:
                 await handle(record, ctx)
             except Exception:
@@ -184,8 +183,8 @@ class WorkerObserver:
                 self.figures.failed += 1  # the span records the exception itself
                 raise
             finally:
-                if m.RECORDERS:
-                    m.record_handler(self.kind, self.name, time.perf_counter() - t0)
+                if metrics.RECORDERS:
+                    metrics.record_handler(self.kind, self.name, time.perf_counter() - t0)
         self.figures.applied += 1
 
 

@@ -23,14 +23,14 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ForgottenError
 from eventkit.observability.worker import WorkerObserver
-from eventkit.projection import passedover as pov
+from eventkit.projection import passedover
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.sql import is_outage
-from eventkit.store import protocol as p
 from eventkit.store.chain import ChainCheck
 from eventkit.store.erasure import is_marker
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage, time_from_ns
+from eventkit.store.wire_constants import EVENT_TYPE, SYSTEM, system_prefix
 
 log = logging.getLogger("eventkit.projection")
 
@@ -66,9 +66,9 @@ class BadBulk(Exception):
 def eventkits_own(subject: str, headers: dict[str, str], stream: str) -> bool:
     """eventkit's own messages that are not events (notices, deadlines, reactor requests)."""
     return (
-        p.SYSTEM in headers
+        SYSTEM in headers
         or "Eventkit-Due-Type" in headers
-        or subject.startswith(p.system_prefix(stream))
+        or subject.startswith(system_prefix(stream))
     )
 
 
@@ -136,7 +136,7 @@ class BatchApplier:
             if only is not None and not only(msg.subject):
                 continue
             headers = msg.headers or {}
-            event_type = headers.get(p.EVENT_TYPE)
+            event_type = headers.get(EVENT_TYPE)
             if self.chains is not None:
                 at = time_from_ns(item.timestamp_ns)
                 problem = self.chains.check(
@@ -164,11 +164,11 @@ class BatchApplier:
                         continue
                     if bound is None:
                         if not eventkits_own(msg.subject, headers, stream):
-                            passed(pov.FOREIGN, item.sequence)
+                            passed(passedover.FOREIGN, item.sequence)
                         continue
                     record = foreign(stored, bound, stream)
                 elif not handles(event_type):
-                    passed(pov.UNHANDLED, item.sequence)
+                    passed(passedover.UNHANDLED, item.sequence)
                     continue
                 else:
                     record = decode(
@@ -179,7 +179,7 @@ class BatchApplier:
                         msg.data,
                     )
             except ForgottenError:
-                passed(pov.FORGOTTEN, item.sequence)
+                passed(passedover.FORGOTTEN, item.sequence)
                 continue
             except Exception as e:
                 if is_outage(e):
@@ -197,7 +197,7 @@ class BatchApplier:
                 raise BadEvent(i, e) from e
         flush()
         if skipped:
-            pov.record(db, projector.name, skipped)
+            passedover.record(db, projector.name, skipped)
         return applied
 
     def _tell(self, reason: str, sequence: int) -> None:

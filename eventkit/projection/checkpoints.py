@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
+from eventkit.projection.dialect import dialect_of
 
 State = Literal["running", "halted"]
 
@@ -221,7 +222,7 @@ def touch_rows(db: Session, projector: str) -> None:
     (a ``RowProjector``'s row cache) reads them from SQL again from its next batch on."""
     conn = db.connection()
     names = sorted(slots_named(db, projector))
-    if conn.dialect.name == "postgresql":
+    if dialect_of(conn).row_locks:
         conn.execute(
             select(leases.c.projector)
             .where(leases.c.projector.in_(names))

@@ -11,44 +11,75 @@ session's ``info`` in this transaction only, kept after the commit, and dropped 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from eventkit.projection import checkpoints as cps
+from sqlalchemy.orm import Session
+
+from eventkit.observability.worker import WorkerObserver
+from eventkit.projection import checkpoints, letters
 from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.failures import BadEvents
-from eventkit.projection.registry import Retired, checkpoint_and_role
+from eventkit.projection.progress import Progress
+from eventkit.projection.projector import Projector
+from eventkit.projection.redaction import halt_message
+from eventkit.projection.registry import checkpoint_and_role
 from eventkit.projection.rowcache import ROW_CACHE, RowCache
 from eventkit.projection.rows import RowProjector
 from eventkit.projection.targets import base_name, fence, label
-from eventkit.store.protocol import MSG_ID
 from eventkit.store.records import time_from_ns
+from eventkit.store.wire_constants import EVENT_TYPE, MSG_ID
 
 
 class Restart(Exception):
     """The consumer's delivery and the SQL checkpoint disagree: reposition the consumer."""
 
 
-class Committing(BadEvents):
-    """The batch-transaction half of :class:`~eventkit.projection.runner.ProjectionRunner`."""
+def describe(error: BaseException) -> str:
+    """An error as the checkpoint row and the dead letters keep it (type, text, bounded)."""
+    text = str(error).strip() or type(error).__name__
+    return f"{type(error).__name__}: {text}"[:2000]
 
-    _applier: BatchApplier
-    _rows: RowCache | None
-    _revision: int
-    _clear_error: bool
-    passed_over: int
-    store: Any
 
-    def _retire(self, error: Retired) -> None:
-        """This version was retired by a switch (or its copy dropped): stop, saying so."""
-        logging.getLogger("eventkit.projection").error("%s", error)
-        self.halted_error = str(error)
-        self.state = "stopped"
+class Fencing(Protocol):
+    """A runner's lease as its transactions use it (one lease, or a worker's partitions)."""
 
-    def _apply(self, items: Sequence[Item]) -> None:
+    ttl: float
+
+    def fenced(self) -> AbstractContextManager[Session]: ...
+
+
+class BatchTransaction:
+    """The transactions of one runner (see the module's docstring): a batch applied, a bad
+    event parked, the projector halted; each checks the runner's lease and moves its
+    :class:`~eventkit.projection.progress.Progress`."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        store: Any,
+        lease: Fencing,
+        applier: BatchApplier,
+        rows: RowCache | None,
+        progress: Progress,
+        obs: WorkerObserver,
+    ) -> None:
+        self.projector = projector
+        self.name = projector.name
+        self.store = store
+        self.lease = lease
+        self.applier = applier
+        self.rows = rows
+        self.progress = progress
+        self.obs = obs
+        self.revision = -1
+        """The checkpoint row's revision the row cache is valid for."""
+        self.clear_error = False
+        """The checkpoint row holds an error (of a runner that halted): clear it on commit."""
+
+    def apply(self, items: Sequence[Item]) -> None:
         """One transaction: verify the lease, apply the items, move the checkpoint."""
-        rows = self._rows
+        rows = self.rows
         try:
             self._apply_in(items, rows)
         except BaseException:
@@ -60,37 +91,38 @@ class Committing(BadEvents):
 
     def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
         name = self.name
-        with self._lease.fenced() as db:
+        progress = self.progress
+        with self.lease.fenced() as db:
             projector = self.projector
             versioned = isinstance(projector, RowProjector)
             if versioned:  # the checkpoint and the version's role in one query
                 base, version = base_name(projector), getattr(projector, "version", 1)
                 cp, role = checkpoint_and_role(db, name, base, version)
             else:
-                cp = cps.get_checkpoint(db, name)
+                cp = checkpoints.get_checkpoint(db, name)
             stream: str = self.store.stream
-            cps.check_stream(cp, stream, label(projector))
+            checkpoints.check_stream(cp, stream, label(projector))
             current = cp.last_sequence
-            if current != self.checkpoint:
-                self.checkpoint = current
+            if current != progress.checkpoint:
+                progress.checkpoint = current
                 raise Restart
             if versioned:
                 fence(db, projector, role)
             if rows is not None:
-                if cp.revision != self._revision:  # rows written outside this runner
+                if cp.revision != self.revision:  # rows written outside this runner
                     rows.invalidate()
-                    self._revision = cp.revision
+                    self.revision = cp.revision
                 db.info[ROW_CACHE] = rows
-            applied = self._applier.apply(items, db, after=current)
+            applied = self.applier.apply(items, db, after=current)
             fresh = sum(1 for item in items if item.sequence > current)
             last = items[-1]
             if last.sequence > current:
                 extra: dict[str, Any] = {}
-                if self._clear_error:
+                if self.clear_error:
                     extra["last_error"] = None
                 if cp.stream is None:
                     extra["stream"] = stream
-                cps.save_checkpoint(
+                checkpoints.save_checkpoint(
                     db,
                     name,
                     last_sequence=last.sequence,
@@ -98,11 +130,52 @@ class Committing(BadEvents):
                     last_event_id=(last.msg.headers or {}).get(MSG_ID),
                     **extra,
                 )
-        if items[-1].sequence > self.checkpoint:
-            self.checkpoint = items[-1].sequence
-            self._clear_error = False
-        self.processed += applied  # what the handlers were given, not eventkit's own messages
-        self.passed_over += fresh - applied
+        if items[-1].sequence > progress.checkpoint:
+            progress.checkpoint = items[-1].sequence
+            self.clear_error = False
+        progress.processed += applied  # what the handlers were given, not eventkit's own messages
+        progress.passed_over += fresh - applied
+
+    def failure(self, item: Item, error: BaseException) -> tuple[str, str]:
+        """The event type of a bad ``item`` and its ``error`` as kept."""
+        event_type = (item.msg.headers or {}).get(EVENT_TYPE, "?")
+        return event_type, describe(error)
+
+    def park(self, item: Item, error: BaseException) -> None:
+        """Park ``item`` as a dead letter and move the checkpoint past it, in one transaction."""
+        event_type, text = self.failure(item, error)
+        self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
+        with self.lease.fenced() as db:
+            letters.park(
+                db,
+                self.name,
+                sequence=item.sequence,
+                subject=item.msg.subject,
+                event_type=event_type,
+                error=text,
+                attempts=1 + self.projector.max_retries,
+            )
+            checkpoints.save_checkpoint(
+                db,
+                self.name,
+                last_sequence=item.sequence,
+                last_event_time=time_from_ns(item.timestamp_ns),
+            )
+        self.progress.checkpoint = item.sequence
+        self.progress.parked += 1
+
+    def halt(self, item: Item, error: BaseException) -> None:
+        """Halt on ``item``: the checkpoint stays before it, the error (redacted) on its row."""
+        event_type, text = self.failure(item, error)
+        self.halt_with(halt_message(item.sequence, event_type, item.msg.subject, text))
+
+    def halt_with(self, message: str) -> None:
+        """Halt the projector, ``message`` on its checkpoint row."""
+        self.obs.state("halted", error=message)
+        with self.lease.fenced() as db:
+            checkpoints.set_state(db, self.name, "halted", message)
+        self.progress.state = "halted"
+        self.progress.halted_error = message
 
 
-__all__ = ["Committing", "Restart"]
+__all__ = ["BatchTransaction", "Fencing", "Restart", "describe"]

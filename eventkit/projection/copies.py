@@ -98,16 +98,23 @@ def drop_version(engine: Engine, name: str, version: int) -> str:
                 f"switch to a newer version first"
             )
         lease = cps.get_lease(db, found.slot)
-        if lease is not None and lease.live and not lease.owner.startswith(reg.RETIRED_OWNER):
+        parts = pr.rows(db, found.slot)  # partitioned: its workers hold partitions, not this
+        held = sorted({r.owner for r in parts if r.live})
+        if not parts and lease is not None and lease.live:
+            held = [] if lease.owner.startswith(reg.RETIRED_OWNER) else [lease.owner]
+        if held:
             raise ProjectionError(
-                f"version {version} of {name!r} is being run by {lease.owner}: stop its workers "
-                f"first (nothing was dropped)"
+                f"version {version} of {name!r} is being run by {', '.join(held)}: stop its "
+                f"workers first (nothing was dropped)"
             )
         if found.table_name:
             table = quoted(db, found.table_name, found.table_schema)
             db.execute(text(f"DROP TABLE IF EXISTS {table}"))
         forget_slot(db, found.slot)
         reg.forget_copy(db, name, version)
+        db.execute(  # built again, every partition starts from the start
+            pr.partitions_table.delete().where(pr.partitions_table.c.projector == found.slot)
+        )
         if found.role != reg.RETIRED:  # a retired version's lease stays retired
             db.execute(cps.leases.delete().where(cps.leases.c.projector == found.slot))
     return (

@@ -20,14 +20,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, EventkitError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection import letters as letter_rows
 from eventkit.projection.deployment import deployed, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import slot_name
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.runtime.deadletters import DeadLetter
-from eventkit.store import protocol as p
+from eventkit.store.wire_constants import ENCRYPTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ async def _retry_one(
         error = f"sequence {letter.sequence} is no longer in the stream"
     else:
         cipher = store.codec.cipher
-        if cipher is not None and p.ENCRYPTION in stored.headers:
+        if cipher is not None and ENCRYPTION in stored.headers:
             try:
                 await cipher.prepare([stored.subject], create=False)
             except EventkitError as e:
@@ -159,7 +159,7 @@ async def _retry_one(
         def apply() -> None:
             with transaction(engine) as db:
                 # first: wait for the runner's batch in flight, tell it its rows change
-                cps.touch_rows(db, projector.name)
+                checkpoints.touch_rows(db, projector.name)
                 # claimed before applying: a concurrent retry of the same letter finds it
                 # resolved and applies nothing
                 if letter_rows.resolve_dead_letter(db, letter.id):

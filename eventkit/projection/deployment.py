@@ -22,8 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import registry as reg
+from eventkit.projection import checkpoints, registry
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message, slot_name
 from eventkit.projection.rows import RowProjector
@@ -47,9 +46,11 @@ def _resolve_live(db: Session, name: str, version: int) -> int:
     # first use: a projector that ran before versions were recorded ran as version 1; else the
     # first version to start is live (a concurrent first start of another version fails on
     # the primary key, and its caller retries, reading this one)
-    ran = cps.get_checkpoint(db, name).updated_at is not None
+    ran = checkpoints.get_checkpoint(db, name).updated_at is not None
     live = 1 if ran else version
-    db.execute(insert(versions).values(projector=name, live_version=live, updated_at=cps.utcnow()))
+    db.execute(
+        insert(versions).values(projector=name, live_version=live, updated_at=checkpoints.utcnow())
+    )
     return live
 
 
@@ -88,22 +89,22 @@ def deployed(projector: Projector, engine: Engine, stream: str | None = None) ->
                 live = _resolve_live(db, name, version)
                 if version < live:
                     raise Retired(retired_message(name, version, live))
-                role = reg.LIVE if version == live else reg.BUILDING
+                role = registry.LIVE if version == live else registry.BUILDING
                 if isinstance(projector, RowProjector):
                     table = projector.table
-                    if role == reg.BUILDING:
+                    if role == registry.BUILDING:
                         table = copy_table(projector.table, version)
                         table.create(db.connection(), checkfirst=True)
-                known = reg.copy_of(db, name, version)
-                if known is not None and known.role == reg.RETIRED:
+                known = registry.copy_of(db, name, version)
+                if known is not None and known.role == registry.RETIRED:
                     raise Retired(retired_message(name, version, live))
                 where = None if table is None else table.name
                 if known is None or known.role != role or known.table_name != where:
                     schema = None if table is None else table.schema
-                    reg.record(db, name, version, role, where, schema)
+                    registry.record(db, name, version, role, where, schema)
                 if stream is not None:
-                    cp = cps.get_checkpoint(db, slot_name(name, version))
-                    cps.check_stream(cp, stream, label(projector))
+                    cp = checkpoints.get_checkpoint(db, slot_name(name, version))
+                    checkpoints.check_stream(cp, stream, label(projector))
             break
         except IntegrityError:
             if attempt == 2:
@@ -126,20 +127,22 @@ def _recorded(projector: Projector, engine: Engine, version: int, stream: str | 
     name = projector.name
     with read_transaction(engine) as db:
         live = live_version(db, name)
-        known = reg.copy_of(db, name, version)
-        cp = cps.get_checkpoint(db, slot_name(name, version)) if stream is not None else None
+        known = registry.copy_of(db, name, version)
+        cp = (
+            checkpoints.get_checkpoint(db, slot_name(name, version)) if stream is not None else None
+        )
     if live is None or known is None:
         return None
-    if version < live or known.role == reg.RETIRED:
+    if version < live or known.role == registry.RETIRED:
         raise Retired(retired_message(name, version, live))
-    role = reg.LIVE if version == live else reg.BUILDING
+    role = registry.LIVE if version == live else registry.BUILDING
     table: Table | None = None
     if isinstance(projector, RowProjector):
-        table = projector.table if role == reg.LIVE else copy_table(projector.table, version)
+        table = projector.table if role == registry.LIVE else copy_table(projector.table, version)
     if known.role != role or known.table_name != (None if table is None else table.name):
         return None
     if cp is not None and stream is not None:
-        cps.check_stream(cp, stream, label(projector))
+        checkpoints.check_stream(cp, stream, label(projector))
     return False if table is None else table
 
 
@@ -148,15 +151,21 @@ def slots(projector: Projector, db: Session) -> list[Slot]:
     finished), and this code's version when it has not run yet."""
     name = base_name(projector)
     version = _version_of(projector)
-    out = [Slot(name, c.slot, c.version, c.role) for c in reg.copies(db, name)]
+    out = [Slot(name, c.slot, c.version, c.role) for c in registry.copies(db, name)]
     if not any(s.version == version for s in out):
         live = live_version(db, name)
         if live is None:
-            ran = cps.get_checkpoint(db, name).updated_at is not None
+            ran = checkpoints.get_checkpoint(db, name).updated_at is not None
             if ran and version > 1:
-                out.append(Slot(name, name, 1, reg.LIVE))
+                out.append(Slot(name, name, 1, registry.LIVE))
             live = 1 if ran else version
-        role = reg.LIVE if version == live else reg.BUILDING if version > live else reg.RETIRED
+        role = (
+            registry.LIVE
+            if version == live
+            else registry.BUILDING
+            if version > live
+            else registry.RETIRED
+        )
         out.append(Slot(name, slot_name(name, version), version, role))
     return sorted(out, key=lambda s: s.version)
 

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.registry import retired_by_switch
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
 
@@ -68,15 +68,17 @@ class RunnerLease:
         if self._held_by_another():
             return None
         with self._bounded() as db:
-            if not cps.try_acquire_lease(db, self.name, self.owner, self.ttl):
+            if not checkpoints.try_acquire_lease(db, self.name, self.owner, self.ttl):
                 retired_by_switch(db, self.name)
                 return None
-            cp = cps.get_checkpoint(db, self.name)
+            cp = checkpoints.get_checkpoint(db, self.name)
             if cp.updated_at is None:
-                cps.save_checkpoint(db, self.name, last_sequence=0, state="running")
+                checkpoints.save_checkpoint(db, self.name, last_sequence=0, state="running")
             elif cp.state == "halted":
                 log.warning("%s: was halted (%s); retrying", self.name, cp.last_error)
-                cps.save_checkpoint(db, self.name, last_sequence=cp.last_sequence, state="running")
+                checkpoints.save_checkpoint(
+                    db, self.name, last_sequence=cp.last_sequence, state="running"
+                )
         self.lost = False
         return Start(cp.last_sequence, cp.last_error is not None)
 
@@ -85,7 +87,7 @@ class RunnerLease:
         without waiting for the write lock (on SQLite a busy runner holds it from one batch to
         the next). :class:`Retired` when a switch retired this version."""
         with read_transaction(self.engine) as db:
-            lease = cps.get_lease(db, self.name)
+            lease = checkpoints.get_lease(db, self.name)
             if lease is None or lease.owner == self.owner or not lease.live:
                 return False
             retired_by_switch(db, self.name)
@@ -94,16 +96,16 @@ class RunnerLease:
     def holder(self) -> str:
         """Who holds the lease now (for messages)."""
         with read_transaction(self.engine) as db:
-            lease = cps.get_lease(db, self.name)
+            lease = checkpoints.get_lease(db, self.name)
         return lease.owner if lease and lease.owner else "another runner"
 
     def renew(self) -> bool:
         with self._bounded() as db:
-            return cps.renew_lease(db, self.name, self.owner, self.ttl)
+            return checkpoints.renew_lease(db, self.name, self.owner, self.ttl)
 
     def release(self) -> None:
         with self._bounded() as db:
-            cps.release_lease(db, self.name, self.owner)
+            checkpoints.release_lease(db, self.name, self.owner)
 
     async def keep(self) -> None:
         """Renew every ``ttl / 3`` until cancelled or lost (then :attr:`lost` is set)."""
@@ -123,7 +125,7 @@ class RunnerLease:
         """A transaction that commits only while this owner holds the lease (renewed inside
         it); :class:`LeaseLost` otherwise, with nothing written."""
         with self._bounded() as db:
-            if not cps.renew_lease(db, self.name, self.owner, self.ttl):
+            if not checkpoints.renew_lease(db, self.name, self.owner, self.ttl):
                 self.lost = True
                 raise LeaseLost
             yield db

@@ -32,9 +32,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import partition_rows as pr
+from eventkit.projection import checkpoints, partition_rows
 from eventkit.projection.lease import LeaseLost, Start
+from eventkit.projection.registry import retired_by_switch
 from eventkit.projection.sql import bound_waits, read_transaction, transaction
 from eventkit.runtime.membership import (  # (here before they moved: kept importable)
     heard_of,
@@ -101,15 +101,15 @@ class PartitionLease:
             gone = [p for p in self.held if p not in wanted]
             with self._bounded() as db:
                 if not self._made:
-                    pr.ensure(db, self.name, self.partitions, self.stream)
+                    partition_rows.ensure(db, self.name, self.partitions, self.stream)
                     self._made = True
-                pr.release(db, self.name, gone, self.owner)
+                partition_rows.release(db, self.name, gone, self.owner)
                 for p in sorted(wanted - set(self.held)):
-                    checkpoint = pr.claim(db, self.name, p, self.owner, self.ttl)
+                    checkpoint = partition_rows.claim(db, self.name, p, self.owner, self.ttl)
                     if checkpoint is not None:
                         self.held[p] = checkpoint
                         gained.add(p)
-                pr.record_watermark(db, self.name)
+                partition_rows.record_watermark(db, self.name)
             for p in gone:
                 del self.held[p]
         self._rebalanced = time.monotonic()
@@ -134,15 +134,18 @@ class PartitionLease:
 
     def try_acquire(self) -> Start | None:
         """Claim this worker's share; where to start reading (the lowest checkpoint held), or
-        None while no partition is ours and free."""
+        None while no partition is ours and free; :class:`Retired` when a switch retired this
+        version (its workers, fenced by the switch, come here)."""
+        with read_transaction(self.engine) as db:  # a switch's fence ended in retirement
+            retired_by_switch(db, self.name)
         self.rebalance()
         if not self.held:
             return None
         with self._bounded() as db:
-            cp = cps.get_checkpoint(db, self.name)
+            cp = checkpoints.get_checkpoint(db, self.name)
             if cp.state == "halted":
                 log.warning("%s: was halted (%s); retrying", self.name, cp.last_error)
-                cps.set_state(db, self.name, "running", cp.last_error)
+                checkpoints.set_state(db, self.name, "running", cp.last_error)
         self.lost = False
         return Start(min(self.held.values()), cp.last_error is not None)
 
@@ -152,7 +155,7 @@ class PartitionLease:
 
     def holder(self) -> str:
         with read_transaction(self.engine) as db:
-            owners = {r.owner for r in pr.rows(db, self.name) if r.live}
+            owners = {r.owner for r in partition_rows.rows(db, self.name) if r.live}
         return ", ".join(sorted(owners)) or "other workers"
 
     def renew(self) -> bool:
@@ -161,13 +164,13 @@ class PartitionLease:
             if not held:
                 return True
             with self._bounded() as db:
-                still = pr.renew(db, self.name, held, self.owner, self.ttl)
+                still = partition_rows.renew(db, self.name, held, self.owner, self.ttl)
         return len(still) == len(held)
 
     def release(self) -> None:
         with self._lock, self._bounded() as db:
-            pr.release(db, self.name, sorted(self.held), self.owner)
-            pr.record_watermark(db, self.name)
+            partition_rows.release(db, self.name, sorted(self.held), self.owner)
+            partition_rows.record_watermark(db, self.name)
             self.held.clear()
 
     async def keep(self) -> None:
@@ -188,7 +191,9 @@ class PartitionLease:
         """A transaction that commits only while every partition held is still ours (their
         leases renewed in it; ``last_sequence=`` moves their checkpoints too)."""
         with self._bounded() as db:
-            if not pr.fence(db, self.name, sorted(self.held), self.owner, self.ttl, **moved):
+            if not partition_rows.fence(
+                db, self.name, sorted(self.held), self.owner, self.ttl, **moved
+            ):
                 self.lost = True
                 raise LeaseLost
             yield db

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection.dialect import dialect_of
 from eventkit.runtime.partitions import default_key, partition_of
 
 partitions_table = Table(
@@ -220,7 +221,7 @@ def fence(
     if not held:
         return True
     conn = db.connection()
-    if conn.dialect.name == "postgresql":
+    if dialect_of(conn).row_locks:
         lease = cps.leases.c.projector
         conn.execute(select(lease).where(lease == projector).with_for_update(read=True))
     values: dict[str, Any] = {"expires_at": time.time() + ttl}
@@ -275,6 +276,32 @@ def hold_all(db: Session, projector: str, owner: str, ttl: float) -> str:
         .values(owner=owner, expires_at=now + ttl)
     )
     return ""
+
+
+def take_all(db: Session, projector: str, owner: str, expires_at: float) -> int:
+    """Take every partition's lease for ``owner`` until ``expires_at``, whoever holds it (a
+    switch fencing the old version: its workers' next batch commits nothing and they stand by;
+    on PostgreSQL this waits for their batches in flight); the highest checkpoint."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector)
+        .values(owner=owner, expires_at=expires_at)
+    )
+    value = (
+        db.connection()
+        .execute(select(func.max(t.last_sequence)).where(t.projector == projector))
+        .scalar()
+    )
+    return 0 if value is None else int(value)
+
+
+def free_all(db: Session, projector: str, owner: str) -> None:
+    """Give back every partition ``owner`` holds (the end of a switch's fence)."""
+    db.connection().execute(
+        update(partitions_table)
+        .where(t.projector == projector, t.owner == owner)
+        .values(owner="", expires_at=0.0)
+    )
 
 
 def rewind_all(db: Session, projector: str, to_sequence: int) -> None:
@@ -335,6 +362,7 @@ __all__ = [
     "claim",
     "ensure",
     "fence",
+    "free_all",
     "hold_all",
     "low_watermark",
     "partitions_table",
@@ -344,4 +372,5 @@ __all__ = [
     "rewind_all",
     "rows",
     "sentinel",
+    "take_all",
 ]

@@ -29,11 +29,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from eventkit.errors import ForgottenError, StoreUnavailableError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
-from eventkit.projection import partition_rows as pr
+from eventkit.projection import checkpoints, letters, partition_rows
 from eventkit.projection.applying import BadEvent, Item
-from eventkit.projection.committing import Restart
+from eventkit.projection.committing import BatchTransaction, Restart
+from eventkit.projection.failures import BadEvents
 from eventkit.projection.lease import LeaseLost
 from eventkit.projection.partition_lease import PartitionLease
 from eventkit.projection.registry import Retired
@@ -47,8 +46,8 @@ from eventkit.runtime.membership import keep_membership, membership_name, refres
 from eventkit.runtime.partitions import default_key, partition_of
 from eventkit.runtime.presence import Presence
 from eventkit.runtime.pulling import Puller, consumer_name
-from eventkit.store import protocol as p
 from eventkit.store.records import time_from_ns
+from eventkit.store.wire_constants import EVENT_TYPE
 
 log = logging.getLogger("eventkit.projection")
 
@@ -82,7 +81,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             self.member,
             store.stream,
         )
-        self._puller = _WorkerPuller(
+        self._feed.puller = _WorkerPuller(
             store,
             self.projector.name,
             self.filters,
@@ -91,8 +90,10 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             cover=True,
             name=f"{consumer_name(self.projector.name)}_{self.member}",
         )
-        self._keyed = self.projector.keys_partitions()
-        self._keys: dict[str, int] = {}
+        self._transaction = PartitionTransaction(
+            self.projector, store, self._lease, self._applier, self._rows, self.progress, self.obs
+        )
+        self._bad_events = BadEvents(self._transaction)
         self._end: int | None = None
 
     @property
@@ -115,14 +116,14 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
                 try:
                     finished = await self._held_run()
                 except Retired as e:
-                    self._retire(e)
+                    self.progress.retire(e)
                     break
                 if self.state == "halted":
                     break
                 if finished and self._end is not None:
                     if await asyncio.to_thread(self._all_done, self._end):
                         break
-                    await self._sleep(min(1.0, self.lease_ttl / 4))
+                    await self._pauses.sleep(min(1.0, self.lease_ttl / 4))
                 elif finished:
                     break
         finally:
@@ -152,7 +153,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
             return False
         except (DBAPIError, StoreUnavailableError) as e:
             if isinstance(e, DBAPIError) and ended_as_idle(e):
-                return await self._ended_as_idle()
+                return await self._bad_events.ended_as_idle()
             if isinstance(e, DBAPIError) and not is_outage(e):
                 raise
             await self._wait_out(e)
@@ -170,13 +171,12 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
         while not self.stopping:
             try:
                 if await asyncio.to_thread(self._try_acquire):
-                    self._outage_delay = 0.0
-                    self._outage_tries = 0
+                    self._pauses.got_through()
                     return True
                 if self._end is not None and await asyncio.to_thread(self._all_done, self._end):
                     return False
             except Retired as e:
-                self._retire(e)
+                self.progress.retire(e)
                 return False
             except DBAPIError as e:
                 if not is_outage(e):
@@ -185,7 +185,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
                 continue
             self.state = "standby"
             self.obs.state("standby")
-            await self._sleep(min(1.0, self.lease_ttl / 4))
+            await self._pauses.sleep(min(1.0, self.lease_ttl / 4))
         return False
 
     def _finish_at(self, end: int) -> None:
@@ -200,7 +200,7 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
 
     def _all_done(self, end: int) -> bool:
         with read_transaction(self.engine) as db:
-            rows = pr.rows(db, self.name)
+            rows = partition_rows.rows(db, self.name)
         return bool(rows) and all(r.last_sequence >= end for r in rows)
 
     async def _rebalance(self) -> None:
@@ -225,12 +225,24 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
         if self._lease.due():
             await self._rebalance()
 
-    # -- the batch transaction --------------------------------------------------------------
-    def _partition(self, item: Item) -> int:
+
+class PartitionTransaction(BatchTransaction):
+    """A worker's batch transaction: it applies the events of the partitions it holds, checks
+    all their leases and moves all their checkpoints; a bad event parks in its partition."""
+
+    lease: PartitionLease
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._keyed = self.projector.keys_partitions()
+        self._keys: dict[str, int] = {}
+
+    def partition(self, item: Item) -> int:
+        """The partition of ``item``: by the projector's key, else by its subject."""
         msg = item.msg
         n = self.projector.partitions
         if self._keyed:
-            event_type = (msg.headers or {}).get(p.EVENT_TYPE)
+            event_type = (msg.headers or {}).get(EVENT_TYPE)
             if event_type is not None and self.projector.handles(event_type):
                 try:
                     rec = self.store.codec.decode_parts(
@@ -252,41 +264,42 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
         return found
 
     def _apply_in(self, items: Sequence[Item], rows: RowCache | None) -> None:
-        held = self._lease.held
+        held = self.lease.held
         mine: list[Item] = []
         where: list[int] = []
         for i, item in enumerate(items):
-            at = held.get(self._partition(item))
+            at = held.get(self.partition(item))
             if at is not None and item.sequence > at:
                 mine.append(item)
                 where.append(i)
         last = items[-1]
         moved = {"last_sequence": last.sequence, "last_event_time": time_from_ns(last.timestamp_ns)}
-        with self._lease.fenced(**moved) as db:
-            cp = cps.get_checkpoint(db, self.name)
-            cps.check_stream(cp, self.store.stream, label(self.projector))
+        with self.lease.fenced(**moved) as db:
+            cp = checkpoints.get_checkpoint(db, self.name)
+            checkpoints.check_stream(cp, self.store.stream, label(self.projector))
             if isinstance(self.projector, RowProjector):
                 fence(db, self.projector)  # a retired or dropped version commits nothing
             if rows is not None:
-                if cp.revision != self._revision:  # rows written outside the runners
+                if cp.revision != self.revision:  # rows written outside the runners
                     rows.invalidate()
-                    self._revision = cp.revision
+                    self.revision = cp.revision
                 db.info[ROW_CACHE] = rows
             try:
-                applied = self._applier.apply(mine, db, after=0)
+                applied = self.applier.apply(mine, db, after=0)
             except BadEvent as bad:
                 raise BadEvent(where[bad.index], bad.error) from bad.error
         for part, at in held.items():
             held[part] = max(at, last.sequence)
-        self.checkpoint = max(self.checkpoint, last.sequence)
-        self.processed += applied  # what the handlers were given
-        self.passed_over += len(mine) - applied
+        progress = self.progress
+        progress.checkpoint = max(progress.checkpoint, last.sequence)
+        progress.processed += applied  # what the handlers were given
+        progress.passed_over += len(mine) - applied
 
-    def _park(self, item: Item, error: BaseException) -> None:
-        event_type, text = self._failure(item, error)
+    def park(self, item: Item, error: BaseException) -> None:
+        event_type, text = self.failure(item, error)
         self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
-        part = self._partition(item)
-        with self._lease.fenced() as db:
+        part = self.partition(item)
+        with self.lease.fenced() as db:
             letters.park(
                 db,
                 self.name,
@@ -296,10 +309,10 @@ class PartitionedRunner(ProjectionRunner, partitioned=True):
                 error=text,
                 attempts=1 + self.projector.max_retries,
             )
-            pr.advance(db, self.name, part, item.sequence)
-        if part in self._lease.held:
-            self._lease.held[part] = max(self._lease.held[part], item.sequence)
-        self.parked += 1
+            partition_rows.advance(db, self.name, part, item.sequence)
+        if part in self.lease.held:
+            self.lease.held[part] = max(self.lease.held[part], item.sequence)
+        self.progress.parked += 1
 
 
 __all__ = ["PartitionedRunner"]

@@ -24,7 +24,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.checkpoints import (  # (defined beside the other bookkeeping tables)
     BUILDING,
     LIVE,
@@ -85,7 +85,7 @@ def _copy(row: object) -> Copy:
 def copies(db: Session, projector: str) -> list[Copy]:
     """Every registered version of ``projector`` (its own name), oldest first."""
     t = projector_versions
-    with cps._eventkit_tables():
+    with checkpoints._eventkit_tables():
         rows = db.connection().execute(
             select(t).where(t.c.projector == projector).order_by(t.c.version)
         )
@@ -94,7 +94,7 @@ def copies(db: Session, projector: str) -> list[Copy]:
 
 def copy_of(db: Session, projector: str, version: int) -> Copy | None:
     t = projector_versions
-    with cps._eventkit_tables():
+    with checkpoints._eventkit_tables():
         row = (
             db.connection()
             .execute(select(t).where(t.c.projector == projector, t.c.version == version))
@@ -118,9 +118,9 @@ def record(
         "role": role,
         "table_name": table_name,
         "table_schema": table_schema,
-        "updated_at": cps.utcnow(),
+        "updated_at": checkpoints.utcnow(),
     }
-    with cps._eventkit_tables():
+    with checkpoints._eventkit_tables():
         done = db.execute(
             update(t).where(t.c.projector == projector, t.c.version == version).values(**values)
         ).rowcount  # type: ignore[attr-defined]
@@ -135,21 +135,21 @@ def forget_copy(db: Session, projector: str, version: int) -> None:
 
 def checkpoint_and_role(
     db: Session, slot: str, projector: str, version: int
-) -> tuple[cps.Checkpoint, str | None]:
+) -> tuple[checkpoints.Checkpoint, str | None]:
     """A slot's checkpoint and its version's role, in one query (a batch's first statement
     after the lease: one round trip for both); the role None when the version is not
     registered."""
-    c, t = cps.checkpoints, projector_versions
+    c, t = checkpoints.checkpoints, projector_versions
     joined = c.outerjoin(t, and_(t.c.projector == projector, t.c.version == version))
-    with cps._eventkit_tables():
+    with checkpoints._eventkit_tables():
         row = (
             db.connection()
             .execute(select(c, t.c.role).select_from(joined).where(c.c.projector == slot))
             .first()
         )
     if row is None:
-        return cps.checkpoint_of(slot, None), None
-    return cps.checkpoint_of(slot, row), row.role
+        return checkpoints.checkpoint_of(slot, None), None
+    return checkpoints.checkpoint_of(slot, row), row.role
 
 
 def retired_message(name: str, version: int, live: int | None) -> str:
@@ -164,7 +164,7 @@ def retired_message(name: str, version: int, live: int | None) -> str:
 
 def retired_by_switch(db: Session, slot: str) -> None:
     """:class:`Retired` when ``slot``'s lease was retired by a switch (its owner says so)."""
-    lease = cps.get_lease(db, slot)
+    lease = checkpoints.get_lease(db, slot)
     if lease is not None and lease.owner.startswith(RETIRED_OWNER):
         head, _, version = slot.rpartition("_v")
         name, old = (head, int(version)) if head and version.isdigit() else (slot, 1)

@@ -163,6 +163,9 @@ async def plan_replay(
     last = await store.last_sequence()
     with read_transaction(engine) as db:
         checkpoint = cps.get_checkpoint(db, projector.name).last_sequence
+        parts = pr.rows(db, projector.name) if projector.partitions > 1 else []
+    if parts:  # the slowest partition (the projector's row has it as of the last rebalance)
+        checkpoint = min(r.last_sequence for r in parts)
     mode: Literal["start", "sequence", "time"]
     if from_start:
         mode, start = "start", 1

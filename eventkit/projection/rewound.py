@@ -8,21 +8,20 @@ import asyncio
 from typing import Any
 
 from eventkit.errors import StreamRewoundError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import partition_rows as pr
+from eventkit.projection import checkpoints, partition_rows
 from eventkit.projection.sql import transaction
 from eventkit.store.rewind import check_position
 
 
 def _applied_event_id(engine: Any, projector: str, sequence: int) -> str | None:
     with transaction(engine) as db:
-        cp = cps.get_checkpoint(db, projector)
+        cp = checkpoints.get_checkpoint(db, projector)
     return cp.last_event_id if cp.last_sequence == sequence else None
 
 
 def _highest_partition(engine: Any, projector: str) -> int:
     with transaction(engine) as db:
-        return max((r.last_sequence for r in pr.rows(db, projector)), default=0)
+        return max((r.last_sequence for r in partition_rows.rows(db, projector)), default=0)
 
 
 async def halted_on_rewind(runner: Any, *, partitioned: bool = False) -> bool:

@@ -139,4 +139,12 @@ class RowCache:
         self._cleared = False
 
 
-__all__ = ["MISS", "ROW_CACHE", "RowCache", "row_size"]
+def row_cache_of(projector: Any) -> RowCache | None:
+    """The row cache a runner of ``projector`` keeps (a row projector's ``row_cache`` rows in
+    ``row_cache_bytes``), or None."""
+    size: int = getattr(projector, "row_cache", 0)  # validated on the projector
+    room: int = getattr(projector, "row_cache_bytes", 0)
+    return RowCache(size, room) if size > 0 and room > 0 else None
+
+
+__all__ = ["MISS", "ROW_CACHE", "RowCache", "row_cache_of", "row_size"]

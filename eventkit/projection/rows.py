@@ -29,6 +29,7 @@ from sqlalchemy import DateTime, Table, delete, insert, tuple_
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError, ProjectionError
+from eventkit.projection.dialect import Dialect, dialect_of
 from eventkit.projection.projector import Projector
 from eventkit.projection.rowcache import MISS, ROW_CACHE, RowCache
 from eventkit.projection.rowsql import (
@@ -162,13 +163,15 @@ class RowProjector(Projector):
             return
         fence(db, self)
 
-    def _kept(self, dialect: str) -> tuple[tuple[str, tuple[type, ...], bool | None], ...] | None:
+    def _kept(
+        self, dialect: Dialect
+    ) -> tuple[tuple[str, tuple[type, ...], bool | None], ...] | None:
         """Per column, the types that read back exactly on ``dialect`` (None: not cached)."""
         by = type(self)._kept_by
-        if dialect not in by:
+        if dialect.name not in by:
             kept = [(c.name, *kept_as(c.type, dialect)) for c in self.table.columns]
-            by[dialect] = None if any(not types for _, types, _ in kept) else tuple(kept)
-        return by[dialect]
+            by[dialect.name] = None if any(not types for _, types, _ in kept) else tuple(kept)
+        return by[dialect.name]
 
     def _key(self, rec: RecordedEvent[Any]) -> Any:
         """``key(rec)`` in the key column's type (converted from the default key's string)."""
@@ -213,7 +216,7 @@ class RowProjector(Projector):
         table = self.target()
         conn = db.connection()
         keys = {k for k, _, _ in keyed}
-        kept = self._kept(conn.dialect.name)
+        kept = self._kept(dialect_of(conn))
         cache: RowCache | None = db.info.get(ROW_CACHE) if kept is not None else None
         if cache is None:
             stored = self._read(conn, table, keys)
@@ -308,10 +311,11 @@ class RowProjector(Projector):
 
     def _read(self, conn: Any, table: Table, keys: Iterable[Any]) -> dict[Any, Row]:
         keys = list(keys)
-        stmt = read_statement(conn.dialect.name, table, self._pk)
+        dialect = dialect_of(conn)
+        stmt = read_statement(dialect, table, self._pk)
         names = [c.name for c in table.columns]
         out: dict[Any, Row] = {}
-        aware = self._aware if conn.dialect.name == "sqlite" else ()
+        aware = self._aware if dialect.naive_datetimes else ()
         single = len(self._pk) == 1
         first = names.index(self._pk[0])
         for i in range(0, len(keys), IN_CHUNK):
@@ -332,8 +336,8 @@ class RowProjector(Projector):
             conn.execute(delete(table).where(cond))
 
     def _upsert(self, conn: Any, table: Table, rows: list[Row]) -> None:
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
+        dialect = dialect_of(conn)
+        if dialect.key_arrays:
             arrays = array_upsert(table, self._pk)
             if arrays is not None:
                 names = [(c.key, c.name) for c in table.columns]

@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from eventkit.projection.dialect import Dialect, dialect_named
+
 _STATEMENTS = "eventkit.row_upsert"
 _COMPILED = "eventkit.row_upsert_compiled"
 _ARRAYS = "eventkit.row_upsert_arrays"
@@ -54,14 +56,15 @@ def _cache(table: Table, key: str) -> dict[Any, Any]:
     return cast(dict[Any, Any], cache)
 
 
-def read_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
-    """``SELECT * FROM table WHERE pk IN (:keys)`` (``= ANY(:keys)`` on PostgreSQL)."""
+def read_statement(dialect: Dialect, table: Table, pk: tuple[str, ...]) -> Any:
+    """``SELECT * FROM table WHERE pk IN (:keys)`` (``= ANY(:keys)`` where the dialect reads
+    by key arrays)."""
     cache = _cache(table, _READ)
-    postgres = dialect == "postgresql" and len(pk) == 1 and _plain(table.c[pk[0]].type)
-    stmt = cache.get(postgres)
+    arrays = dialect.key_arrays and len(pk) == 1 and _plain(table.c[pk[0]].type)
+    stmt = cache.get(arrays)
     if stmt is None:
         cols = [table.c[c] for c in pk]
-        if postgres:
+        if arrays:
             from sqlalchemy.dialects.postgresql import ARRAY
 
             keys = bindparam("keys", type_=ARRAY(cols[0].type))
@@ -69,27 +72,19 @@ def read_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
         else:
             target = cols[0] if len(cols) == 1 else tuple_(*cols)
             stmt = select(table).where(target.in_(bindparam("keys", expanding=True)))
-        cache[postgres] = stmt
+        cache[arrays] = stmt
     return stmt
 
 
-def upsert_statement(dialect: str, table: Table, pk: tuple[str, ...]) -> Any:
+def upsert_statement(dialect: Dialect, table: Table, pk: tuple[str, ...]) -> Any:
     """``INSERT ... ON CONFLICT (pk) DO UPDATE SET <the other columns>``; None for a dialect
     without it (the caller replaces the rows instead)."""
     cache = _cache(table, _STATEMENTS)
-    if dialect in cache:
-        return cache[dialect]
-    ins: Any
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as ins
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as ins
-    else:
-        cache[dialect] = None
-        return None
-    base = ins(table)
-    cache[dialect] = _on_conflict(base, table, pk)
-    return cache[dialect]
+    if dialect.name in cache:
+        return cache[dialect.name]
+    insert = dialect.upsert_insert()
+    cache[dialect.name] = None if insert is None else _on_conflict(insert(table), table, pk)
+    return cache[dialect.name]
 
 
 def _on_conflict(base: Any, table: Table, pk: tuple[str, ...]) -> Any:
@@ -119,7 +114,7 @@ def compiled_upsert(dialect: Any, table: Table, pk: tuple[str, ...]) -> Compiled
     key = (dialect.name, dialect.paramstyle)
     if key in cache:
         return cast("Compiled | None", cache[key])
-    stmt = upsert_statement(dialect.name, table, pk)
+    stmt = upsert_statement(dialect_named(dialect.name), table, pk)
     if stmt is None:
         cache[key] = None
         return None

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from eventkit.errors import ConfigError
+from eventkit.projection.dialect import GENERIC, Dialect
 from eventkit.projection.rowsql import PLAIN_TYPES
 
 Row = dict[str, Any]
@@ -38,7 +39,7 @@ ZERO = timedelta(0)
 _IMMUTABLE = (*PLAIN_TYPES, Interval, LargeBinary)
 
 
-def kept_as(t: TypeEngine[Any], dialect: str = "") -> tuple[tuple[type, ...], bool | None]:
+def kept_as(t: TypeEngine[Any], dialect: Dialect = GENERIC) -> tuple[tuple[type, ...], bool | None]:
     """The exact Python types a column of type ``t`` reads back on ``dialect`` as what was
     written, and whether its datetimes are aware (``None``: not datetimes); no types when the
     column converts what it is given (decimals are rounded to the scale, enums, JSON, custom
@@ -52,7 +53,7 @@ def kept_as(t: TypeEngine[Any], dialect: str = "") -> tuple[tuple[type, ...], bo
     if isinstance(t, String):
         return (str,), None
     if isinstance(t, Float) and not t.asdecimal and t.precision is None:
-        if isinstance(t, REAL) and dialect != "sqlite":  # float4: a double reads back rounded
+        if isinstance(t, REAL) and not dialect.exact_real:  # float4: a double reads back rounded
             return (), None
         return (float,), None
     if isinstance(t, DateTime):

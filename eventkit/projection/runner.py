@@ -22,70 +22,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from eventkit.errors import ConfigError, ForgottenError, ProjectionError, StoreUnavailableError
+from eventkit.errors import ConfigError, ProjectionError, StoreUnavailableError
 from eventkit.observability.worker import WorkerObserver
-from eventkit.projection.applying import BatchApplier, Item
-from eventkit.projection.committing import Committing, Restart
+from eventkit.projection.applying import BatchApplier
+from eventkit.projection.committing import BatchTransaction, Restart
 from eventkit.projection.deployment import deployed
+from eventkit.projection.failures import BadEvents
+from eventkit.projection.feed import Feed, feed_filters, prepare_keys
 from eventkit.projection.lease import LeaseLost, RunnerLease
+from eventkit.projection.pauses import Pauses
+from eventkit.projection.progress import (
+    DEFAULT_LEASE_TTL,
+    Progress,
+    RunnerState,
+    RunResult,
+    Shown,
+    default_owner,
+)
 from eventkit.projection.projector import Projector, SystemEvents
 from eventkit.projection.registry import Retired
 from eventkit.projection.rewound import halted_on_rewind
-from eventkit.projection.rowcache import RowCache
+from eventkit.projection.rowcache import row_cache_of
 from eventkit.projection.sql import ended_as_idle, is_outage
 from eventkit.projection.targets import base_name, label
-from eventkit.runtime import backoff
-from eventkit.runtime.pulling import AckMode, Puller, parse_reply
-from eventkit.store import protocol as p
-from eventkit.store.nats.delivery import Delivered
-from eventkit.store.subjects import subject_filter, subject_matches
+from eventkit.runtime.pulling import AckMode, Puller
 
 log = logging.getLogger("eventkit.projection")
 
-RunnerState = Literal["starting", "standby", "waiting", "catching-up", "live", "halted", "stopped"]
 
-DEFAULT_LEASE_TTL = 5.0
-FILL_WAIT = 0.02
-"""While catching up, how long a batch waits to fill up (see :meth:`Puller.take`)."""
-
-
-OUTAGE_DELAY_CAP = 5.0
-"""Longest wait between tries while the database (or NATS) does not answer."""
-
-
-def default_owner() -> str:
-    """A lease owner id unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """How a runner ended: its checkpoint, how many events its handlers applied (``processed``),
-    how many messages it passed over (eventkit's own, types it does not handle, foreign ones)
-    and parked, whether it halted."""
-
-    projector: str
-    checkpoint: int
-    processed: int
-    halted: bool = False
-    error: str | None = None
-    passed_over: int = 0
-    parked: int = 0
-    version: int = 1
-
-
-class ProjectionRunner(Committing):
+class ProjectionRunner:
     """Runs one projector from its SQL checkpoint.
 
     ``catch_up()`` applies everything up to the stream's end as it was when called, then
@@ -98,6 +70,14 @@ class ProjectionRunner(Committing):
         result = await runner.catch_up()
         print(result.checkpoint)
     """
+
+    checkpoint = Shown[int]()
+    processed = Shown[int]()
+    passed_over = Shown[int]()
+    parked = Shown[int]()
+    lag = Shown[int]()
+    state = Shown[RunnerState]()
+    halted_error = Shown[str | None]()
 
     _partitioned: ClassVar[type[ProjectionRunner] | None] = None
     """The runner of a projector with ``partitions > 1``: the subclass declared with
@@ -157,40 +137,36 @@ class ProjectionRunner(Committing):
         self.ack: AckMode = ack
         self.idle_timeout = idle_timeout
         self.on_batch = on_batch
-        self.filters = projector.filters(store.stream)
+        self.filters = feed_filters(projector, store.stream, system)
         self.system = system
-        if system is not None:
-            self.filters += [
-                s
-                for s in system.subjects(store.stream)
-                if not any(subject_matches(f, s) for f in self.filters)
-            ]
-        self.state: RunnerState = "starting"
-        self.checkpoint = 0
-        self.processed = 0
-        self.passed_over = 0
-        self.parked = 0
-        self.lag = 0
-        self.halted_error: str | None = None
+        self.progress = Progress()
+        """Where the runner stands (``runner.checkpoint`` and the like are its)."""
         self._stopping = asyncio.Event()
         self._lease = RunnerLease(engine, projector.name, self.owner, self.lease_ttl)
         self.obs = WorkerObserver("projector", label(projector), log)
         self._applier = BatchApplier(projector, store, system, self.obs)
-        self._next_cseq = 1
-        self._clear_error = False
-        self._outage_delay = 0.0
-        self._outage_tries = 0
-        self._puller = Puller(
-            store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True
+        self._pauses = Pauses(projector.name, self._stopping)
+        self._feed = Feed(
+            Puller(store, projector.name, self.filters, batch=self.batch_size, ack=ack, cover=True),
+            self.filters,
         )
-        self._own_subjects = subject_filter(self.filters)
-        size: int = getattr(projector, "row_cache", 0)  # a RowProjector's, validated
-        room: int = getattr(projector, "row_cache_bytes", 0)
-        self._rows = RowCache(size, room) if size > 0 and room > 0 else None
-        self._revision = -1
+        self._rows = row_cache_of(projector)
         self._fresh = False
+        self._transaction = BatchTransaction(
+            projector, store, self._lease, self._applier, self._rows, self.progress, self.obs
+        )
+        self._bad_events = BadEvents(self._transaction)
 
     kind = "projector"
+
+    @property
+    def name(self) -> str:
+        return self.projector.name
+
+    @property
+    def _puller(self) -> Puller:
+        """The runner's consumer (the feed's)."""
+        return self._feed.puller
 
     def transient(self, error: BaseException) -> bool:
         """A database outage (for the supervisor: set the runner up again after a wait)."""
@@ -230,7 +206,7 @@ class ProjectionRunner(Committing):
                 try:
                     finished = await self._consume(end)
                 except Retired as e:
-                    self._retire(e)
+                    self.progress.retire(e)
                     break
                 except LeaseLost:
                     self.obs.lease_lost(self.owner)
@@ -242,7 +218,7 @@ class ProjectionRunner(Committing):
                     continue
                 except (DBAPIError, StoreUnavailableError) as e:
                     if isinstance(e, DBAPIError) and ended_as_idle(e):
-                        if await self._ended_as_idle():
+                        if await self._bad_events.ended_as_idle():
                             break  # halted
                         continue
                     if once or (isinstance(e, DBAPIError) and not is_outage(e)):
@@ -267,16 +243,13 @@ class ProjectionRunner(Committing):
 
     def _result(self) -> RunResult:
         """What this run did, as :meth:`run` returns it."""
-        return RunResult(
-            base_name(self.projector),
-            self.checkpoint,
-            self.processed,
-            halted=self.state == "halted",
-            error=self.halted_error,
-            passed_over=self.passed_over,
-            parked=self.parked,
-            version=getattr(self.projector, "version", 1),
+        return self.progress.result(
+            base_name(self.projector), getattr(self.projector, "version", 1)
         )
+
+    def _halt_with(self, message: str) -> None:
+        """Halt the projector, ``message`` on its checkpoint row."""
+        self._transaction.halt_with(message)
 
     # -- lease ------------------------------------------------------------------------------
     def _try_acquire(self) -> bool:
@@ -289,7 +262,7 @@ class ProjectionRunner(Committing):
         if self._rows is not None:
             self._rows.invalidate()  # another runner may have written the rows meanwhile
         self.checkpoint = taken.checkpoint
-        self._clear_error = taken.had_error
+        self._transaction.clear_error = taken.had_error
         self._fresh = True  # the lease moved: delivery moves with it
         self._held = True
         return True
@@ -302,7 +275,7 @@ class ProjectionRunner(Committing):
             except Retired as e:
                 if not self._held:
                     raise  # refused at its start: an error, not a stop
-                self._retire(e)
+                self.progress.retire(e)
                 return False
             except DBAPIError as e:
                 if not is_outage(e):
@@ -310,8 +283,7 @@ class ProjectionRunner(Committing):
                 await self._wait_out(e)
                 continue
             if acquired:
-                self._outage_delay = 0.0
-                self._outage_tries = 0
+                self._pauses.got_through()
                 return True
             self.obs.state("standby")
             self.state = "standby"
@@ -321,29 +293,13 @@ class ProjectionRunner(Committing):
                     f"projector {label(self.projector)!r} is being run by {holder}; stop that "
                     f"runner (or wait {self.lease_ttl:g}s after it died) and try again"
                 )
-            await self._sleep(min(1.0, self.lease_ttl / 4))
+            await self._pauses.sleep(min(1.0, self.lease_ttl / 4))
         return False
 
     async def _wait_out(self, error: BaseException) -> None:
         """Wait, with capped backoff, for the database or the store to answer again."""
-        # the runtime's one pacing: 0.25 s doubling to OUTAGE_DELAY_CAP
-        self._outage_delay = backoff.delay(self._outage_tries, cap=OUTAGE_DELAY_CAP)
-        self._outage_tries += 1
-        what = "the database" if isinstance(error, DBAPIError) else "NATS"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        log.warning(
-            "%s: waiting for %s (%s); trying again in %.1fs",
-            self.name,
-            what,
-            first_line[:200],
-            self._outage_delay,
-        )
         self.state = "waiting"
-        await self._sleep(self._outage_delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await self._pauses.wait_out(error)
 
     # -- consuming --------------------------------------------------------------------------
     async def _consume(self, end: int | None) -> bool:
@@ -354,10 +310,8 @@ class ProjectionRunner(Committing):
             if end is not None and self.checkpoint >= end:
                 return True
             fresh, self._fresh = self._fresh, False
-            await self._puller.start(self.checkpoint + 1, fresh=fresh)
-            self._applier.only = self._own_subjects if self._puller.whole else None
-            self._next_cseq = 1
-            if end is not None and self._puller.pending_at_start == 0:
+            self._applier.only = await self._feed.start(self.checkpoint, fresh=fresh)
+            if end is not None and self._feed.pending_at_start == 0:
                 return True
             self.state = "catching-up"
             self.obs.state("catching-up", checkpoint=self.checkpoint)
@@ -376,7 +330,7 @@ class ProjectionRunner(Committing):
             if self._lease.lost:
                 raise LeaseLost
             await self._between_batches()
-            msgs = await self._puller.take(self.batch_size, self.idle_timeout, FILL_WAIT)
+            msgs = await self._feed.take(self.batch_size, self.idle_timeout)
             if not msgs:
                 if end is None:
                     self.state = "live"
@@ -384,12 +338,12 @@ class ProjectionRunner(Committing):
                     self.obs.state("live", checkpoint=self.checkpoint)
                 continue
             if cipher is not None:
-                await self._prepare_keys(cipher, msgs)
-            items, reached_end = self._parse(msgs, end)  # a split per message: no thread hop
+                await prepare_keys(cipher, msgs, self.projector.handles, self._applier.only)
+            items, reached_end = self._feed.split(msgs, end)  # per message: no thread hop
             if items:
                 started = time.perf_counter()
                 before = self.processed
-                halted = await self._commit(items)
+                halted = await self._bad_events.commit(items)
                 if halted:
                     return True
                 last = items[-1]
@@ -405,35 +359,6 @@ class ProjectionRunner(Committing):
             if reached_end:
                 return True
         return True
-
-    async def _prepare_keys(self, cipher: Any, msgs: list[Delivered]) -> None:
-        subjects = {
-            m.subject
-            for m in msgs
-            if m.headers
-            and p.ENCRYPTION in m.headers
-            and self.projector.handles(m.headers.get(p.EVENT_TYPE, ""))
-            and (self._applier.only is None or self._applier.only(m.subject))
-        }
-        if subjects:
-            with contextlib.suppress(ForgottenError):
-                await cipher.prepare(sorted(subjects), create=False)
-
-    def _parse(self, msgs: list[Delivered], end: int | None) -> tuple[list[Item], bool]:
-        items: list[Item] = []
-        expected = self._next_cseq
-        for m in msgs:
-            sseq, cseq, ts, pending = parse_reply(m.reply)
-            if cseq != expected:
-                # someone else took deliveries (a stale runner, a lost pull): start over from SQL
-                raise Restart
-            expected += 1
-            if end is not None and sseq > end:
-                self._next_cseq = expected
-                return items, True
-            items.append(Item(sseq, ts, pending, m))
-        self._next_cseq = expected
-        return items, False
 
 
 def runner_for(

@@ -10,15 +10,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
+from eventkit.projection import checkpoints, letters
 from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import DEFAULT_LEASE_TTL, default_owner
 from eventkit.projection.sql import read_transaction, transaction
 from eventkit.projection.targets import base_name, label
-from eventkit.store import protocol as p
 from eventkit.store.positions import first_matching
+from eventkit.store.wire_constants import EVENT_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
     projector = deployed(projector, engine, store.stream)
     slot = projector.name
     with read_transaction(engine) as db:
-        cp = cps.get_checkpoint(db, slot)
+        cp = checkpoints.get_checkpoint(db, slot)
     if cp.state != "halted":
         raise ConfigError(
             f"projector {shown!r} is not halted (checkpoint {cp.last_sequence}); skip "
@@ -67,7 +66,7 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
             f"projector {shown!r} halted at {at}, not {sequence} (last error: "
             f"{cp.last_error}); pass --seq {found.sequence if found else '?'}"
         )
-    event_type = found.headers.get(p.EVENT_TYPE, "?")
+    event_type = found.headers.get(EVENT_TYPE, "?")
     owner = f"skip:{default_owner()}"
     note = (
         f"skipped by `eventkit skip` on {socket.gethostname()}; the event was not applied. "
@@ -76,14 +75,14 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
 
     def apply() -> None:
         with transaction(engine) as db:
-            if not cps.try_acquire_lease(db, slot, owner, DEFAULT_LEASE_TTL):
-                lease = cps.get_lease(db, slot)
+            if not checkpoints.try_acquire_lease(db, slot, owner, DEFAULT_LEASE_TTL):
+                lease = checkpoints.get_lease(db, slot)
                 raise ProjectionError(
                     f"projector {shown!r} is being run by "
                     f"{lease.owner if lease else 'another runner'}; stop it first (nothing "
                     f"was changed)"
                 )
-            now = cps.get_checkpoint(db, slot)
+            now = checkpoints.get_checkpoint(db, slot)
             if now.state != "halted" or now.last_sequence != cp.last_sequence:
                 raise ProjectionError(
                     f"projector {shown!r} moved while skipping; nothing was changed"
@@ -97,7 +96,7 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
                 error=note,
                 attempts=0,
             )
-            cps.save_checkpoint(
+            checkpoints.save_checkpoint(
                 db,
                 slot,
                 last_sequence=sequence,
@@ -105,7 +104,7 @@ async def skip(projector: Projector, store: Any, engine: Engine, sequence: int) 
                 state="running",
                 last_error=None,
             )
-            cps.release_lease(db, slot, owner)
+            checkpoints.release_lease(db, slot, owner)
 
     await asyncio.to_thread(apply)
     return SkipResult(

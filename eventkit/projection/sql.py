@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.bundled import migrations_folder
 from eventkit.errors import ConfigError
+from eventkit.projection.dialect import SQLITE, dialect_of
 
 VERSION_TABLE = "eventkit_alembic_version"
 """Alembic version table of eventkit's own migrations (never the user's ``alembic_version``)."""
@@ -31,7 +32,7 @@ READONLY_OPTION = "eventkit_readonly"
 
 
 def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+    return dialect_of(engine) is SQLITE
 
 
 def make_engine(
@@ -144,7 +145,7 @@ def bound_waits(db: Session, seconds: float) -> None:
     frozen inside a transaction (SIGSTOP, a long GC pause) then loses its session about a ttl
     after its last statement, which frees the lease row for a standby (its lease has expired
     by then), and its own commit fails when it wakes (it is fenced)."""
-    if db.get_bind().dialect.name != "postgresql":
+    if not dialect_of(db).bounded_waits:
         return
     ms = max(1, int(seconds * 1000))
     # both in one statement (once per batch); set_config(..., true) is SET LOCAL. The idle

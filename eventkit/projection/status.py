@@ -10,10 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
-from eventkit.projection import partition_rows as pr
-from eventkit.projection import passedover as pov
+from eventkit.projection import checkpoints, letters, partition_rows, passedover
 from eventkit.projection.deployment import Slot, slots
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
@@ -83,11 +80,11 @@ async def _one(
     projector: Projector, slot: Slot, store: Any, last: int, now: datetime, engine: Engine
 ) -> ProjectorStatus:
     with read_transaction(engine) as db:
-        cp = cps.get_checkpoint(db, slot.slot)
-        lease = cps.get_lease(db, slot.slot)
+        cp = checkpoints.get_checkpoint(db, slot.slot)
+        lease = checkpoints.get_lease(db, slot.slot)
         parked = letters.count_open_dead_letters(db, slot.slot)
-        passed = pov.totals(db, slot.slot)
-        parts = pr.rows(db, slot.slot)
+        passed = passedover.totals(db, slot.slot)
+        parts = partition_rows.rows(db, slot.slot)
     filters = projector.filters(store.stream)
     if parts:  # partitioned: the slowest partition is the projector's position
         slowest = min(parts, key=lambda r: r.last_sequence)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from eventkit.errors import ProjectionError
 from eventkit.projection import checkpoints as cps
+from eventkit.projection import partition_rows as pr
 from eventkit.projection import registry as reg
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import slot_name
@@ -84,6 +85,17 @@ def _hold_lease(db: Session, slot: str, owner: str, expires_at: float) -> None:
         db.execute(insert(cps.leases).values(projector=slot, owner=owner, expires_at=expires_at))
 
 
+def _progress(db: Session, slot: str) -> tuple[int, bool]:
+    """A version's checkpoint and whether a worker applies it now; for a partitioned version,
+    its slowest partition's checkpoint and whether any partition's lease is live (its
+    projector-wide lease is held for good)."""
+    parts = pr.rows(db, slot)
+    if parts:
+        return min(r.last_sequence for r in parts), any(r.live for r in parts)
+    lease = cps.get_lease(db, slot)
+    return cps.get_checkpoint(db, slot).last_sequence, lease is not None and lease.live
+
+
 async def switch(
     projector: Projector,
     store: Any,
@@ -133,9 +145,15 @@ async def switch(
 
     pause = f"{reg.SWITCHING_OWNER}: to version {version} by {default_owner()}"[:200]
 
+    before: list[cps.Lease | None] = []
+
     def fence_old() -> int:
         with transaction(engine) as db:  # waits for the old version's batch in flight
-            _hold_lease(db, old_slot, pause, time.time() + timeout + 30)
+            before.append(cps.get_lease(db, old_slot))
+            until = time.time() + timeout + 30
+            _hold_lease(db, old_slot, pause, until)
+            if pr.rows(db, old_slot):  # partitioned: its workers stand by, each partition's
+                return pr.take_all(db, old_slot, pause, until)  # checkpoint to be reached
             return cps.get_checkpoint(db, old_slot).last_sequence
 
     at = await asyncio.to_thread(fence_old)
@@ -145,12 +163,17 @@ async def switch(
     except BaseException:
 
         def resume_old() -> None:
+            was = before[0] if before else None
+            kept = {"owner": cps.RELEASED, "expires_at": 0.0}
+            if was is not None and was.expires_at >= pr.FOREVER:  # a partitioned version's
+                kept = {"owner": was.owner, "expires_at": was.expires_at}  # hold for good
             with transaction(engine) as db:
                 db.execute(
                     update(cps.leases)
                     .where(cps.leases.c.projector == old_slot, cps.leases.c.owner == pause)
-                    .values(owner=cps.RELEASED, expires_at=0.0)
+                    .values(**kept)
                 )
+                pr.free_all(db, old_slot, pause)
 
         await asyncio.to_thread(resume_old)
         raise
@@ -185,22 +208,22 @@ async def _reach(
     while True:
         with read_transaction(engine) as db:
             cp = cps.get_checkpoint(db, slot)
-            lease = cps.get_lease(db, slot)
+            reached, applying = _progress(db, slot)
         if cp.state == "halted":
             raise ProjectionError(
                 f"version {projector.version} of {projector.name!r} halted while switching "
                 f"({cp.last_error}); nothing was switched"
             )
-        if cp.last_sequence >= target:
+        if reached >= target:
             return
         if time.monotonic() >= deadline:
-            lag = await pending_after(store, projector.filters(store.stream), cp.last_sequence)
+            lag = await pending_after(store, projector.filters(store.stream), reached)
             raise ProjectionError(
                 f"version {projector.version} of {projector.name!r} did not reach sequence "
-                f"{target} within {timeout:g}s (at {cp.last_sequence}, {lag} events behind the "
+                f"{target} within {timeout:g}s (at {reached}, {lag} events behind the "
                 f"stream): nothing was switched, the live version serves on; run it, then switch"
             )
-        if lease is None or not lease.live:
+        if not applying:
             runner = ProjectionRunner(projector, store, engine, lease_wait=0, **runner_options)
             with contextlib.suppress(ProjectionError):  # a worker took the lease: it applies
                 await runner.catch_up()
@@ -238,12 +261,14 @@ def _swap(projector: RowProjector, engine: Engine, live: int, at: int, pause: st
                 f"projector {name!r}: the fence on version {live} expired or was taken over "
                 f"while switching; nothing was switched, switch again"
             )
+        pr.free_all(db, old_slot, pause)  # its workers, asking for them again, find it retired
         if _lock_live(db, name) != live:
             raise ProjectionError(f"projector {name!r} switched meanwhile")
         cp = cps.get_checkpoint(db, new_slot)
-        if cp.last_sequence < at or cp.state == "halted":
+        reached, _ = _progress(db, new_slot)
+        if reached < at or cp.state == "halted":
             raise ProjectionError(
-                f"version {version} of {name!r} is at {cp.last_sequence} ({cp.state}), not at "
+                f"version {version} of {name!r} is at {reached} ({cp.state}), not at "
                 f"the fenced sequence {at}; nothing was switched"
             )
         quote = engine.dialect.identifier_preparer.quote

@@ -20,8 +20,8 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, selec
 from sqlalchemy.orm import Session
 
 from eventkit.errors import ConfigError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import registry as reg
+from eventkit.projection import checkpoints, registry
+from eventkit.projection.dialect import dialect_of
 from eventkit.projection.projector import Projector
 from eventkit.projection.registry import Retired, retired_message
 
@@ -40,7 +40,7 @@ def copy_table(table: Table, version: int, name: str | None = None) -> Table:
     """The side-by-side copy of ``table`` a build of ``version`` writes (named indexes renamed),
     or the same columns under ``name``."""
     md = MetaData(schema=table.schema)
-    t = table.to_metadata(md, name=name or reg.build_name(table.name, version))
+    t = table.to_metadata(md, name=name or registry.build_name(table.name, version))
     for ix in t.indexes:
         if isinstance(ix.name, str) and ix.name:
             ix.name = f"{ix.name}_v{version}"  # type: ignore[assignment]
@@ -72,7 +72,7 @@ def _version_of(projector: Projector) -> int:
 def live_version(db: Session, projector: Projector | str) -> int | None:
     """The recorded live version, None when none is recorded yet."""
     name = projector if isinstance(projector, str) else base_name(projector)
-    with cps._eventkit_tables():
+    with checkpoints._eventkit_tables():
         v = db.execute(select(versions.c.live_version).where(versions.c.projector == name)).scalar()
     return None if v is None else int(v)
 
@@ -81,9 +81,8 @@ def _lock_live(db: Session, name: str) -> int | None:
     """The live version, its row locked until the transaction ends (PostgreSQL), so a deploy
     and a switch of one projector never interleave."""
     q = select(versions.c.live_version).where(versions.c.projector == name)
-    if db.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    with cps._eventkit_tables():
+    q = dialect_of(db).lock(q)
+    with checkpoints._eventkit_tables():
         v = db.execute(q).scalar()
     return None if v is None else int(v)
 
@@ -108,9 +107,9 @@ def fence(db: Session, projector: Projector, role: str | bool | None = False) ->
     name = base_name(projector)
     version = getattr(projector, "version", 1)
     if role is False:
-        found = reg.copy_of(db, name, version)
+        found = registry.copy_of(db, name, version)
         role = None if found is None else found.role
-    if role is None or role == reg.RETIRED:
+    if role is None or role == registry.RETIRED:
         live = live_version(db, name) or version
         if role is None and live <= version:
             raise Retired(
@@ -119,7 +118,7 @@ def fence(db: Session, projector: Projector, role: str | bool | None = False) ->
                 f"build the version from the start"
             )
         raise Retired(retired_message(name, version, live))
-    if role == reg.LIVE:
+    if role == registry.LIVE:
         _writes(projector, None)
         return
     built: Table | None = projector.__dict__.get("_copy")

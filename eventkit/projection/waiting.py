@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints, partition_rows
 from eventkit.projection.deployment import deployed
 from eventkit.projection.projector import Projector
 from eventkit.projection.sql import read_transaction
@@ -31,9 +32,13 @@ class NotCaughtUpError(ProjectionError, TimeoutError):
     """A projector had not applied the position asked for within the timeout."""
 
 
-def _checkpoint(engine: Engine, name: str) -> cps.Checkpoint:
+def _checkpoint(engine: Engine, name: str) -> checkpoints.Checkpoint:
+    """The projector's checkpoint; a partitioned one's slowest partition's (its own row has
+    that only as of its workers' last rebalance)."""
     with read_transaction(engine) as db:
-        return cps.get_checkpoint(db, name)
+        cp = checkpoints.get_checkpoint(db, name)
+        low = partition_rows.low_watermark(db, name)
+    return cp if low is None else replace(cp, last_sequence=low)
 
 
 async def _nothing_between(store: Any, filters: list[str], after: int, position: int) -> bool:

@@ -22,10 +22,10 @@ from eventkit.domain.aggregate import Aggregate
 from eventkit.domain.events import Event
 from eventkit.errors import ConfigError
 from eventkit.store.base import EventStore, Write
-from eventkit.store.protocol import system_prefix
 from eventkit.store.records import RecordedEvent
 from eventkit.store.repository import Repository
 from eventkit.store.subjects import validate_subject
+from eventkit.store.wire_constants import system_prefix
 
 A = TypeVar("A", bound=Aggregate)
 

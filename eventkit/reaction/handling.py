@@ -26,9 +26,9 @@ from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, RETRY_SEQUENCE, open_due
 from eventkit.runtime.deadletters import DeadLetter, DeadLetterStore, now
 from eventkit.runtime.port import Delivery
-from eventkit.store import protocol as p
 from eventkit.store.chain import ChainCheck
 from eventkit.store.records import RecordedEvent, StoredMessage, time_from_ns
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SYSTEM, SYSTEM_TOKEN
 
 log = logging.getLogger("eventkit.reaction")
 
@@ -114,8 +114,8 @@ class Handling:
             headers = dict(stored.headers)
             if DUE_TYPE not in headers:
                 return None
-            headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
-            headers[p.MSG_ID] = headers.get(DUE_ID, "")
+            headers[EVENT_TYPE] = headers.pop(DUE_TYPE)
+            headers[MSG_ID] = headers.get(DUE_ID, "")
             about = headers.get(DUE_SUBJECT, stored.subject)
             return await self._decode(
                 StoredMessage(about, stored.sequence, stored.time, headers, stored.data)
@@ -128,10 +128,10 @@ class Handling:
             problem = ChainCheck(links=False).check(stored)
             if problem is not None:
                 raise problem.error()
-        event_type = stored.headers.get(p.EVENT_TYPE)
+        event_type = stored.headers.get(EVENT_TYPE)
         if event_type is None:
             bound = self.reactor.foreign_class(stored.subject)
-            if bound is None or p.SYSTEM in stored.headers:
+            if bound is None or SYSTEM in stored.headers:
                 return None
             foreign: RecordedEvent[Any] = self.store.codec.decode_foreign(
                 stored, bound, self.store.stream
@@ -140,14 +140,14 @@ class Handling:
         if not self.reactor.handles(event_type):
             return None
         cipher = self.store.codec.cipher
-        if cipher is not None and p.ENCRYPTION in stored.headers:
+        if cipher is not None and ENCRYPTION in stored.headers:
             await cipher.prepare([stored.subject], create=False)
         record: RecordedEvent[Any] = self.store.codec.decode(stored)
         return record
 
     async def forgotten(self, subject: str) -> bool:
         """Whether ``subject`` was forgotten (its erasure marker is there)."""
-        if subject.startswith(f"{self.store.stream}.{p.SYSTEM_TOKEN}."):
+        if subject.startswith(f"{self.store.stream}.{SYSTEM_TOKEN}."):
             return False
         try:
             await self.store.last_sequence(subject)

@@ -18,8 +18,8 @@ from typing import Any
 
 from eventkit.errors import StreamRewoundError
 from eventkit.runtime.port import Delivery
-from eventkit.store.protocol import MSG_ID
 from eventkit.store.rewind import check_position
+from eventkit.store.wire_constants import MSG_ID
 
 log = logging.getLogger("eventkit.reaction")
 

@@ -23,10 +23,10 @@ from eventkit.domain.events import new_event_id as new_id
 from eventkit.errors import EventkitError, ForgottenError
 from eventkit.observability.tracing import trace_headers
 from eventkit.reaction.context import Deadline
-from eventkit.store import protocol as p
 from eventkit.store import schedules
 from eventkit.store.erasure import is_marker
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SYSTEM, SYSTEM_TOKEN
 
 log = logging.getLogger("eventkit.reaction")
 
@@ -38,17 +38,17 @@ RETRY_SEQUENCE = "Eventkit-Retry-Sequence"
 
 
 def due_subject(stream: str, reactor: str) -> str:
-    return f"{stream}.{p.SYSTEM_TOKEN}.reactor.{reactor}.due"
+    return f"{stream}.{SYSTEM_TOKEN}.reactor.{reactor}.due"
 
 
 def retry_subject(stream: str, reactor: str) -> str:
-    return f"{stream}.{p.SYSTEM_TOKEN}.reactor.{reactor}.retry"
+    return f"{stream}.{SYSTEM_TOKEN}.reactor.{reactor}.retry"
 
 
 def schedule_subject(stream: str, reactor: str, event_id: str, about: str | None = None) -> str:
     if about is None:
-        return f"{stream}.{p.SYSTEM_TOKEN}.schedule.{reactor}.{event_id}"
-    return f"{stream}.{p.SYSTEM_TOKEN}.schedule.{reactor}.{about_token(about)}.{event_id}"
+        return f"{stream}.{SYSTEM_TOKEN}.schedule.{reactor}.{event_id}"
+    return f"{stream}.{SYSTEM_TOKEN}.schedule.{reactor}.{about_token(about)}.{event_id}"
 
 
 def about_token(subject: str) -> str:
@@ -77,7 +77,7 @@ class JetStreamScheduler:
             if last is not None and is_marker(last.headers):
                 raise ForgottenError(about)
         headers, payload = codec.encode(sealing, deadline.event, deadline.event_id)
-        headers[DUE_TYPE] = headers.pop(p.EVENT_TYPE)
+        headers[DUE_TYPE] = headers.pop(EVENT_TYPE)
         headers[DUE_ID] = deadline.event_id
         if about is not None:
             headers[DUE_SUBJECT] = about
@@ -95,15 +95,15 @@ async def open_due(store: Any, stored: StoredMessage) -> StoredMessage | None:
     headers = dict(stored.headers)
     if DUE_TYPE not in headers:
         return None
-    headers[p.EVENT_TYPE] = headers.pop(DUE_TYPE)
-    headers[p.MSG_ID] = headers.get(DUE_ID, "")
+    headers[EVENT_TYPE] = headers.pop(DUE_TYPE)
+    headers[MSG_ID] = headers.get(DUE_ID, "")
     about = headers.get(DUE_SUBJECT)
     if about is None:  # stored before deadlines named their subject
         return StoredMessage(stored.subject, stored.sequence, stored.time, headers, stored.data)
     forgotten = False
     cipher = store.codec.cipher
     try:
-        if cipher is not None and p.ENCRYPTION in headers:
+        if cipher is not None and ENCRYPTION in headers:
             await cipher.prepare([about], create=False)
         last = await store.last_message(about)
         forgotten = last is not None and is_marker(last.headers)
@@ -125,8 +125,8 @@ async def erase_deadlines(store: Any, subject: str) -> int:
     if not hasattr(store, "js"):
         return 0  # deadlines live on JetStream only
     stream = store.stream
-    pending = f"{stream}.{p.SYSTEM_TOKEN}.schedule.*.{about_token(subject)}.*"
-    fired = f"{stream}.{p.SYSTEM_TOKEN}.reactor.*.due"
+    pending = f"{stream}.{SYSTEM_TOKEN}.schedule.*.{about_token(subject)}.*"
+    fired = f"{stream}.{SYSTEM_TOKEN}.reactor.*.due"
     sequences = [m.sequence async for m in store.read_raw(pending)]
     sequences += [
         m.sequence
@@ -142,7 +142,7 @@ async def erase_deadlines(store: Any, subject: str) -> int:
 
 async def request_retry(store: Any, reactor: str, sequence: int) -> int:
     """Ask the reactor's workers to run the handler on parked event ``sequence`` again."""
-    headers = {p.MSG_ID: new_id(), RETRY_SEQUENCE: str(sequence), p.SYSTEM: "retry"}
+    headers = {MSG_ID: new_id(), RETRY_SEQUENCE: str(sequence), SYSTEM: "retry"}
     return await schedules.publish(store, retry_subject(store.stream, reactor), b"", headers)
 
 

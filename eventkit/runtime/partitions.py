@@ -70,18 +70,22 @@ def assign(partitions: int, members: Iterable[str]) -> dict[int, str]:
     """Every partition's owner among ``members`` (empty when there are none).
 
     Rendezvous hashing with bounded loads: each partition goes to the member it ranks highest
-    that holds fewer than ``ceil(partitions / members)`` so far, so the shares are even (the
-    slowest worker bounds a catch-up) and a member that joins or leaves moves few partitions.
+    that still has room, every member holding ``partitions // members`` or one more, so the
+    shares are even (the slowest worker bounds a catch-up; a bound of ``ceil`` alone could
+    leave a member with none: 2/2/0 for 4 over 3) and a member that joins or leaves moves few
+    partitions.
     """
     ms = sorted(set(members))
     if not ms:
         return {}
-    cap = -(-partitions // len(ms))
+    base, extra = divmod(partitions, len(ms))
     load = dict.fromkeys(ms, 0)
+    above = 0  # members holding base + 1 (at most ``extra`` of them)
     out: dict[int, str] = {}
     for p in range(partitions):
         ranked = sorted(ms, key=lambda m: _weight(m, p), reverse=True)
-        owner = next(m for m in ranked if load[m] < cap)
+        owner = next(m for m in ranked if load[m] < base or (load[m] == base and above < extra))
+        above += load[owner] == base
         load[owner] += 1
         out[p] = owner
     return out

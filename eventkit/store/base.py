@@ -14,13 +14,13 @@ from eventkit.errors import ConfigError, EventTooLargeError, InvalidSubjectError
 from eventkit.observability.tracing import trace_headers
 from eventkit.store.chain import seal
 from eventkit.store.codec import Codec
-from eventkit.store.protocol import (
+from eventkit.store.records import RecordedEvent, StoredMessage
+from eventkit.store.subjects import validate_filter, validate_subject
+from eventkit.store.wire_constants import (
     EXPECTED_LAST_SUBJECT_SEQUENCE,
     EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
     MAX_BATCH,
 )
-from eventkit.store.records import RecordedEvent, StoredMessage
-from eventkit.store.subjects import validate_filter, validate_subject
 
 EncodedMessage = tuple[str, dict[str, str], bytes]
 """(subject, headers, payload) of one event, ready to publish."""

@@ -21,9 +21,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from eventkit.errors import IntegrityError
-from eventkit.store import protocol as p
 from eventkit.store.erasure import is_marker
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import (
+    CHAIN,
+    CHAIN_PREV,
+    EVENT_TYPE,
+    MSG_ID,
+    SCHEMA_VERSION,
+    SYSTEM,
+    system_prefix,
+)
 
 GENESIS: Final = "0" * 64
 """The ``prev`` of a subject's first chained message."""
@@ -41,8 +49,8 @@ def link(prev: str, subject: str, headers: Mapping[str, str], body: bytes) -> st
     """The chain link of a message given the link before it (see the module docstring)."""
     get = headers.get
     h = _sha256(
-        f"{prev}\n{subject}\n{get(p.EVENT_TYPE, '')}\n{get(p.SCHEMA_VERSION, '')}\n"
-        f"{get(p.MSG_ID, '')}\n{get(p.SYSTEM, '')}\n".encode()
+        f"{prev}\n{subject}\n{get(EVENT_TYPE, '')}\n{get(SCHEMA_VERSION, '')}\n"
+        f"{get(MSG_ID, '')}\n{get(SYSTEM, '')}\n".encode()
     )
     h.update(body)
     return h.hexdigest()
@@ -51,8 +59,8 @@ def link(prev: str, subject: str, headers: Mapping[str, str], body: bytes) -> st
 def seal(prev: str, subject: str, headers: dict[str, str], body: bytes) -> str:
     """Add ``Eventkit-Chain-Prev`` and ``Eventkit-Chain`` to ``headers``; return the link."""
     value = link(prev, subject, headers, body)
-    headers[p.CHAIN_PREV] = prev
-    headers[p.CHAIN] = value
+    headers[CHAIN_PREV] = prev
+    headers[CHAIN] = value
     return value
 
 
@@ -62,14 +70,14 @@ def head_after(previous: StoredMessage | None) -> str | None:
     the chains (foreign or unchained) and the head must be found by reading the subject."""
     if previous is None:
         return GENESIS
-    return previous.headers.get(p.CHAIN)
+    return previous.headers.get(CHAIN)
 
 
 def head_of(messages: Iterable[StoredMessage], start: str = GENESIS) -> str:
     """The head of a subject's chain after ``messages`` (in order): the last link among them."""
     head = start
     for m in messages:
-        value = m.headers.get(p.CHAIN)
+        value = m.headers.get(CHAIN)
         if value is not None:
             head = value
     return head
@@ -107,7 +115,7 @@ class ChainHeads:
     ) -> None:
         """After an append: each subject's head is the link of its last message sent."""
         for subject, headers, _ in reversed(messages):
-            value = headers.get(p.CHAIN)
+            value = headers.get(CHAIN)
             seq = lasts.get(subject)
             if value is not None and seq is not None and self.get(subject, seq) is None:
                 self.note(subject, seq, value)
@@ -124,7 +132,7 @@ class ErasedLink:
 
 def erased_link_of(headers: Mapping[str, str]) -> ErasedLink | None:
     """The record in an erased-message record's headers (None if they hold none)."""
-    if headers.get(p.SYSTEM) != ERASED_LINK:
+    if headers.get(SYSTEM) != ERASED_LINK:
         return None
     try:
         return ErasedLink(
@@ -136,13 +144,13 @@ def erased_link_of(headers: Mapping[str, str]) -> ErasedLink | None:
 
 def erased_link_headers(subject: str, erased: StoredMessage) -> dict[str, str] | None:
     """Headers of the record for erasing the chained message ``erased`` (None: unchained)."""
-    value = erased.headers.get(p.CHAIN)
-    prev = erased.headers.get(p.CHAIN_PREV)
+    value = erased.headers.get(CHAIN)
+    prev = erased.headers.get(CHAIN_PREV)
     if value is None or prev is None:
         return None
     return {
-        p.SYSTEM: ERASED_LINK,
-        p.MSG_ID: f"eventkit-erased-message-{erased.sequence}-{value[:16]}",
+        SYSTEM: ERASED_LINK,
+        MSG_ID: f"eventkit-erased-message-{erased.sequence}-{value[:16]}",
         ERASED_SEQUENCE: str(erased.sequence),
         ERASED_PREV: prev,
         ERASED_CHAIN: value,
@@ -152,7 +160,7 @@ def erased_link_headers(subject: str, erased: StoredMessage) -> dict[str, str] |
 def erased_subject(stream: str, subject: str) -> str:
     """Where the records of a subject's erased messages go: ``<stream>._eventkit.erased.<rest>``
     (a system subject: ``read_all`` and projectors pass over it)."""
-    return f"{p.system_prefix(stream)}erased.{subject[len(stream) + 1 :]}"
+    return f"{system_prefix(stream)}erased.{subject[len(stream) + 1 :]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +205,9 @@ class ChainCheck:
     def check(self, m: StoredMessage) -> Problem | None:
         """Check one message; return (and keep) the problem found, if any."""
         headers = m.headers
-        value = headers.get(p.CHAIN)
+        value = headers.get(CHAIN)
         if value is None:
-            if p.EVENT_TYPE in headers or p.SYSTEM in headers:
+            if EVENT_TYPE in headers or SYSTEM in headers:
                 self.unchained += 1
             else:
                 self.foreign += 1
@@ -211,7 +219,7 @@ class ChainCheck:
         if seen is not None and m.sequence <= seen[1]:
             return None  # checked already
         self.chained += 1
-        prev = headers.get(p.CHAIN_PREV, "")
+        prev = headers.get(CHAIN_PREV, "")
         running, after = seen if seen is not None else (GENESIS, 0)
         problem = None
         if prev != running and not (
@@ -242,7 +250,7 @@ class ChainCheck:
                     m.sequence,
                     "content",
                     f"its stored content (type, schema, event id or body) differs from what "
-                    f"was written: it hashes to {computed[:16]}, its {p.CHAIN} header says "
+                    f"was written: it hashes to {computed[:16]}, its {CHAIN} header says "
                     f"{value[:16]}",
                 )
         self.heads[subject] = (value, m.sequence)

@@ -14,9 +14,9 @@ from pydantic_core import PydanticSerializationError
 
 from eventkit.domain.events import Event, EventRegistry, registry
 from eventkit.errors import EventDecodeError, EventEncodeError, UnknownEventTypeError
-from eventkit.store import protocol as p
 from eventkit.store.records import RecordedEvent, StoredMessage, recorded
 from eventkit.store.subjects import entity_id_of
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SCHEMA_VERSION
 
 
 class PayloadCipher(Protocol):
@@ -58,13 +58,13 @@ class Codec:
         if b"null" in payload:  # NaN and infinities serialise as null: they would not read back
             _check_finite(event.event_type, event.model_dump(), "")
         headers = {
-            p.MSG_ID: event_id,
-            p.EVENT_TYPE: event.event_type,
-            p.SCHEMA_VERSION: str(event.schema_version),
+            MSG_ID: event_id,
+            EVENT_TYPE: event.event_type,
+            SCHEMA_VERSION: str(event.schema_version),
         }
         if self.cipher is not None and self.cipher.covers(subject, event):
             key_id, sealed = self.cipher.encrypt(subject, payload)
-            headers[p.ENCRYPTION] = key_id
+            headers[ENCRYPTION] = key_id
             payload = seal_envelope(key_id, sealed)
         return headers, payload
 
@@ -88,7 +88,7 @@ class Codec:
             entity_id=entity_id_of(msg.subject),
             sequence=msg.sequence,
             time=msg.time,
-            event_id=msg.headers.get(p.MSG_ID) or f"{stream}:{msg.sequence}",
+            event_id=msg.headers.get(MSG_ID) or f"{stream}:{msg.sequence}",
             event_type=cls.event_type,
             schema_version=cls.schema_version,
             headers=msg.headers,
@@ -110,13 +110,13 @@ class Codec:
         """:meth:`decode` of a message given by its parts (no ``StoredMessage`` built unless
         it is needed: an encrypted or older payload, an error)."""
         # a type and schema header read before (and still registered) are not checked again
-        known = self._known.get((headers.get(p.EVENT_TYPE), headers.get(p.SCHEMA_VERSION)))
+        known = self._known.get((headers.get(EVENT_TYPE), headers.get(SCHEMA_VERSION)))
         if known is None or self.events.lookup(known[2]) is not known[0]:
             known = self._check_type(StoredMessage(subject, sequence, time, headers, data))
         cls, version, event_type = known
-        if p.ENCRYPTION in headers:
+        if ENCRYPTION in headers:
             msg = StoredMessage(subject, sequence, time, headers, data)
-            data = self._decrypt(msg, headers[p.ENCRYPTION])
+            data = self._decrypt(msg, headers[ENCRYPTION])
         extra: dict[str, Any] = {}
         try:
             if version == cls.schema_version:
@@ -142,7 +142,7 @@ class Codec:
             subject[subject.rfind(".") + 1 :],  # entity_id_of, inline: once per event
             sequence,
             time,
-            headers.get(p.MSG_ID, ""),
+            headers.get(MSG_ID, ""),
             event_type,
             version,
             headers,
@@ -152,10 +152,10 @@ class Codec:
     def _check_type(self, msg: StoredMessage) -> tuple[type[Event], int, str]:
         """The class and stored schema version of a message, checked (and remembered)."""
         headers = msg.headers
-        event_type = headers.get(p.EVENT_TYPE)
+        event_type = headers.get(EVENT_TYPE)
         if not event_type:
             raise EventDecodeError(
-                f"no {p.EVENT_TYPE} header: another service wrote it. Projectors can read such "
+                f"no {EVENT_TYPE} header: another service wrote it. Projectors can read such "
                 f"subjects typed (foreign_events); an aggregate's subject must hold eventkit "
                 f"events only: have that service write to its own subjects, and set "
                 f"pass_over_foreign = True on the aggregate class to load and save it past the "
@@ -169,12 +169,12 @@ class Codec:
             raise UnknownEventTypeError(
                 event_type, subject=msg.subject, sequence=msg.sequence
             ) from None
-        schema = headers.get(p.SCHEMA_VERSION)
+        schema = headers.get(SCHEMA_VERSION)
         try:
             version = int(schema if schema is not None else "1")
         except ValueError:
             raise EventDecodeError(
-                f"bad {p.SCHEMA_VERSION} header {schema!r}",
+                f"bad {SCHEMA_VERSION} header {schema!r}",
                 subject=msg.subject,
                 sequence=msg.sequence,
             ) from None

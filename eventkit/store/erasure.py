@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Final
 
-from eventkit.store import protocol as p
+from eventkit.store.wire_constants import MSG_ID, SYSTEM
 
 ERASED: Final = "erased"
 BODY: Final = b"{}"
@@ -25,11 +25,11 @@ def marker_headers(subject: str) -> dict[str, str]:
     """Headers of the marker for ``subject``; the message id makes a resumed forget's second
     marker a duplicate within the duplicate window."""
     digest = hashlib.sha256(f"eventkit erased\x00{subject}".encode()).hexdigest()[:48]
-    return {p.SYSTEM: ERASED, p.MSG_ID: f"eventkit-erased-{digest}"}
+    return {SYSTEM: ERASED, MSG_ID: f"eventkit-erased-{digest}"}
 
 
 def is_marker(headers: Mapping[str, str] | None) -> bool:
-    return bool(headers) and headers.get(p.SYSTEM) == ERASED  # type: ignore[union-attr]
+    return bool(headers) and headers.get(SYSTEM) == ERASED  # type: ignore[union-attr]
 
 
 __all__ = ["BODY", "ERASED", "is_marker", "marker_headers"]

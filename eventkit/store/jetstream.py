@@ -11,54 +11,46 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any, Self
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
 
-from eventkit.errors import (
-    ConfigError,
-    EventkitError,
-    ServerVersionError,
-    StoreUnavailableError,
-    StreamMissingError,
-)
-from eventkit.store import protocol as p
-from eventkit.store.base import EventStore
+from eventkit.errors import ConfigError, ServerVersionError
+from eventkit.observability.tracing import traced_append
+from eventkit.store.base import Consistency, EventStore, Write
 from eventkit.store.chain import ChainHeads, erased_link_headers, erased_subject
 from eventkit.store.codec import Codec, PayloadCipher
 from eventkit.store.durability import Durability
 from eventkit.store.durability import report as report_durability
 from eventkit.store.erasure import BODY, is_marker
-from eventkit.store.nats.appending import Appending, with_expectation
+from eventkit.store.nats.appending import Appender, with_expectation
 from eventkit.store.nats.buckets import KVSnapshotStore, ensure_erasable_bucket, erasable_kv_config
+from eventkit.store.nats.chaining import Chainer
 from eventkit.store.nats.connection import (
     FIRST_CONNECT_ATTEMPTS,
     open_connection,
     until_answered,
 )
+from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import JetStreamError, ack_error, is_gone, translate_api
 from eventkit.store.nats.freshness import Freshness
 from eventkit.store.nats.inbox import Denials, Inbox
-from eventkit.store.nats.provenance import missing_message, record_created, traces_of
-from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES
+from eventkit.store.nats.jetstream_errors import JetStreamError, ack_error, is_gone
+from eventkit.store.nats.link import Link, Linked
+from eventkit.store.nats.reading import READ_BATCH, READ_MAX_BYTES, Reader
+from eventkit.store.nats.streams import OWNER_KEY, OWNER_VALUE, ensure_stream
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, parse_version
-from eventkit.store.records import StoredMessage
+from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import validate_stream_name
+from eventkit.store.wire_constants import ATOMIC_BATCH_SERVER, CHAIN
 
 log = logging.getLogger(__name__)
 
-OWNER_KEY = "eventkit"
-OWNER_VALUE = "1"
-"""The stream metadata that marks a stream eventkit made (and may therefore update)."""
 
-
-class JetStreamEventStore(Appending, EventStore):
+class JetStreamEventStore(EventStore):
     """The event store on a JetStream stream (subjects ``<stream>.>``).
 
     ::
@@ -71,7 +63,27 @@ class JetStreamEventStore(Appending, EventStore):
 
     ``connect`` creates the stream (file storage, ``allow_direct``, ``allow_atomic``, the duplicate
     window and replicas given) or updates an existing one to have them.
+
+    The store is made of parts over one :class:`~eventkit.store.nats.link.Link` (its
+    connection, stream and settings, which its attributes of those names are): a reader, a
+    chainer and an appender.
     """
+
+    nc = Linked[Any]()
+    js = Linked[JetStreamContext]()
+    stream = Linked[str]()
+    codec = Linked[Codec]()
+    publish_timeout = Linked[float]()
+    read_timeout = Linked[float]()
+    retry_for = Linked[float]()
+    replicas = Linked[int]()
+    server_version = Linked[str]()
+    verify_chains = Linked[bool]()
+    _inbox = Linked[Inbox]("inbox")
+    _reader = Linked[DirectReader]("reader")
+    _denials = Linked[Denials]("denials")
+    _fresh = Linked[Freshness]("fresh")
+    _heads = Linked[ChainHeads]("heads")
 
     def __init__(
         self,
@@ -84,26 +96,38 @@ class JetStreamEventStore(Appending, EventStore):
         retry_for: float = 20.0,
         verify_chains: bool = True,
     ) -> None:
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
-        self.stream = validate_stream_name(stream)
-        self.codec = codec or Codec()
-        self.publish_timeout = publish_timeout
-        self.read_timeout = max(publish_timeout, 5.0)
-        self.retry_for = retry_for
+        inbox = Inbox(nc)
+        denials = Denials()
+        denials.inbox = inbox
+        self.link = Link(
+            nc=nc,
+            js=nc.jetstream(),
+            stream=validate_stream_name(stream),
+            codec=codec or Codec(),
+            publish_timeout=publish_timeout,
+            read_timeout=max(publish_timeout, 5.0),
+            retry_for=retry_for,
+            inbox=inbox,
+            reader=DirectReader(inbox, stream),
+            denials=denials,
+            fresh=Freshness(),
+            heads=ChainHeads(),
+            verify_chains=verify_chains,
+        )
+        self._reading = Reader(self.link, lambda r, s, rd: self._direct(r, s, rd))
+        self._chaining = Chainer(self._reading, self.link.heads)
+        # the store's seams (a subclass or a test may replace them): looked up at each call
+        self._appending = Appender(
+            self.link,
+            self._reading,
+            self._chaining,
+            request=lambda s, b, h, t: self._request(s, b, h, t),
+            tails=lambda subjects: self.tails(subjects),
+        )
         self._own = own_connection
-        self._inbox = Inbox(nc)
-        self._reader = DirectReader(self._inbox, stream)
         self._snapshots: KVSnapshotStore | None = None
-        self.replicas = 1
         self._errors: collections.deque[Exception] = collections.deque(maxlen=100)
-        self._denials = Denials()
-        self._denials.inbox = self._inbox
-        self.server_version = "0.0.0"
-        self._fresh = Freshness()
-        self._heads = ChainHeads()
         self._closed: set[str] = set()
-        self.verify_chains = verify_chains
         self._connection_listeners: list[Callable[[], None]] = []
         self.embedded: Any = None
         """The embedded server's ``ServerInfo`` when :meth:`connect` started or reused it."""
@@ -194,127 +218,39 @@ class JetStreamEventStore(Appending, EventStore):
             except ValueError:  # not a semantic version: unknown
                 version = "0.0.0"
         self.server_version = version
-        if parse_version(version) < parse_version(p.ATOMIC_BATCH_SERVER):
+        if parse_version(version) < parse_version(ATOMIC_BATCH_SERVER):
             raise ServerVersionError(
-                "atomic multi-event appends (ADR-50)", p.ATOMIC_BATCH_SERVER, version
+                "atomic multi-event appends (ADR-50)", ATOMIC_BATCH_SERVER, version
             )
 
     async def ensure_stream(
         self, *, replicas: int = 1, duplicate_window: float = 120.0, create: bool | None = None
     ) -> None:
-        """Create the stream (marked ``metadata: {eventkit: "1"}``), or check an existing one.
-
-        A stream eventkit made is kept as asked (replicas, duplicate window, the flags it needs).
-        A stream another service made is never changed: eventkit adopts its replicas and
-        duplicate window, and raises ``ConfigError`` naming the fix when it lacks a setting
-        eventkit needs (``allow_direct``, ``allow_atomic``, the subjects ``<stream>.>``), so the
-        two services never flip its settings back and forth."""
-        self.check_server_version()
-        self.replicas = replicas
-        try:
-            info = await self.js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            if create is not True:
-                traces = await traces_of(self)
-                if traces:
-                    raise StreamMissingError(missing_message(self.stream, traces)) from None
-                if create is False:
-                    raise StreamMissingError(
-                        f"stream {self.stream!r} does not exist and create_stream=False; create "
-                        f"it by connecting once without create_stream=False"
-                    ) from None
-            want = StreamConfig(
-                name=self.stream,
-                subjects=[f"{self.stream}.>"],
-                storage=StorageType.FILE,
-                num_replicas=replicas,
-                allow_direct=True,
-                allow_atomic=True,
-                duplicate_window=duplicate_window,
-                metadata={OWNER_KEY: OWNER_VALUE},
-            )
-            try:
-                await self.js.add_stream(want)
-            except nats.js.errors.APIError as e:
-                raise self._translate_api(e, f"creating stream {self.stream!r}") from e
-            await record_created(self, replicas)
-            return
-        except nats.js.errors.APIError as e:
-            raise self._translate_api(e, f"looking up stream {self.stream!r}") from e
-        except nats.errors.TimeoutError as e:
-            raise StoreUnavailableError(
-                f"JetStream did not answer for stream {self.stream!r}: is JetStream enabled on the "
-                f"server (nats-server -js) and may this user use it?"
-            ) from e
-        cfg = info.config
-        subjects = list(cfg.subjects or [])
-        needed: list[str] = []
-        if not cfg.allow_direct:
-            cfg.allow_direct = True
-            needed.append("allow_direct: true")
-        if not cfg.allow_atomic:
-            cfg.allow_atomic = True
-            needed.append("allow_atomic: true")
-        if f"{self.stream}.>" not in subjects:
-            cfg.subjects = [*subjects, f"{self.stream}.>"]
-            needed.append(f"subjects: [..., '{self.stream}.>']")
-        if cfg.storage != StorageType.FILE:
-            log.warning("stream %s uses %s storage, not file storage", self.stream, cfg.storage)
-        owned = (cfg.metadata or {}).get(OWNER_KEY) == OWNER_VALUE
-        if not owned:
-            if needed:
-                raise ConfigError(
-                    f"stream {self.stream!r} was made by another service and lacks what eventkit "
-                    f"needs: {', '.join(needed)}. Add it to that service's stream config (NestJS: "
-                    f"streamConfig), or hand the stream to eventkit: nats stream edit "
-                    f"{self.stream} --metadata {OWNER_KEY}={OWNER_VALUE} (see docs/wire-format.md)"
-                )
-            self.replicas = int(cfg.num_replicas or 1)
-            if self.replicas != replicas or (
-                cfg.duplicate_window is not None
-                and abs(cfg.duplicate_window - duplicate_window) > 1e-6
-            ):
-                log.info(
-                    "stream %s belongs to another service: using its replicas (%s) and duplicate "
-                    "window (%ss) as they are",
-                    self.stream,
-                    cfg.num_replicas,
-                    cfg.duplicate_window,
-                )
-            return
-        changes = [n.split(":", 1)[0] for n in needed]
-        if cfg.num_replicas != replicas:
-            cfg.num_replicas = replicas
-            changes.append("replicas")
-        if cfg.duplicate_window is None or abs(cfg.duplicate_window - duplicate_window) > 1e-6:
-            cfg.duplicate_window = duplicate_window
-            changes.append("duplicate_window")
-        if changes:
-            log.info("updating stream %s: %s", self.stream, ", ".join(changes))
-            try:
-                await self.js.update_stream(cfg)
-            except nats.js.errors.APIError as e:
-                raise self._translate_api(e, f"updating stream {self.stream!r}") from e
+        """Create the stream, or check an existing one (see
+        :func:`eventkit.store.nats.streams.ensure_stream`)."""
+        await ensure_stream(
+            self, replicas=replicas, duplicate_window=duplicate_window, create=create
+        )
 
     async def delete(self, sequence: int, *, keep_links: bool = True) -> bool:
         """Erase one message securely (payload overwritten); False when already gone. A chained
         message's links are kept first (:meth:`record_erasure`) unless its subject is forgotten
         (the erasure marker closed its chain)."""
         msg = await self.get(sequence) if keep_links else None
-        if msg is not None and p.CHAIN in msg.headers and msg.subject not in self._closed:
+        if msg is not None and CHAIN in msg.headers and msg.subject not in self._closed:
             last = await self.last_message(msg.subject)
             if last is None or not is_marker(last.headers):
                 await self.record_erasure(msg)
             elif len(self._closed) < 10_000:
                 self._closed.add(msg.subject)  # forgotten: its other messages need no record
-        return await super().delete(sequence)
+        return await self._reading.delete(sequence)
 
     async def record_erasure(self, erased: StoredMessage) -> None:
         headers = erased_link_headers(erased.subject, erased)
         if headers is None:
             return
         subject = erased_subject(self.stream, erased.subject)
-        ack = await self._send(
+        ack = await self._appending.send(
             lambda: self._request(subject, BODY, headers, self.publish_timeout),
             f"recording the erasure of sequence {erased.sequence}",
         )
@@ -322,8 +258,115 @@ class JetStreamEventStore(Appending, EventStore):
         if err is not None:
             raise JetStreamError(err[0], err[1], f"recording an erasure: {err[2]}")
 
-    def _translate_api(self, e: nats.js.errors.APIError, doing: str) -> EventkitError:
-        return translate_api(e, doing)
+    # -- reading (the reader's) -------------------------------------------------------------
+    async def read(
+        self,
+        subject: str,
+        after: int = 0,
+        *,
+        consistency: Consistency = "eventual",
+        at_least: int | None = None,
+    ) -> list[RecordedEvent[Any]]:
+        """Every event of ``subject`` after sequence ``after``, in order (see
+        :meth:`Reader.read <eventkit.store.nats.reading.Reader.read>`)."""
+        return await self._reading.read(subject, after, consistency=consistency, at_least=at_least)
+
+    def read_all(
+        self,
+        from_sequence: int = 1,
+        from_time: datetime | None = None,
+        subjects: Sequence[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent[Any]]:
+        """Every event (of ``subjects`` filters) from a sequence or a time, in stream order, up
+        to the stream's last sequence at the call (see
+        :meth:`Reader.read_all <eventkit.store.nats.reading.Reader.read_all>`)."""
+        return self._reading.read_all(from_sequence, from_time, subjects)
+
+    def read_raw(
+        self, subject: str | None = None, from_sequence: int = 1
+    ) -> AsyncIterator[StoredMessage]:
+        """Stored messages (of ``subject``, a filter, when given) without decoding."""
+        return self._reading.read_raw(subject, from_sequence)
+
+    def read_stream(
+        self, stream: str, subject: str, from_sequence: int = 1
+    ) -> AsyncIterator[StoredMessage]:
+        """Stored messages of another stream of this account (a KV bucket's), by filter."""
+        return self._reading.read_stream(stream, subject, from_sequence)
+
+    async def last_messages(
+        self, subjects: Sequence[str], stream: str | None = None
+    ) -> dict[str, StoredMessage]:
+        """The last message of each of ``subjects`` (on ``stream``, another of this account)."""
+        return await self._reading.last_messages(subjects, stream)
+
+    async def last_message(
+        self, subject: str, *, stream: str | None = None, leader: bool = False
+    ) -> StoredMessage | None:
+        """The last message of ``subject`` (on ``stream``; ``leader``: the stream leader's)."""
+        return await self._reading.last_message(subject, stream=stream, leader=leader)
+
+    async def last_sequence_of_stream(self, name: str) -> int:
+        """The last sequence of a stream of this account (the event stream, a KV bucket's)."""
+        return await self._reading.last_sequence_of_stream(name)
+
+    async def last_sequence(
+        self, subject: str | None = None, *, consistency: Consistency = "eventual"
+    ) -> int:
+        """The last sequence of ``subject`` (a filter), or of the stream; 0 when there is none."""
+        return await self._reading.last_sequence(subject, consistency=consistency)
+
+    async def get(self, sequence: int) -> StoredMessage | None:
+        """One stored message by stream sequence; None when absent or deleted."""
+        return await self._reading.get(sequence)
+
+    async def _direct(
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: DirectReader | None = None,
+    ) -> tuple[list[Delivered], int]:
+        """One direct get, retried while unanswered (for the store's other rooms; the seam
+        where tests answer as a lagging replica would)."""
+        return await self._reading.direct_get(request, subject, reader)
+
+    # -- appending (the appender's) ---------------------------------------------------------
+    @property
+    def max_payload(self) -> int:
+        """The server's max message size (headers + payload), in bytes."""
+        return self._appending.max_payload
+
+    @traced_append
+    async def append_many(self, writes: Sequence[Write]) -> list[int]:
+        """Append to several subjects in one atomic batch; return each write's last sequence
+        (see :meth:`Appender.append_many <eventkit.store.nats.appending.Appender.append_many>`)."""
+        return await self._appending.append_many(writes)
+
+    async def tails(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+        """The last message of each of ``subjects``, which an append without expectation
+        follows; ``ForgottenError`` when one is an erasure marker."""
+        return await self._appending.read_tails(subjects)
+
+    async def mark_forgotten(self, subject: str) -> int:
+        """Leave the erasure marker on ``subject`` (unless its last message is one already);
+        return its sequence. From here on no append to ``subject`` is stored."""
+        return await self._appending.mark_forgotten(subject)
+
+    async def _request(
+        self, subject: str, payload: bytes, headers: dict[str, str], timeout: float
+    ) -> Delivered:
+        """One request to the server (the seam where tests inject a lost ack)."""
+        msg: Delivered = await self._inbox.call(subject, payload, headers, timeout)
+        return msg
+
+    # -- chaining (the chainer's) ------------------------------------------------------------
+    async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
+        """The link each write's first event follows."""
+        return await self._chaining.chain_heads(writes)
+
+    async def marker_head(self, subject: str, last: StoredMessage | None) -> str:
+        """The last link of ``subject`` before its erasure marker (its last message ``last``)."""
+        return await self._chaining.marker_head(subject, last)
 
     # -- snapshots ------------------------------------------------------------------------
     @property
@@ -342,6 +385,8 @@ class JetStreamEventStore(Appending, EventStore):
 
 __all__ = [
     "FIRST_CONNECT_ATTEMPTS",
+    "OWNER_KEY",
+    "OWNER_VALUE",
     "READ_BATCH",
     "READ_MAX_BYTES",
     "JetStreamError",

@@ -9,7 +9,6 @@ from typing import Any
 
 from eventkit.errors import ConcurrencyError, ConfigError, ForgottenError
 from eventkit.observability.tracing import traced_append
-from eventkit.store import protocol as p
 from eventkit.store.base import (
     Consistency,
     EventStore,
@@ -21,7 +20,6 @@ from eventkit.store.base import (
 from eventkit.store.chain import GENESIS, ChainHeads, erased_link_headers, erased_subject, seal
 from eventkit.store.codec import Codec
 from eventkit.store.erasure import BODY, is_marker, marker_headers
-from eventkit.store.protocol import EVENT_TYPE
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.snapshots import InMemorySnapshotStore
 from eventkit.store.subjects import (
@@ -32,6 +30,7 @@ from eventkit.store.subjects import (
     validate_subject,
 )
 from eventkit.store.verifying import check_read
+from eventkit.store.wire_constants import CHAIN, EVENT_TYPE, MSG_ID
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """The default max payload of nats-server (1 MiB)."""
@@ -73,7 +72,7 @@ class InMemoryEventStore(EventStore):
     def _head(self, subject: str) -> str:
         """The last link of ``subject`` (its last chained message's)."""
         for seq in reversed(self._by_subject.get(subject, [])):
-            value = self._messages[seq].headers.get(p.CHAIN)
+            value = self._messages[seq].headers.get(CHAIN)
             if value is not None:
                 return value
         return GENESIS
@@ -218,7 +217,7 @@ class InMemoryEventStore(EventStore):
     async def record_erasure(self, erased: StoredMessage) -> None:
         headers = erased_link_headers(erased.subject, erased)
         if headers is None or any(
-            m.headers.get(p.MSG_ID) == headers[p.MSG_ID] for m in self._messages.values()
+            m.headers.get(MSG_ID) == headers[MSG_ID] for m in self._messages.values()
         ):
             return
         subject = erased_subject(self.stream, erased.subject)

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from eventkit.store import protocol as p
 from eventkit.store.chain import ChainCheck, ErasedLink, Problem, erased_link_of
 from eventkit.store.records import StoredMessage
 from eventkit.store.subjects import subject_matches, validate_filter
+from eventkit.store.wire_constants import CHAIN, MSG_ID, system_prefix
 
 ANCHORS_AT_END = 16
 """The last messages of a full scan remembered, to see the next time whether they still hold:
@@ -91,7 +91,7 @@ class VerifyReport:
 
 def erased_by_subject(stream: str, records: Iterable[StoredMessage]) -> dict[str, list[ErasedLink]]:
     """The erased-message records (``<stream>._eventkit.erased.<rest>``) per original subject."""
-    prefix = f"{p.system_prefix(stream)}erased."
+    prefix = f"{system_prefix(stream)}erased."
     out: dict[str, list[ErasedLink]] = {}
     for m in records:
         record = erased_link_of(m.headers)
@@ -109,7 +109,7 @@ async def verify_history(
     scope = validate_filter(subject, stream) if subject is not None else f"{stream}.>"
     report = VerifyReport(stream=stream, scope=scope)
     report.last_sequence = await store.last_sequence()
-    system = p.system_prefix(stream)
+    system = system_prefix(stream)
     erased_filter = f"{system}erased.{scope[len(stream) + 1 :]}"
     erased = erased_by_subject(stream, [m async for m in store.read_raw(erased_filter)])
     check = ChainCheck(erased=erased)
@@ -138,7 +138,7 @@ async def verify_history(
 
 
 def _anchor(m: StoredMessage) -> dict[str, Any]:
-    return {"seq": m.sequence, "subject": m.subject, "id": m.headers.get(p.MSG_ID, "")}
+    return {"seq": m.sequence, "subject": m.subject, "id": m.headers.get(MSG_ID, "")}
 
 
 async def check_anchors(store: Scannable, report: VerifyReport) -> None:
@@ -168,7 +168,7 @@ async def check_anchors(store: Scannable, report: VerifyReport) -> None:
         m = await store.get(seq)
         if m is None:
             continue  # erased since (forget): nothing holds the sequence
-        now = m.headers.get(p.MSG_ID, "")
+        now = m.headers.get(MSG_ID, "")
         if m.subject != subject or now != event_id:
             report.problems.append(
                 Problem(
@@ -190,7 +190,7 @@ def verify_copies(
     """Check each node's copy (``copies``: node -> its messages in order) on its own chains,
     then against the other copies: a sequence one node lacks or holds differently is named."""
     stream, scope = report.stream, report.scope
-    system = p.system_prefix(stream)
+    system = system_prefix(stream)
     links: dict[str, dict[int, str]] = {}
     subjects: dict[int, str] = {}
     for node, messages in copies.items():
@@ -199,7 +199,7 @@ def verify_copies(
         for m in messages:
             if m.subject.startswith(system) or not subject_matches(scope, m.subject):
                 continue
-            held[m.sequence] = m.headers.get(p.CHAIN) or m.headers.get(p.MSG_ID, "")
+            held[m.sequence] = m.headers.get(CHAIN) or m.headers.get(MSG_ID, "")
             subjects[m.sequence] = m.subject
             problem = check.check(m)
             if problem is not None:

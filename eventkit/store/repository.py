@@ -12,12 +12,12 @@ from typing import Any, Generic, TypeVar
 
 from eventkit.domain.aggregate import Aggregate
 from eventkit.errors import AggregateNotFound, ConcurrencyError, ConfigError, EventDecodeError
-from eventkit.store import protocol as p
 from eventkit.store.base import Consistency, EventStore, Write, trusted_write
 from eventkit.store.erasure import is_marker
 from eventkit.store.records import RecordedEvent
 from eventkit.store.snapshots import Snapshot, SnapshotStore
 from eventkit.store.subjects import entity_subject
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -167,9 +167,9 @@ class Repository(Generic[A]):
         self, subject: str, after: int, error: EventDecodeError
     ) -> tuple[list[RecordedEvent[Any]], int]:
         raw = [m async for m in self.store.read_raw(subject, from_sequence=after + 1)]
-        own = [m for m in raw if p.EVENT_TYPE in m.headers]
+        own = [m for m in raw if EVENT_TYPE in m.headers]
         foreign = [
-            m.sequence for m in raw if p.EVENT_TYPE not in m.headers and not is_marker(m.headers)
+            m.sequence for m in raw if EVENT_TYPE not in m.headers and not is_marker(m.headers)
         ]
         if not foreign:
             raise error  # not another service's message: an event that cannot be read
@@ -182,7 +182,7 @@ class Repository(Generic[A]):
             self.aggregate.__qualname__,
         )
         cipher = self.store.codec.cipher
-        if cipher is not None and any(p.ENCRYPTION in m.headers for m in own):
+        if cipher is not None and any(ENCRYPTION in m.headers for m in own):
             await cipher.prepare([subject], create=False)
         decode = self.store.codec.decode
         return [decode(m) for m in own], (raw[-1].sequence if raw else after)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventkit.errors import StreamRewoundError
-from eventkit.store.protocol import MSG_ID
+from eventkit.store.wire_constants import MSG_ID
 
 WHAT_HAPPENED = (
     "the stream went back: it lost its end (a power loss on a server that acknowledged appends "

@@ -19,8 +19,8 @@ import nats.js.errors
 from nats.js.api import PubAck
 
 from eventkit.errors import ConfigError, ServerVersionError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.jetstream import OWNER_KEY, OWNER_VALUE, parse_version
+from eventkit.store.wire_constants import MSG_ID
 
 SCHEDULE = "Nats-Schedule"
 SCHEDULE_TARGET = "Nats-Schedule-Target"
@@ -80,8 +80,8 @@ async def publish(
 ) -> int:
     """Store one message (retried while unanswered: its ``Nats-Msg-Id`` makes that safe);
     returns its stream sequence."""
-    if p.MSG_ID not in headers:
-        raise ConfigError(f"a system message on {subject!r} needs a {p.MSG_ID} header")
+    if MSG_ID not in headers:
+        raise ConfigError(f"a system message on {subject!r} needs a {MSG_ID} header")
     last: Exception | None = None
     for attempt in range(attempts):
         try:

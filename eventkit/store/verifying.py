@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from eventkit.store import protocol as p
 from eventkit.store.chain import (
     GENESIS,
     ChainCheck,
@@ -21,6 +20,14 @@ from eventkit.store.chain import (
     erased_subject,
 )
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import (
+    CHAIN,
+    CHAIN_PREV,
+    EVENT_TYPE,
+    MSG_ID,
+    SCHEMA_VERSION,
+    SYSTEM,
+)
 
 
 class RawReader(Protocol):
@@ -72,7 +79,7 @@ def chain_holds(subject: str, raw: Sequence[StoredMessage], trust_first: bool) -
     return True
 
 
-_FIELDS = (p.CHAIN, p.CHAIN_PREV, p.EVENT_TYPE, p.SCHEMA_VERSION, p.MSG_ID, p.SYSTEM)
+_FIELDS = (CHAIN, CHAIN_PREV, EVENT_TYPE, SCHEMA_VERSION, MSG_ID, SYSTEM)
 
 
 async def check_read(
@@ -102,7 +109,7 @@ async def check_read(
             raise check.problems[0].error()
     head = None
     for m in reversed(raw):
-        head = m.headers.get(p.CHAIN)
+        head = m.headers.get(CHAIN)
         if head is not None:
             break
     if head is None and after == 0:

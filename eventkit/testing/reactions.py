@@ -32,8 +32,8 @@ from eventkit.reaction.schedule import DUE_ID, DUE_SUBJECT, DUE_TYPE, due_subjec
 from eventkit.runtime.deadletters import DeadLetter
 from eventkit.runtime.memory import MemoryConsumer
 from eventkit.runtime.port import Delivery
-from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
+from eventkit.store.wire_constants import EVENT_TYPE
 
 
 class _RecordingScheduler:
@@ -126,7 +126,7 @@ class ReactorScenario:
             if about is not None and await self._forgotten(about):
                 continue  # a deadline about a forgotten subject is never delivered
             headers, payload = self.store.codec.encode(about or subject, d.event, d.event_id)
-            headers[DUE_TYPE] = headers.pop(p.EVENT_TYPE)
+            headers[DUE_TYPE] = headers.pop(EVENT_TYPE)
             headers[DUE_ID] = d.event_id
             if about is not None:
                 headers[DUE_SUBJECT] = about

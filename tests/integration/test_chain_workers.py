@@ -16,8 +16,8 @@ from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.status import status
 from eventkit.reaction import Reactor, ReactorContext, ReactorRunner
 from eventkit.runtime.parked import ParkedLetters
-from eventkit.store import protocol as p
 from eventkit.store.proof import verify_history
+from eventkit.store.wire_constants import CHAIN, CHAIN_PREV, MSG_ID
 
 pytestmark = [pytest.mark.nats]
 
@@ -39,8 +39,8 @@ async def with_forgery(store: JetStreamEventStore) -> int:
     head = await store.last_message(subject)
     assert head is not None
     forged = {k: v for k, v in head.headers.items() if not k.startswith("Nats-Expected")}
-    forged[p.CHAIN_PREV] = head.headers[p.CHAIN]
-    forged[p.MSG_ID] = "forged-1"
+    forged[CHAIN_PREV] = head.headers[CHAIN]
+    forged[MSG_ID] = "forged-1"
     ack = await store.js.publish(subject, head.data.replace(b"2", b"7"), headers=forged)
     await store.append(subject, [CwNoted(n=3)])
     return int(ack.seq)

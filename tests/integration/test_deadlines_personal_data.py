@@ -25,8 +25,8 @@ from eventkit.projection.sql import make_engine, upgrade
 from eventkit.reaction import Reactor, ReactorContext, ReactorRunner
 from eventkit.reaction.schedule import DUE_SUBJECT, due_subject
 from eventkit.server import ServerProcess, start_server_process
-from eventkit.store import protocol as p
 from eventkit.store.jetstream import JetStreamEventStore
+from eventkit.store.wire_constants import ENCRYPTION
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -139,7 +139,7 @@ async def test_a_pending_deadline_about_a_person_is_sealed_and_erased_by_forget(
         pending = f"{app.stream}._eventkit.schedule.>"
         await wait_until(lambda: _nonempty(store, pending))
         (schedule,) = await raw(store, pending)
-        assert p.ENCRYPTION in schedule.headers and email.encode() not in schedule.data
+        assert ENCRYPTION in schedule.headers and email.encode() not in schedule.data
         report = await forget_subject(app, store, engine, person)
         assert report.deadlines == 1
         assert await raw(store, pending) == []
@@ -197,7 +197,7 @@ async def test_a_personal_data_deadline_is_scheduled_sealed_and_delivered(
         await task
     assert Welcome.received == [(signup, email)]  # the deadline's subject: the one it is about
     (fired,) = await raw(store, due_subject(app.stream, "welcome"))
-    assert p.ENCRYPTION in fired.headers and email.encode() not in fired.data
+    assert ENCRYPTION in fired.headers and email.encode() not in fired.data
 
 
 async def _nonempty(store: JetStreamEventStore, pattern: str) -> bool:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from eventkit.domain.events import Event
 from eventkit.errors import EventkitError
-from eventkit.store import protocol as p
 from eventkit.store.codec import Codec
 from eventkit.store.records import RecordedEvent, StoredMessage
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SCHEMA_VERSION
 
 
 class FuzzItemAdded(Event):
@@ -96,11 +96,11 @@ def test_decode_random_messages_raises_only_eventkit_errors(
     data: bytes,
 ) -> None:
     headers = dict(extra)
-    headers[p.EVENT_TYPE] = event_type
+    headers[EVENT_TYPE] = event_type
     if version is not None:
-        headers[p.SCHEMA_VERSION] = version
+        headers[SCHEMA_VERSION] = version
     if encrypted is not None:
-        headers[p.ENCRYPTION] = encrypted
+        headers[ENCRYPTION] = encrypted
     out = _decode(Codec(), _message(subject, headers, data))
     if isinstance(out, RecordedEvent):
         assert type(out.event).event_type == event_type
@@ -123,7 +123,7 @@ def test_upcasting_a_bad_old_payload_is_a_decode_error(price: Any) -> None:
 
     msg = _message(
         "fuzz.price.x",
-        {p.EVENT_TYPE: "FuzzPriced", p.SCHEMA_VERSION: "1"},
+        {EVENT_TYPE: "FuzzPriced", SCHEMA_VERSION: "1"},
         json.dumps({"price": price}).encode(),
     )
     _decode(Codec(), msg)
@@ -133,7 +133,7 @@ def test_a_valid_message_decodes() -> None:
     """The fuzz above must not pass only because everything fails."""
     msg = _message(
         "fuzz.item.x",
-        {p.EVENT_TYPE: "FuzzItemAdded", p.SCHEMA_VERSION: "1", p.MSG_ID: "e-1"},
+        {EVENT_TYPE: "FuzzItemAdded", SCHEMA_VERSION: "1", MSG_ID: "e-1"},
         b'{"sku":"a","quantity":2}',
     )
     rec = Codec().decode(msg)

@@ -20,8 +20,15 @@ from eventkit.errors import (
     ServerVersionError,
     StoreUnavailableError,
 )
-from eventkit.store import protocol as p
 from eventkit.store.jetstream import JetStreamEventStore, parse_nats_time, parse_version
+from eventkit.store.wire_constants import (
+    ERR_WRONG_LAST_SEQUENCE,
+    EVENT_TYPE,
+    EXPECTED_LAST_SUBJECT_SEQUENCE,
+    MSG_ID,
+    SCHEMA_VERSION,
+    SEQUENCE,
+)
 from eventkit.testing.contract import ContractDeposited, EventStoreContract
 
 pytestmark = pytest.mark.nats
@@ -122,14 +129,14 @@ async def test_lost_ack_with_others_writing_in_between_stores_once(lossy: LostAc
             return await original(subject, payload, headers, t)
         except nats.errors.TimeoutError:
             # our first try is stored, its ack lost; someone else appends before the retry
-            await lossy.nc.request(s, b"{}", headers={p.EVENT_TYPE: "x"}, timeout=2)
+            await lossy.nc.request(s, b"{}", headers={EVENT_TYPE: "x"}, timeout=2)
             raise
 
     lossy._request = interleaved  # type: ignore[method-assign, assignment]
     seq = await lossy.append(s, deposits(1), expected_sequence=0, event_ids=mine)
     assert seq == 1
     stored = [m async for m in lossy.read_raw(s)]
-    assert [m.headers.get(p.MSG_ID) for m in stored][:1] == mine
+    assert [m.headers.get(MSG_ID) for m in stored][:1] == mine
     assert len(stored) == 2
 
 
@@ -166,12 +173,12 @@ async def test_garbage_payload_gives_decode_error(
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await js.publish(s, b"\xff not json", headers={p.EVENT_TYPE: ContractDeposited.event_type})
+        await js.publish(s, b"\xff not json", headers={EVENT_TYPE: ContractDeposited.event_type})
         await js.publish(f"{s}2", b'{"amount": 1}')
         await js.publish(
             f"{s}3",
             b'{"amount": 1}',
-            headers={p.EVENT_TYPE: ContractDeposited.event_type, p.SCHEMA_VERSION: "7"},
+            headers={EVENT_TYPE: ContractDeposited.event_type, SCHEMA_VERSION: "7"},
         )
     finally:
         await nc.close()
@@ -208,19 +215,19 @@ async def test_direct_get_batches_walk_all_subjects_and_end(store: JetStreamEven
     for i in range(7):
         await store.append(f"{store.stream}.acct.{i % 3}", deposits(i))
     msgs, more = await store._direct({"seq": 1, "batch": 4})
-    assert [m.headers[p.SEQUENCE] for m in msgs if m.headers] == ["1", "2", "3", "4"]
+    assert [m.headers[SEQUENCE] for m in msgs if m.headers] == ["1", "2", "3", "4"]
     assert more == 3
     msgs, more = await store._direct({"seq": 5, "batch": 4})
     assert (len(msgs), more) == (3, 0)
     msgs, more = await store._direct(
         {"seq": 1, "batch": 2, "next_by_subj": f"{store.stream}.acct.1"}
     )
-    assert [m.headers[p.SEQUENCE] for m in msgs if m.headers] == ["2", "5"]
+    assert [m.headers[SEQUENCE] for m in msgs if m.headers] == ["2", "5"]
     assert more == 0
     msgs, _ = await store._direct({"last_by_subj": f"{store.stream}.acct.*"})
-    assert msgs[0].headers and msgs[0].headers[p.SEQUENCE] == "7"
+    assert msgs[0].headers and msgs[0].headers[SEQUENCE] == "7"
     msgs, more = await store._direct({"multi_last": [f"{store.stream}.acct.*"]})
-    assert sorted(int(m.headers[p.SEQUENCE]) for m in msgs if m.headers) == [5, 6, 7]
+    assert sorted(int(m.headers[SEQUENCE]) for m in msgs if m.headers) == [5, 6, 7]
     msgs, more = await store._direct({"seq": 99, "batch": 4})
     assert (msgs, more) == ([], 0)
 
@@ -229,11 +236,11 @@ async def test_raw_conflict_code_is_what_the_store_translates(store: JetStreamEv
     s = f"{store.stream}.acct.1"
     await store.append(s, deposits(1))
     reply = await store.nc.request(
-        s, b"{}", headers={p.EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}, timeout=2
+        s, b"{}", headers={EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}, timeout=2
     )
     err = json.loads(reply.data)["error"]
     assert (err["err_code"], err["description"]) == (
-        p.ERR_WRONG_LAST_SEQUENCE,
+        ERR_WRONG_LAST_SEQUENCE,
         "wrong last sequence: 1",
     )
 

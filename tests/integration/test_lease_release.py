@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import on
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.projector import Projector
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction
@@ -72,7 +72,7 @@ async def test_a_renewal_in_flight_does_not_bring_a_released_lease_back(
     assert first.sent > 0  # renewals were sent during the run
     assert await wait_until(lambda: first.landed == first.sent, 30), (first.sent, first.landed)
     with read_transaction(engine) as db:
-        lease = cps.get_lease(db, projector.name)
+        lease = checkpoints.get_lease(db, projector.name)
     assert lease is not None and not lease.live and lease.owner != "first"
     # the next command takes the lease at once, not after the ttl of a gone process
     second = ProjectionRunner(projector, store, engine, owner="second", lease_wait=0.0)

@@ -26,7 +26,7 @@ from partition_worker import (  # type: ignore[import-not-found]
 from sqlalchemy import Engine, func, select, update
 
 from eventkit.errors import ConfigError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection import partition_rows as pr
 from eventkit.projection.partitioned import PartitionedRunner
 from eventkit.projection.runner import ProjectionRunner, runner_for
@@ -470,8 +470,8 @@ async def test_forget_leaves_a_partition_that_applied_the_marker_alone(
             .values(last_sequence=1)
         )
         db.execute(  # the low watermark, as a rebalance records it
-            update(cps.checkpoints)
-            .where(cps.checkpoints.c.projector == projector.name)
+            update(checkpoints.checkpoints)
+            .where(checkpoints.checkpoints.c.projector == projector.name)
             .values(last_sequence=1)
         )
         assert pr.checkpoint_of_subject(db, projector.name, subject) == end

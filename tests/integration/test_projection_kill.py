@@ -22,7 +22,7 @@ from projection_worker import (  # type: ignore[import-not-found]
     read_model,
 )
 
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
@@ -71,7 +71,7 @@ def start_worker(
 
 def checkpoint(engine: Any, name: str) -> int:
     with read_transaction(engine) as db:
-        return cps.get_checkpoint(db, name).last_sequence
+        return checkpoints.get_checkpoint(db, name).last_sequence
 
 
 async def until_checkpoint_passes(
@@ -162,7 +162,7 @@ async def test_two_runners_never_apply_concurrently_and_fail_over(
     while checkpoint(engine, name) < end // 3 and time.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     with read_transaction(engine) as db:
-        lease = cps.get_lease(db, name)
+        lease = checkpoints.get_lease(db, name)
     assert lease is not None and lease.live, (lease, time.time(), checkpoint(engine, name), end)
     active, standby = lease.owner, ("B" if lease.owner == "A" else "A")
     kill_time = time.time()

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from eventkit.cli.main import app as cli
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.replay import parse_when, plan_replay, replay
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.nats
 
 def checkpoint(engine: Engine, name: str) -> int:
     with read_transaction(engine) as db:
-        return cps.get_checkpoint(db, name).last_sequence
+        return checkpoints.get_checkpoint(db, name).last_sequence
 
 
 def test_parse_when_accepts_zones_and_relative_times_and_rejects_the_rest() -> None:

@@ -19,8 +19,7 @@ from projection_worker import (  # type: ignore[import-not-found]
 from sqlalchemy import Engine
 
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
+from eventkit.projection import checkpoints, letters
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import (
@@ -49,7 +48,7 @@ def test_upgrade_creates_tables_with_own_version_table(engine: Engine) -> None:
     assert not inspect(engine).has_table("alembic_version")
     upgrade(engine)  # idempotent
     with transaction(engine) as db:
-        assert cps.get_checkpoint(db, "nope").last_sequence == 0
+        assert checkpoints.get_checkpoint(db, "nope").last_sequence == 0
 
 
 async def test_catch_up_applies_everything_once_and_resumes(store: Any, engine: Engine) -> None:
@@ -107,7 +106,7 @@ async def test_live_mode_applies_new_events_and_stops_cleanly(store: Any, engine
     assert result.checkpoint == last
     assert read_model(engine, px) == expected_model(items + more)
     with transaction(engine) as db:
-        lease = cps.get_lease(db, runner.name)
+        lease = checkpoints.get_lease(db, runner.name)
     assert lease is not None and not lease.live  # released on a clean stop
 
 
@@ -173,7 +172,7 @@ async def test_second_runner_waits_for_the_lease(store: Any, engine: Engine) -> 
     create_tables(engine, px)
     await append_items(store, 3)
     with transaction(engine) as db:
-        assert cps.try_acquire_lease(db, f"{px}_totals", "someone-else", 30)
+        assert checkpoints.try_acquire_lease(db, f"{px}_totals", "someone-else", 30)
     runner = ProjectionRunner(make_projector(px), store, engine, lease_ttl=1, lease_wait=0.5)
     with pytest.raises(ProjectionError, match="someone-else"):
         await runner.catch_up()

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, delete,
 
 from eventkit import App, Event, RowProjector, on
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.gdpr import records
+from eventkit.gdpr import erasure_rows
 from eventkit.gdpr.forget import forget_subject
 from eventkit.projection.bluegreen import switch
 from eventkit.projection.checkpoints import touch_rows
@@ -153,7 +153,7 @@ async def test_forget_does_not_undo_events_applied_after_the_marker(
     runner = ProjectionRunner(projector, store, engine)
     await runner.catch_up()
     loop = asyncio.get_running_loop()
-    real = records.forget_rows
+    real = erasure_rows.forget_rows
 
     def late_forget_rows(*args: Any) -> int:
         # the window the forget leaves: the runner applies the marker and later account
@@ -166,7 +166,7 @@ async def test_forget_does_not_undo_events_applied_after_the_marker(
         asyncio.run_coroutine_threadsafe(meanwhile(), loop).result(60)
         return real(*args)
 
-    monkeypatch.setattr(records, "forget_rows", late_forget_rows)
+    monkeypatch.setattr(erasure_rows, "forget_rows", late_forget_rows)
     await forget_subject(app, store, engine, customer)
     with read_transaction(engine) as db:
         rows = {r.id: (r.name, r.total) for r in db.execute(select(table))}

@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, s
 from sqlalchemy.exc import OperationalError
 
 from eventkit import Event, RecordedEvent, RowProjector, on
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.deadletters import list_dead_letters, retry_dead_letters
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, transaction, upgrade
@@ -157,7 +157,7 @@ async def test_an_outside_writer_that_touches_the_rows_is_seen(store: Any, engin
     async with _live(runner):
         await _caught_up(store, runner, "the first event")
         with transaction(engine) as db:  # e.g. an operator's fix, announced with touch_rows
-            cps.touch_rows(db, projector.name)
+            checkpoints.touch_rows(db, projector.name)
             db.execute(update(table).where(table.c.id == "y").values(total=50))
         await _add(store, "y", 1)
         await _caught_up(store, runner, "the next event")
@@ -186,7 +186,7 @@ async def test_a_failed_batch_keeps_nothing_of_what_it_staged(
     projector, table, md, _ = _projector(store.stream)
     md.create_all(engine)
     await _add(store, "w", 1, 2)
-    real = cps.save_checkpoint
+    real = checkpoints.save_checkpoint
     failures: list[int] = []
 
     def flaky(*args: Any, **kwargs: Any) -> None:
@@ -195,7 +195,7 @@ async def test_a_failed_batch_keeps_nothing_of_what_it_staged(
             raise OperationalError("UPDATE eventkit_checkpoints", {}, Exception("gone"))
         real(*args, **kwargs)
 
-    monkeypatch.setattr("eventkit.projection.committing.cps.save_checkpoint", flaky)
+    monkeypatch.setattr("eventkit.projection.committing.checkpoints.save_checkpoint", flaky)
     runner = ProjectionRunner(projector, store, engine, lease_ttl=2)
     async with _live(runner):
         await _caught_up(store, runner, "the batch applied after the outage")

@@ -22,8 +22,7 @@ from sqlalchemy import (
 
 from eventkit import Event, RecordedEvent, RowProjector, on
 from eventkit.errors import ConfigError, ProjectionError
-from eventkit.projection import checkpoints as cps
-from eventkit.projection import letters
+from eventkit.projection import checkpoints, letters
 from eventkit.projection.replay import plan_replay, replay
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import read_transaction, transaction
@@ -228,7 +227,7 @@ async def test_bad_event_in_a_batch_halts_there_with_what_precedes_it_committed(
     rows = _rows(engine, accounts)
     assert rows["a0"]["balance"] == 1 and rows["a1"]["balance"] == 0
     with read_transaction(engine) as db:
-        assert cps.get_checkpoint(db, acc.name).last_sequence == bad_seq - 1
+        assert checkpoints.get_checkpoint(db, acc.name).last_sequence == bad_seq - 1
 
 
 async def test_park_policy_parks_the_bad_event_and_folds_the_rest(

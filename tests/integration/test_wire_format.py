@@ -16,8 +16,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from eventkit.errors import EventDecodeError
 from eventkit.gdpr.keys import KeyStore
 from eventkit.server import ServerProcess
-from eventkit.store import protocol as p
 from eventkit.store.codec import ENVELOPE
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SCHEMA_VERSION
 
 pytestmark = [pytest.mark.nats]
 
@@ -46,8 +46,8 @@ async def test_a_json_consumer_reads_every_event_and_recognises_encrypted_ones(
     envelope = bodies[customer]
     assert envelope["enc"] == ENVELOPE and b"Ada" not in base64.b64decode(envelope["data"])
     headers = {m.subject: m.headers or {} for m in msgs}
-    assert headers[customer][p.EVENT_TYPE] == "GdprCustomerRegistered"
-    assert headers[customer][p.ENCRYPTION] == envelope["key"]
+    assert headers[customer][EVENT_TYPE] == "GdprCustomerRegistered"
+    assert headers[customer][ENCRYPTION] == envelope["key"]
     assert [r.event.name for r in await store.read(customer)] == ["Ada"]
     await nc.close()
     await store.close()
@@ -57,7 +57,7 @@ async def test_a_field_a_newer_producer_added_is_tolerated(server: ServerProcess
     store = await d.connect(server.url)
     nc = await nats.connect(server.url)
     subject = f"{d.STREAM}.account.{uuid.uuid4().hex}"
-    headers = {p.EVENT_TYPE: "GdprAccountNoted", p.SCHEMA_VERSION: "1", p.MSG_ID: "ext-1"}
+    headers = {EVENT_TYPE: "GdprAccountNoted", SCHEMA_VERSION: "1", MSG_ID: "ext-1"}
     body = json.dumps({"note": "hi", "channel": "mobile", "tags": ["a"]}).encode()
     await nc.jetstream().publish(subject, body, headers=headers)
     (rec,) = await store.read(subject)
@@ -65,7 +65,7 @@ async def test_a_field_a_newer_producer_added_is_tolerated(server: ServerProcess
     assert rec.extra == {"channel": "mobile", "tags": ["a"]}
     # a change that cannot be read still fails clearly
     bad = json.dumps({"note": 5, "channel": "mobile"}).encode()
-    await nc.jetstream().publish(subject, bad, headers={**headers, p.MSG_ID: "ext-2"})
+    await nc.jetstream().publish(subject, bad, headers={**headers, MSG_ID: "ext-2"})
     with pytest.raises(EventDecodeError, match="does not match the class"):
         await store.read(subject)
     await nc.close()
@@ -81,9 +81,9 @@ async def test_an_event_encrypted_before_bodies_were_json_still_reads(
     keys = store.codec.cipher
     assert isinstance(keys, KeyStore)
     key_id, sealed = keys.encrypt(subject, b'{"name":"Grace"}')  # the old body: raw binary
-    old = {p.EVENT_TYPE: "GdprCustomerRegistered", p.SCHEMA_VERSION: "1", p.ENCRYPTION: key_id}
+    old = {EVENT_TYPE: "GdprCustomerRegistered", SCHEMA_VERSION: "1", ENCRYPTION: key_id}
     nc = await nats.connect(server.url)
-    await nc.jetstream().publish(subject, sealed, headers={**old, p.MSG_ID: "old-1"})
+    await nc.jetstream().publish(subject, sealed, headers={**old, MSG_ID: "old-1"})
     other = await d.connect(server.url)  # a fresh process, keys loaded from the bucket
     assert [r.event.name for r in await other.read(subject)] == ["first", "Grace"]
     await nc.close()

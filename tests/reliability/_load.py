@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventkit.errors import EventkitError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.base import EventStore
+from eventkit.store.wire_constants import MSG_ID
 
 from ._domain import RelAdded
 
@@ -84,7 +84,7 @@ async def check_stream(store: EventStore, log: LoadLog) -> StreamCheck:
     """Read the whole stream back and compare with the acknowledged appends."""
     ids: Counter[str] = Counter()
     async for m in store.read_raw():
-        ids[m.headers.get(p.MSG_ID, "")] += 1
+        ids[m.headers.get(MSG_ID, "")] += 1
     acked = {a.event_id for a in log.acked}
     lost = sorted(i for i in acked if ids[i] == 0)
     dup = sorted(i for i, n in ids.items() if n > 1)

@@ -31,7 +31,7 @@ from projection_worker import (  # type: ignore[import-not-found]
 from tcp_proxy import Proxy  # type: ignore[import-not-found]
 from test_projection_kill import checkpoint, start_worker  # type: ignore[import-not-found]
 
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
@@ -122,7 +122,7 @@ async def test_a_frozen_worker_is_taken_over_and_fenced(
         while checkpoint(engine, name) < end // 5 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         with read_transaction(engine) as db:
-            lease = cps.get_lease(db, name)
+            lease = checkpoints.get_lease(db, name)
         assert lease is not None and lease.live
         frozen, standby = lease.owner, ("B" if lease.owner == "A" else "A")
         procs[frozen].send_signal(signal.SIGSTOP)  # inside a batch: its 64 events take ~0.6 s
@@ -131,7 +131,7 @@ async def test_a_frozen_worker_is_taken_over_and_fenced(
         taken = None
         while time.monotonic() - stopped_at < 30:
             with read_transaction(engine) as db:
-                lease = cps.get_lease(db, name)
+                lease = checkpoints.get_lease(db, name)
             if lease is not None and lease.owner == standby and checkpoint(engine, name) > at_stop:
                 taken = time.monotonic() - stopped_at
                 break
@@ -160,7 +160,7 @@ async def test_a_frozen_worker_is_taken_over_and_fenced(
             await asyncio.sleep(0.1)
         assert checkpoint(engine, name) == end
         with read_transaction(engine) as db:
-            lease = cps.get_lease(db, name)
+            lease = checkpoints.get_lease(db, name)
         assert lease is not None and lease.owner == frozen
         got, want = model()
         assert got == want
@@ -198,7 +198,7 @@ async def test_a_handler_idle_past_the_bound_halts_with_the_fix_instead_of_loopi
     assert result.halted and result.checkpoint == 0
     assert result.error is not None and "idle" in result.error and "--lease-ttl" in result.error
     with read_transaction(engine) as db:
-        cp = cps.get_checkpoint(db, projector.name)
+        cp = checkpoints.get_checkpoint(db, projector.name)
     assert cp.state == "halted" and cp.last_sequence == 0
     assert read_model(engine, px) == ([], [])  # nothing of the ended transactions was kept
     # with a lease ttl the handler fits in, the same events apply

@@ -34,7 +34,7 @@ from projection_worker import (  # type: ignore[import-not-found]
 )
 from test_projection_kill import checkpoint, start_worker  # type: ignore[import-not-found]
 
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
 from .conftest import record_result
@@ -98,7 +98,7 @@ def start_cli(
 def lease_owner(engine: Any, name: str) -> str | None:
     """Who holds the lease as last committed (expired or not)."""
     with read_transaction(engine) as db:
-        lease = cps.get_lease(db, name)
+        lease = checkpoints.get_lease(db, name)
     return lease.owner if lease is not None else None
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from projection_worker import PwItemAdded, create_tables  # type: ignore[import-not-found]
 from test_projection_kill import checkpoint, start_worker  # type: ignore[import-not-found]
 
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.sql import make_engine, read_transaction, upgrade
 
 from .conftest import record_result
@@ -35,7 +35,7 @@ async def append(store: Any, count: int) -> int:
 
 def owner(engine: Any, name: str) -> str | None:
     with read_transaction(engine) as db:
-        lease = cps.get_lease(db, name)
+        lease = checkpoints.get_lease(db, name)
     return lease.owner if lease is not None and lease.live else None
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from eventkit import InMemoryEventStore, on
 from eventkit.errors import StreamRewoundError
-from eventkit.projection import checkpoints as cps
+from eventkit.projection import checkpoints
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import transaction
 from eventkit.reaction.context import ReactorContext
@@ -74,7 +74,7 @@ async def test_a_projector_past_the_streams_end_halts(
     assert f"beyond the stream's last sequence {last}" in result.error
     assert f"eventkit replay {projector.name} --from-start" in result.error
     with transaction(engine) as db:
-        cp = cps.get_checkpoint(db, projector.name)
+        cp = checkpoints.get_checkpoint(db, projector.name)
     assert (cp.state, cp.last_sequence) == ("halted", 100)  # status shows it
     assert len(read_model(engine)[1]) == 100
 

@@ -4,6 +4,7 @@ eventkit command in it parses with the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -139,3 +140,20 @@ def test_every_eventkit_command_in_compose_parses(compose: dict[str, Any]) -> No
 def test_parser_rejects_a_command_that_does_not_exist() -> None:
     with pytest.raises(Exception, match="No such command"):
         _parse(["no-such-command"])
+
+
+def test_the_ledger_runs_in_three_workers_sharing_its_partitions(compose: dict[str, Any]) -> None:
+    from samples.bank.app import app as bank
+
+    services = compose["services"]
+    ledger = services["ledger"]
+    assert ledger["deploy"]["replicas"] == 3
+    args = _command(ledger)
+    assert _parse(args[1:]) == ["eventkit", "run"]
+    named = list(itertools.takewhile(lambda a: not a.startswith("-"), args[2:]))
+    assert named == ["ledger"] and bank.projector("ledger").partitions > 1
+    # each replica its own worker id (a shared --owner would let two apply one partition)
+    assert "--owner" not in args
+    # the ledger runs in no other service (a plain runner of it would stand by for ever)
+    others = [_command(s) for n, s in services.items() if n != "ledger" and "command" in s]
+    assert not any("ledger" in a for a in others)

@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 
 from eventkit import Aggregate, Event, InMemoryEventStore, IntegrityError, Repository, on
-from eventkit.store import protocol as p
 from eventkit.store.base import Write
 from eventkit.store.chain import GENESIS, ChainCheck
 from eventkit.store.proof import verify_history
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import CHAIN, CHAIN_PREV
 
 
 class ChainNoted(Event):
@@ -73,9 +73,9 @@ async def test_every_append_path_writes_the_specified_chain() -> None:
     assert len(messages) == 8
     for m in messages:
         prev = heads.get(m.subject, GENESIS)
-        assert m.headers[p.CHAIN_PREV] == prev
-        assert m.headers[p.CHAIN] == spec_link(prev, m)
-        heads[m.subject] = m.headers[p.CHAIN]
+        assert m.headers[CHAIN_PREV] == prev
+        assert m.headers[CHAIN] == spec_link(prev, m)
+        heads[m.subject] = m.headers[CHAIN]
     report = await verify_history(store)
     assert report.ok and report.chained == 8 and report.subjects == 3
 
@@ -118,13 +118,13 @@ async def test_erasing_one_message_keeps_the_rest_verifiable_and_no_data() -> No
 async def test_forgetting_a_subject_closes_its_chain_with_its_last_link() -> None:
     store = InMemoryEventStore(stream="c")
     await store.append("c.ledger.a", [ChainNoted(text=t) for t in "ab"])
-    last = (await raw(store))[-1].headers[p.CHAIN]
+    last = (await raw(store))[-1].headers[CHAIN]
     marker = await store.mark_forgotten("c.ledger.a")
     for seq in (1, 2):
         await store.delete(seq)
     (m,) = await raw(store, "c.ledger.a")
-    assert m.sequence == marker and m.headers[p.CHAIN_PREV] == last
-    assert m.headers[p.CHAIN] == spec_link(last, m)
+    assert m.sequence == marker and m.headers[CHAIN_PREV] == last
+    assert m.headers[CHAIN] == spec_link(last, m)
     assert (await verify_history(store)).ok
     # no erased-message records for a forgotten subject: the marker says it all
     assert await raw(store, "c._eventkit.>") == []

@@ -9,9 +9,9 @@ import pytest
 
 from eventkit.domain.events import Event, EventRegistry
 from eventkit.errors import EventDecodeError, UnknownEventTypeError
-from eventkit.store import protocol as p
 from eventkit.store.codec import Codec
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, MSG_ID, SCHEMA_VERSION
 
 
 class Moved(Event):
@@ -35,7 +35,7 @@ def stored(headers: dict[str, str], data: bytes) -> StoredMessage:
 def test_round_trip() -> None:
     codec = Codec()
     headers, payload = codec.encode("s.thing.t-1", Moved(x=1, y=2), "id-1")
-    assert headers == {p.MSG_ID: "id-1", p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "2"}
+    assert headers == {MSG_ID: "id-1", EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "2"}
     r = codec.decode(stored(headers, payload))
     assert r.event == Moved(x=1, y=2)
     assert (r.subject, r.entity_id, r.sequence, r.time, r.event_id) == (
@@ -48,7 +48,7 @@ def test_round_trip() -> None:
 
 
 def test_old_payload_is_upcast() -> None:
-    h = {p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "1"}
+    h = {EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "1"}
     r = Codec().decode(stored(h, b'{"pos": 7}'))
     assert r.event == Moved(x=7, y=0) and r.schema_version == 1
 
@@ -56,7 +56,7 @@ def test_old_payload_is_upcast() -> None:
 def test_unknown_type() -> None:
     codec = Codec(events=EventRegistry())
     with pytest.raises(UnknownEventTypeError) as info:
-        codec.decode(stored({p.EVENT_TYPE: "tests.codec.Moved"}, b"{}"))
+        codec.decode(stored({EVENT_TYPE: "tests.codec.Moved"}, b"{}"))
     assert (info.value.subject, info.value.sequence) == ("s.thing.t-1", 3)
 
 
@@ -64,12 +64,12 @@ def test_unknown_type() -> None:
     ("headers", "data", "needle"),
     [
         ({}, b"{}", "another service wrote it"),
-        ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "x"}, b"{}", "bad Eventkit-Schema"),
-        ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "3"}, b"{}", "schema version 3"),
-        ({p.EVENT_TYPE: "tests.codec.Moved"}, b"\xff\xfe", "does not match"),
-        ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "1"}, b"[1]", "does not match"),
-        ({p.EVENT_TYPE: "tests.codec.Moved", p.SCHEMA_VERSION: "1"}, b"{}", "upcasting"),
-        ({p.EVENT_TYPE: "tests.codec.Moved", p.ENCRYPTION: "k1"}, b"{}", "encrypted"),
+        ({EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "x"}, b"{}", "bad Eventkit-Schema"),
+        ({EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "3"}, b"{}", "schema version 3"),
+        ({EVENT_TYPE: "tests.codec.Moved"}, b"\xff\xfe", "does not match"),
+        ({EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "1"}, b"[1]", "does not match"),
+        ({EVENT_TYPE: "tests.codec.Moved", SCHEMA_VERSION: "1"}, b"{}", "upcasting"),
+        ({EVENT_TYPE: "tests.codec.Moved", ENCRYPTION: "k1"}, b"{}", "encrypted"),
     ],
 )
 def test_undecodable_messages(headers: dict[str, str], data: bytes, needle: str) -> None:

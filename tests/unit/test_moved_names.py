@@ -40,6 +40,7 @@ def test_old_import_paths_give_the_moved_objects() -> None:
         targets,
     )
     from eventkit.runtime import membership
+    from eventkit.store import protocol, wire_constants
 
     assert bluegreen.switch is switching.switch
     assert bluegreen.SWITCH_TIMEOUT == switching.SWITCH_TIMEOUT == 60.0
@@ -54,6 +55,9 @@ def test_old_import_paths_give_the_moved_objects() -> None:
     for name in ("ForgetReport", "MessageForgetReport", "CANNOT_ERASE"):
         assert getattr(forget, name) is getattr(reports, name), name
     assert membership.membership_name("balances") == "partitions-balances"
+    for name in wire_constants.__all__:
+        assert getattr(protocol, name) is getattr(wire_constants, name), name
+    assert protocol.MSG_ID == "Nats-Msg-Id"
 
 
 def test_a_runner_made_for_a_partitioned_projector_is_the_partitioned_runner() -> None:

@@ -46,6 +46,18 @@ def test_every_partition_has_exactly_one_owner_among_the_members() -> None:
     assert sorted(len(owned_by(m, 16, members[:3])) for m in members[:3]) == [5, 5, 6]
 
 
+@pytest.mark.parametrize("partitions", [2, 3, 4, 5, 8, 16, 17, 32])
+def test_every_member_holds_its_even_share_never_none_while_there_are_enough(
+    partitions: int,
+) -> None:
+    for count in range(1, 9):
+        for run in range(5):
+            members = [f"m{run}-{i}" for i in range(count)]
+            shares = sorted(len(owned_by(m, partitions, members)) for m in members)
+            low, extra = divmod(partitions, count)
+            assert shares == [low] * (count - extra) + [low + 1] * extra, (partitions, count)
+
+
 def test_a_joining_or_leaving_worker_moves_few_partitions() -> None:
     before = assign(64, ["w1", "w2", "w3"])
     after = assign(64, ["w1", "w2", "w3", "w4"])

@@ -13,7 +13,7 @@ from nats.js.api import KeyValueConfig, StorageType
 
 from eventkit.errors import StoreUnavailableError
 from eventkit.store.nats.buckets import open_bucket
-from eventkit.store.nats.errors import translate_api
+from eventkit.store.nats.jetstream_errors import translate_api
 
 KEY = "last"
 

@@ -12,13 +12,13 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from eventkit.errors import ConfigError, EventkitError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.codec import Codec
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import is_gone, translate_api
 from eventkit.store.nats.inbox import Inbox
+from eventkit.store.nats.jetstream_errors import is_gone, translate_api
 from eventkit.store.snapshots import Snapshot, SnapshotStore
+from eventkit.store.wire_constants import SEQUENCE
 
 
 class SnapshotHost(Protocol):
@@ -166,7 +166,7 @@ class KVSnapshotStore(SnapshotStore):
             if not msgs or not msgs[0].headers:
                 break
             try:
-                await self._store.js.delete_msg(self.kv_stream, int(msgs[0].headers[p.SEQUENCE]))
+                await self._store.js.delete_msg(self.kv_stream, int(msgs[0].headers[SEQUENCE]))
                 removed += 1
             except nats.js.errors.APIError as e:
                 if not is_gone(e):

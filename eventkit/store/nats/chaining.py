@@ -12,14 +12,16 @@ from collections.abc import Sequence
 
 from eventkit.store.base import Write
 from eventkit.store.chain import GENESIS, ChainHeads, head_after, head_of
-from eventkit.store.nats.reading import Reading
+from eventkit.store.nats.reading import Reader
 from eventkit.store.records import StoredMessage
 
 
-class Chaining(Reading):
-    """The chaining half of the store (see :class:`JetStreamEventStore`)."""
+class Chainer:
+    """The chain heads appends follow, read through ``reader`` and kept in ``heads``."""
 
-    _heads: ChainHeads
+    def __init__(self, reader: Reader, heads: ChainHeads) -> None:
+        self.reader = reader
+        self.heads = heads
 
     async def chain_heads(self, writes: Sequence[Write]) -> list[str]:
         """The link each write's first event follows."""
@@ -31,27 +33,27 @@ class Chaining(Reading):
         if n == 0 and w.boundary is None:
             return GENESIS
         if n is not None and w.boundary is None:
-            cached = self._heads.get(subject, n)
+            cached = self.heads.get(subject, n)
             if cached is not None:
                 return cached
-            last: StoredMessage | None = await self.get(n)
+            last: StoredMessage | None = await self.reader.get(n)
             if last is None or last.subject != subject:
                 # a replica that lags may not hold it yet: ask the leader for the subject's last
-                last = await self.last_message(subject, leader=True)
+                last = await self.reader.last_message(subject, leader=True)
                 if last is None or last.sequence != n:
                     return GENESIS  # not the subject's last: the server refuses the append
         else:  # a boundary's expectation is on the filter: chain after the subject's last
-            last = await self.last_message(subject)
+            last = await self.reader.last_message(subject)
         head = head_after(last)
         if head is None:  # foreign or unchained: the head is the last link before it
-            head = head_of([m async for m in self.read_raw(subject)])
+            head = head_of([m async for m in self.reader.read_raw(subject)])
         if last is not None:
-            self._heads.note(subject, last.sequence, head)
+            self.heads.note(subject, last.sequence, head)
         return head
 
     async def marker_head(self, subject: str, last: StoredMessage | None) -> str:
         """The last link of ``subject`` before its erasure marker (its last message ``last``)."""
         head = head_after(last)
         if head is None:
-            head = head_of([m async for m in self.read_raw(subject)])
+            head = head_of([m async for m in self.reader.read_raw(subject)])
         return head

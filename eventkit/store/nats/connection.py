@@ -16,9 +16,9 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from eventkit.errors import PermissionDeniedError, StoreUnavailableError
-from eventkit.store.nats.backoff import Backoff
-from eventkit.store.nats.errors import JetStreamError
 from eventkit.store.nats.inbox import Denials
+from eventkit.store.nats.jetstream_errors import JetStreamError
+from eventkit.store.nats.retries import Backoff
 
 T = TypeVar("T")
 

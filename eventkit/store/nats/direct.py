@@ -9,10 +9,10 @@ from typing import Any
 import nats.errors
 
 from eventkit.errors import ConfigError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
-from eventkit.store.nats.errors import Unanswered
 from eventkit.store.nats.inbox import Inbox
+from eventkit.store.nats.jetstream_errors import Unanswered
+from eventkit.store.wire_constants import DESCRIPTION, NUM_PENDING, STATUS
 
 
 class Pending:
@@ -30,17 +30,17 @@ class Pending:
         if done.done():
             return
         headers = msg.headers
-        status = headers.get(p.STATUS) if headers else None
+        status = headers.get(STATUS) if headers else None
         if not status:
             self.msgs.append(msg)
             if self.single:
                 done.set_result(None)
             return
         if status == "204":  # end of batch; Num-Pending says whether more match
-            pending = headers.get(p.NUM_PENDING, "0") if headers else "0"
+            pending = headers.get(NUM_PENDING, "0") if headers else "0"
             self.more = int(pending) if pending.isdigit() else 0
         elif status != "404":
-            desc = headers.get(p.DESCRIPTION, "") if headers else ""
+            desc = headers.get(DESCRIPTION, "") if headers else ""
             self.error = f"{status} {desc}".strip()
         done.set_result(None)
 

@@ -5,7 +5,7 @@ Direct gets are answered by whichever replica (or mirror) is nearest and may lag
 one message per request, so they serve the tail a replica has not caught up with, a subject's
 last message, and a filter's last sequence::
 
-    m = await leader_get(store, {"seq": 42, "next_by_subj": "bank.account.a-1"})
+    m = await leader_get(store.link, {"seq": 42, "next_by_subj": "bank.account.a-1"})
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import nats.errors
 
 from eventkit.errors import StoreUnavailableError
-from eventkit.store.nats.backoff import Backoff
+from eventkit.store.nats.link import Link
+from eventkit.store.nats.retries import Backoff
 from eventkit.store.nats.wire import parse_nats_time
 from eventkit.store.records import StoredMessage
 
@@ -50,7 +51,7 @@ def parse_message(message: dict[str, Any]) -> StoredMessage:
     )
 
 
-async def leader_get(store: Any, request: dict[str, Any]) -> StoredMessage | None:
+async def leader_get(store: Link, request: dict[str, Any]) -> StoredMessage | None:
     """One message by ``request`` (``seq``, ``next_by_subj``, ``last_by_subj``) from the leader
     of ``store``'s stream; None when there is none. Retried while unanswered (an election)."""
     subject = f"$JS.API.STREAM.MSG.GET.{store.stream}"
@@ -58,7 +59,7 @@ async def leader_get(store: Any, request: dict[str, Any]) -> StoredMessage | Non
     backoff = Backoff(store.retry_for)
     while True:
         try:
-            reply = await store._denials.guard(
+            reply = await store.denials.guard(
                 store.nc.request(subject, payload, timeout=store.read_timeout)
             )
             answer = json.loads(reply.data or b"{}")
@@ -81,7 +82,9 @@ async def leader_get(store: Any, request: dict[str, Any]) -> StoredMessage | Non
         )
 
 
-async def leader_tail(store: Any, start: int, subject: str, end: int | None) -> list[StoredMessage]:
+async def leader_tail(
+    store: Link, start: int, subject: str, end: int | None
+) -> list[StoredMessage]:
     """Messages of ``subject`` (a filter) from ``start`` to ``end`` (None: to the last), in
     order, one leader read each: for the few a lagging replica has not got yet."""
     out: list[StoredMessage] = []

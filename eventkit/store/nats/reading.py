@@ -4,27 +4,23 @@ replicated stream every read asks for a server that has what this process has se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js import JetStreamContext
 
 from eventkit.errors import ConfigError, ForgottenError, StoreUnavailableError
-from eventkit.store import protocol as p
 from eventkit.store.base import Consistency, check_consistency, check_read_position
-from eventkit.store.chain import ChainHeads
-from eventkit.store.codec import Codec
 from eventkit.store.erasure import is_marker
-from eventkit.store.nats.backoff import Backoff
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.nats.direct import DirectReader
-from eventkit.store.nats.errors import Unanswered, is_gone, translate_api
-from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES, Freshness
-from eventkit.store.nats.inbox import Denials, Inbox
+from eventkit.store.nats.freshness import FAST_TRIES, FIRST_DELAY, MAX_TRIES
+from eventkit.store.nats.jetstream_errors import Unanswered, is_gone, translate_api
 from eventkit.store.nats.leader import leader_get, leader_tail
+from eventkit.store.nats.link import Link
+from eventkit.store.nats.retries import Backoff
 from eventkit.store.nats.wire import format_nats_time, parse_nats_time, to_stored
 from eventkit.store.records import RecordedEvent, StoredMessage
 from eventkit.store.subjects import (
@@ -34,6 +30,7 @@ from eventkit.store.subjects import (
     validate_subject,
 )
 from eventkit.store.verifying import check_read
+from eventkit.store.wire_constants import ENCRYPTION, EVENT_TYPE, SEQUENCE, system_prefix
 
 READ_BATCH = 1000
 """Messages per batched direct get request."""
@@ -41,25 +38,34 @@ READ_MAX_BYTES = 8 * 1024 * 1024
 """Bytes per batched direct get request (the server ends the batch early past it)."""
 
 
-class Reading:
-    """The reading half of the store (see :class:`JetStreamEventStore`)."""
+DirectGet = Callable[
+    [dict[str, Any], str | None, DirectReader | None], Awaitable[tuple[list[Delivered], int]]
+]
+"""One direct get: request, subject, the stream's reader (None: the event stream's)."""
 
-    stream: str
-    codec: Codec
-    js: JetStreamContext
-    replicas: int
-    read_timeout: float
-    retry_for: float
-    _inbox: Inbox
-    _reader: DirectReader
-    _denials: Denials
-    _fresh: Freshness
-    _heads: ChainHeads
-    verify_chains: bool
+
+class Reader:
+    """Reads of the store's stream (see :class:`~eventkit.store.jetstream.JetStreamEventStore`),
+    over the store's ``link``; every direct get goes through ``direct`` (the store's seam where
+    tests answer as a lagging replica would; default :meth:`direct_get`)."""
+
+    def __init__(self, link: Link, direct: DirectGet | None = None) -> None:
+        self.link = link
+        self.stream = link.stream
+        self._get: DirectGet = direct or self.direct_get
+
+    async def direct(
+        self,
+        request: dict[str, Any],
+        subject: str | None = None,
+        reader: DirectReader | None = None,
+    ) -> tuple[list[Delivered], int]:
+        """One direct get, through the seam the reader was given."""
+        return await self._get(request, subject, reader)
 
     def _lagging(self, subject: str, last: int) -> bool:
         """Whether a read of ``subject`` ending at ``last`` missed what this process knows."""
-        return self.replicas > 1 and last < self._fresh.known(subject)
+        return self.link.replicas > 1 and last < self.link.fresh.known(subject)
 
     async def _catch_up(self, subject: str, tries: int) -> bool:
         """After a read below what is known: wait a little and say True to read again. From
@@ -68,19 +74,19 @@ class Reading:
         if tries >= MAX_TRIES:
             raise StoreUnavailableError(
                 f"the replicas answering reads of {subject!r} stay behind this process's own "
-                f"writes (sequence {self._fresh.known(subject)}): is a server of the cluster "
+                f"writes (sequence {self.link.fresh.known(subject)}): is a server of the cluster "
                 f"stuck? (nats server report jetstream)"
             )
         if tries >= FAST_TRIES:
             last = await self.last_message(subject, leader=True)
-            if last is None or last.sequence < self._fresh.known(subject):
-                self._fresh.settle(subject, last.sequence if last is not None else 0)
+            if last is None or last.sequence < self.link.fresh.known(subject):
+                self.link.fresh.settle(subject, last.sequence if last is not None else 0)
                 return False
-        self._fresh.stale_reads += 1
+        self.link.fresh.stale_reads += 1
         await asyncio.sleep(min(FIRST_DELAY * 2**tries, 0.1))
         return True
 
-    async def _direct(
+    async def direct_get(
         self,
         request: dict[str, Any],
         subject: str | None = None,
@@ -91,15 +97,15 @@ class Reading:
         reads are idempotent.
 
         """
-        reader = reader or self._reader
-        backoff = Backoff(self.retry_for)
+        reader = reader or self.link.reader
+        backoff = Backoff(self.link.retry_for)
         while True:
             try:
-                return await reader.request(request, self.read_timeout, subject)
+                return await reader.request(request, self.link.read_timeout, subject)
             except Unanswered as e:
                 if not await backoff.wait():
                     raise StoreUnavailableError(
-                        f"{e}; still unanswered after {self.retry_for:g}s of retries"
+                        f"{e}; still unanswered after {self.link.retry_for:g}s of retries"
                     ) from e
 
     async def read(
@@ -131,21 +137,23 @@ class Reading:
             raw += [m async for m in self._scan(start, subject, None, None)]
         top = raw[-1].sequence if raw else after
         if consistency == "strong" or (at_least is not None and top < at_least):
-            last = await leader_get(self, {"last_by_subj": subject})
+            last = await leader_get(self.link, {"last_by_subj": subject})
             if last is not None and last.sequence > top:
-                raw += await leader_tail(self, top + 1, subject, last.sequence)
+                raw += await leader_tail(self.link, top + 1, subject, last.sequence)
         if raw:
-            self._fresh.note(subject, raw[-1].sequence)
-        await check_read(self, subject, raw, after, verify=self.verify_chains, heads=self._heads)
-        cipher = self.codec.cipher
+            self.link.fresh.note(subject, raw[-1].sequence)
+        await check_read(
+            self, subject, raw, after, verify=self.link.verify_chains, heads=self.link.heads
+        )
+        cipher = self.link.codec.cipher
         if any(is_marker(m.headers) for m in raw):
             forgotten = getattr(cipher, "forgotten", None)
             if forgotten is not None:
                 forgotten(subject)
             return []
-        if raw and cipher is not None and any(p.ENCRYPTION in m.headers for m in raw):
+        if raw and cipher is not None and any(ENCRYPTION in m.headers for m in raw):
             await cipher.prepare([subject], create=False)
-        decode = self.codec.decode
+        decode = self.link.codec.decode
         return [decode(m) for m in raw]
 
     async def _scan(
@@ -165,7 +173,7 @@ class Reading:
         else:
             req["seq"] = max(1, start)
         while True:
-            msgs, more = await self._direct(req, reader=reader)
+            msgs, more = await self.direct(req, reader=reader)
             if not msgs:
                 return
             for msg in msgs:
@@ -201,12 +209,12 @@ class Reading:
         seen = 0
         # on a replicated stream, a hole in an unfiltered scan is checked with the leader: a
         # replica answering across a leader change must not make a tailing reader skip events
-        check_holes = self.replicas > 1 and single is None
+        check_holes = self.link.replicas > 1 and single is None
         expect = from_sequence if from_time is None else 0
         async for m in self._scan(from_sequence, single, from_time, end):
             if check_holes and 0 < expect < m.sequence:
                 whole = f"{self.stream}.>"
-                for h in await leader_tail(self, expect, whole, m.sequence - 1):
+                for h in await leader_tail(self.link, expect, whole, m.sequence - 1):
                     rec = await self._kept(h, from_sequence, filters, single)
                     if rec is not None:
                         yield rec
@@ -219,7 +227,7 @@ class Reading:
             # the replica that answered lags the leader, whose ``end`` this read promised:
             # the rest comes from the leader (read_all never ends short of it)
             start = max(seen + 1, from_sequence)
-            for m in await leader_tail(self, start, single or f"{self.stream}.>", end):
+            for m in await leader_tail(self.link, start, single or f"{self.stream}.>", end):
                 rec = await self._kept(m, from_sequence, filters, single)
                 if rec is not None:
                     yield rec
@@ -232,16 +240,16 @@ class Reading:
         single: str | None,
     ) -> RecordedEvent[Any] | None:
         """``m`` decoded when ``read_all`` gives it, else None."""
-        if m.sequence < from_sequence or m.subject.startswith(p.system_prefix(self.stream)):
+        if m.sequence < from_sequence or m.subject.startswith(system_prefix(self.stream)):
             return None  # eventkit's own events (GDPR notices)
         if filters and single is None and not any(subject_matches(f, m.subject) for f in filters):
             return None
-        if is_marker(m.headers) or p.EVENT_TYPE not in m.headers:
+        if is_marker(m.headers) or EVENT_TYPE not in m.headers:
             return None  # an erasure marker, or another service's message (see the docstring)
-        cipher = self.codec.cipher
-        if cipher is not None and p.ENCRYPTION in m.headers:
+        cipher = self.link.codec.cipher
+        if cipher is not None and ENCRYPTION in m.headers:
             await cipher.prepare([m.subject], create=False)
-        rec: RecordedEvent[Any] = self.codec.decode(m)
+        rec: RecordedEvent[Any] = self.link.codec.decode(m)
         return rec
 
     async def read_raw(
@@ -257,7 +265,7 @@ class Reading:
         self, stream: str, subject: str, from_sequence: int = 1
     ) -> AsyncIterator[StoredMessage]:
         """Stored messages of another stream of this account (a KV bucket's), by filter."""
-        reader = DirectReader(self._inbox, stream)
+        reader = DirectReader(self.link.inbox, stream)
         async for m in self._scan(from_sequence, subject, None, None, reader):
             yield m
 
@@ -276,9 +284,9 @@ class Reading:
                 return {} if last is None else {subjects[0]: last}
             for s in subjects:
                 validate_subject(s, self.stream)
-        reader = None if stream is None else DirectReader(self._inbox, stream)
+        reader = None if stream is None else DirectReader(self.link.inbox, stream)
         request = {"multi_last": list(subjects), "batch": len(subjects)}
-        msgs, _ = await self._direct(request, reader=reader)
+        msgs, _ = await self.direct(request, reader=reader)
         found = {}
         for msg in msgs:
             m = to_stored(msg)
@@ -294,7 +302,7 @@ class Reading:
         name = stream or self.stream
         if leader:
             try:
-                raw = await self._denials.guard(self.js.get_msg(name, subject=subject))
+                raw = await self.link.denials.guard(self.link.js.get_msg(name, subject=subject))
             except nats.js.errors.NotFoundError:
                 return None
             except nats.js.errors.APIError as e:
@@ -305,26 +313,26 @@ class Reading:
                 raw.subject or subject, int(raw.seq or 0), when, headers, raw.data or b""
             )
         if stream is not None:
-            msgs, _ = await self._direct({}, subject, DirectReader(self._inbox, stream))
+            msgs, _ = await self.direct({}, subject, DirectReader(self.link.inbox, stream))
             return to_stored(msgs[0]) if msgs and msgs[0].headers else None
         tries = 0
         while True:
-            msgs, _ = await self._direct({}, subject)
+            msgs, _ = await self.direct({}, subject)
             last = to_stored(msgs[0]) if msgs and msgs[0].headers else None
             seq = last.sequence if last is not None else 0
             if not self._lagging(subject, seq) or not await self._catch_up(subject, tries):
                 break
             tries += 1
         if last is not None:
-            self._fresh.note(subject, last.sequence)
+            self.link.fresh.note(subject, last.sequence)
         return last
 
     async def last_sequence_of_stream(self, name: str) -> int:
         """The last sequence of a stream of this account (the event stream, a KV bucket's)."""
-        backoff = Backoff(self.retry_for)
+        backoff = Backoff(self.link.retry_for)
         while True:  # retried while unanswered (a restart, an election), like reads
             try:
-                info = await self._denials.guard(self.js.stream_info(name))
+                info = await self.link.denials.guard(self.link.js.stream_info(name))
                 return int(info.state.last_seq)
             except nats.js.errors.APIError as e:
                 if e.code != 503 or not await backoff.wait():
@@ -332,7 +340,7 @@ class Reading:
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
                 if not await backoff.wait():
                     raise StoreUnavailableError(
-                        f"no answer for stream info of {name!r} within {self.retry_for:g}s"
+                        f"no answer for stream info of {name!r} within {self.link.retry_for:g}s"
                     ) from e
 
     async def last_sequence(
@@ -348,7 +356,7 @@ class Reading:
             return await self.last_sequence_of_stream(self.stream)
         validate_filter(subject, self.stream)
         if consistency == "strong":
-            found = await leader_get(self, {"last_by_subj": subject})
+            found = await leader_get(self.link, {"last_by_subj": subject})
             if found is not None and not is_wildcard(subject) and is_marker(found.headers):
                 raise ForgottenError(subject)
             return found.sequence if found is not None else 0
@@ -358,14 +366,14 @@ class Reading:
                 raise ForgottenError(subject)
             return last.sequence if last is not None else 0
         # last_by_subj takes a wildcard filter too and answers the highest sequence it matches
-        msgs, _ = await self._direct({"last_by_subj": subject})
+        msgs, _ = await self.direct({"last_by_subj": subject})
         if not msgs or not msgs[0].headers:
             return 0
-        return int(msgs[0].headers[p.SEQUENCE])
+        return int(msgs[0].headers[SEQUENCE])
 
     async def get(self, sequence: int) -> StoredMessage | None:
         """One stored message by stream sequence; None when absent or deleted."""
-        msgs, _ = await self._direct({"seq": sequence})
+        msgs, _ = await self.direct({"seq": sequence})
         if not msgs:
             return None
         m = to_stored(msgs[0])
@@ -374,7 +382,9 @@ class Reading:
     async def delete(self, sequence: int) -> bool:
         """Erase one message securely (payload overwritten); False when already gone."""
         try:
-            return bool(await self._denials.guard(self.js.delete_msg(self.stream, sequence)))
+            return bool(
+                await self.link.denials.guard(self.link.js.delete_msg(self.stream, sequence))
+            )
         except nats.js.errors.APIError as e:
             if is_gone(e):
                 return False

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered
 from eventkit.store.records import StoredMessage
+from eventkit.store.wire_constants import SEQUENCE, SUBJECT, TIME_STAMP
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -42,6 +42,4 @@ def format_nats_time(t: datetime) -> str:
 
 def to_stored(msg: Delivered) -> StoredMessage:
     h = msg.headers or {}
-    return StoredMessage(
-        h[p.SUBJECT], int(h[p.SEQUENCE]), parse_nats_time(h[p.TIME_STAMP]), h, msg.data
-    )
+    return StoredMessage(h[SUBJECT], int(h[SEQUENCE]), parse_nats_time(h[TIME_STAMP]), h, msg.data)

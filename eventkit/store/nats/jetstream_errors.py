@@ -9,7 +9,11 @@ import nats.errors
 import nats.js.errors
 
 from eventkit.errors import EventkitError, PermissionDeniedError, StoreUnavailableError
-from eventkit.store import protocol as p
+from eventkit.store.wire_constants import (
+    ERR_MESSAGE_DELETE_FAILED,
+    ERR_MESSAGE_NOT_FOUND,
+    ERR_SEQUENCE_NOT_FOUND,
+)
 
 TRANSIENT = (
     nats.errors.TimeoutError,
@@ -62,6 +66,6 @@ def is_gone(e: nats.js.errors.APIError) -> bool:
     # 10057 "no message found": another delete of the same sequence came first (two forgets
     # of one subject at once); 10057 "stream store EOF": a sequence past the stream's end
     description = str(e.description).lower()
-    return code in (p.ERR_MESSAGE_NOT_FOUND, p.ERR_SEQUENCE_NOT_FOUND) or (
-        code == p.ERR_MESSAGE_DELETE_FAILED and ("eof" in description or "found" in description)
+    return code in (ERR_MESSAGE_NOT_FOUND, ERR_SEQUENCE_NOT_FOUND) or (
+        code == ERR_MESSAGE_DELETE_FAILED and ("eof" in description or "found" in description)
     )

@@ -15,12 +15,14 @@ from sqlalchemy import Engine, delete, func, insert, inspect, select, text, upda
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from eventkit.errors import ConfigError
-from eventkit.gdpr import tables as t
+from eventkit.gdpr import tables
 from eventkit.gdpr.reports import ForgetReport
 from eventkit.projection.checkpoints import checkpoints, dead_letters
 from eventkit.projection.copies import forget_everywhere
+from eventkit.projection.dialect import dialect_of
+from eventkit.projection.partition_rows import partitions_table
 from eventkit.projection.redaction import redact_errors
-from eventkit.projection.sql import is_sqlite, transaction
+from eventkit.projection.sql import transaction
 
 
 def check_tables(engine: Engine) -> None:
@@ -28,7 +30,7 @@ def check_tables(engine: Engine) -> None:
         with engine.connect() as conn:
             missing = [
                 name
-                for name in (t.forget_requests.name, t.forget_audit.name)
+                for name in (tables.forget_requests.name, tables.forget_audit.name)
                 if not inspect(conn).has_table(name)
             ]
     except SQLAlchemyError as e:
@@ -41,7 +43,7 @@ def check_tables(engine: Engine) -> None:
 
 
 def load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | None:
-    r = t.forget_requests
+    r = tables.forget_requests
     with engine.connect() as conn:
         row = conn.execute(
             select(r).where(r.c.stream == stream, r.c.subject_hmac == digest)
@@ -50,7 +52,7 @@ def load_request(engine: Engine, stream: str, digest: str) -> dict[str, Any] | N
 
 
 def save_request(engine: Engine, stream: str, digest: str, step: str, erased: int) -> None:
-    r = t.forget_requests
+    r = tables.forget_requests
     now = datetime.now(UTC)
     values = {"step": step, "messages_erased": erased, "updated_at": now, "finished_at": None}
     where = (r.c.stream == stream, r.c.subject_hmac == digest)
@@ -81,9 +83,9 @@ def forget_rows(
     retired copies), fenced against their runners (see :func:`forget_everywhere`: a version
     past the erasure ``marker`` forgot it in stream order already); delete its dead letters,
     redact the errors quoting it; one transaction."""
-    sqlite = is_sqlite(engine)
+    by_pragma = dialect_of(engine).erases_by_pragma
     with transaction(engine) as db:
-        if sqlite:
+        if by_pragma:
             db.execute(text("PRAGMA secure_delete = ON"))
         for p in readers:
             forget_everywhere(db, p, subject, marker)
@@ -91,13 +93,13 @@ def forget_rows(
             delete(dead_letters).where(dead_letters.c.subject == subject)
         ).rowcount
         redact_errors(db, subject)
-        r = t.forget_requests
+        r = tables.forget_requests
         db.execute(
             update(r)
             .where(r.c.stream == stream, r.c.subject_hmac == digest)
             .values(step="projectors", updated_at=datetime.now(UTC))
         )
-    if sqlite:
+    if by_pragma:
         truncate_wal(engine)
     return int(dead or 0)
 
@@ -117,7 +119,7 @@ def truncate_wal(engine: Engine) -> None:
 
 def last_audit_id(engine: Engine, stream: str, digest: str) -> int:
     """The id of the subject's newest audit entry (0: none), read when a forget starts."""
-    a = t.forget_audit
+    a = tables.forget_audit
     with engine.connect() as conn:
         found = conn.execute(
             select(func.max(a.c.id)).where(
@@ -144,7 +146,7 @@ def finish_request(engine: Engine, report: ForgetReport, audited: int = 0) -> bo
         "projectors_without_forget": json.dumps(report.projectors_without_forget),
         "at": datetime.now(UTC),
     }
-    r, a = t.forget_requests, t.forget_audit
+    r, a = tables.forget_requests, tables.forget_audit
     mine = (r.c.stream == report.stream, r.c.subject_hmac == report.subject_hmac)
     with transaction(engine) as db:
         # the request row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises):
@@ -168,26 +170,33 @@ def finish_request(engine: Engine, report: ForgetReport, audited: int = 0) -> bo
 
 def insert_audit(engine: Engine, row: dict[str, Any]) -> None:
     with transaction(engine) as db:
-        db.execute(insert(t.forget_audit).values(**row))
+        db.execute(insert(tables.forget_audit).values(**row))
 
 
 def checkpoint_positions(engine: Engine) -> dict[str, int]:
-    c = checkpoints
+    """How far each projector applied; a partitioned one's furthest partition (a message may
+    have been applied there: its own row is behind, as of its workers' last rebalance)."""
+    c, parts = checkpoints, partitions_table
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(c.name):
                 return {}
-            return {
+            out = {
                 str(name): int(seq)
                 for name, seq in conn.execute(select(c.c.projector, c.c.last_sequence))
             }
+            if inspect(conn).has_table(parts.name):
+                furthest = select(parts.c.projector, func.max(parts.c.last_sequence))
+                for name, seq in conn.execute(furthest.group_by(parts.c.projector)):
+                    out[str(name)] = max(out.get(str(name), 0), int(seq))
+            return out
     except SQLAlchemyError:
         return {}
 
 
 def audit_entries(engine: Engine, stream: str | None = None) -> list[dict[str, Any]]:
     """The forget audit log (newest last), as dicts; subjects appear only as HMACs."""
-    a = t.forget_audit
+    a = tables.forget_audit
     query = select(a).order_by(a.c.id)
     if stream is not None:
         query = query.where(a.c.stream == stream)

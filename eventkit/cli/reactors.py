@@ -70,10 +70,11 @@ def reset_command(
         False, "--force", help="Reset even while workers run it (they set the consumer up again)."
     ),
 ) -> None:
-    """Delete a reactor's consumer so its next start creates it from the current options.
+    """Delete a reactor's consumer (a partitioned reactor's: every partition's) so its next
+    start creates it from the current options.
 
     Needed after changing options JetStream cannot change in place (deliver_policy, the start,
-    subjects, ack_policy, replay_policy, ordered). Delivery then starts again by the
+    subjects, ack_policy, replay_policy, ordered, partitions). Delivery then starts again by the
     deliver_policy (e.g. 'all' delivers every event again: outputs within the duplicate window
     are not stored twice, side effects happen again). Parked events stay parked.
 

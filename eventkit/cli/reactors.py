@@ -51,6 +51,16 @@ def status_table(rows: list[Any]) -> Table:
     return readable(table)
 
 
+def partitions_table(r: Any) -> Table:
+    """One partitioned reactor's partitions: owner, pending (not yet read), in flight."""
+    table = Table("partition", "owner", "pending", "in flight", title=f"{r.name}: partitions")
+    for p in r.partitions:
+        table.add_row(
+            str(p["partition"]), p["owner"] or "-", str(p["pending"]), str(p["in_flight"])
+        )
+    return readable(table)
+
+
 @reactor_app.command("reset")
 def reset_command(
     ctx: typer.Context,
@@ -60,10 +70,11 @@ def reset_command(
         False, "--force", help="Reset even while workers run it (they set the consumer up again)."
     ),
 ) -> None:
-    """Delete a reactor's consumer so its next start creates it from the current options.
+    """Delete a reactor's consumer (a partitioned reactor's: every partition's) so its next
+    start creates it from the current options.
 
     Needed after changing options JetStream cannot change in place (deliver_policy, the start,
-    subjects, ack_policy, replay_policy, ordered). Delivery then starts again by the
+    subjects, ack_policy, replay_policy, ordered, partitions). Delivery then starts again by the
     deliver_policy (e.g. 'all' delivers every event again: outputs within the duplicate window
     are not stored twice, side effects happen again). Parked events stay parked.
 

@@ -64,7 +64,10 @@ def run_command(
         False, "--once", help="Catch up to the stream's end as it is now, then exit."
     ),
     lease_ttl: float = typer.Option(
-        DEFAULT_LEASE_TTL, "--lease-ttl", min=0.5, help="Seconds a dead worker blocks a standby."
+        DEFAULT_LEASE_TTL,
+        "--lease-ttl",
+        min=0.5,
+        help="Seconds a dead worker blocks a standby (or keeps its partitions).",
     ),
     owner: str = typer.Option(None, "--owner", help="Lease owner id (default host:pid:random)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -113,7 +116,7 @@ def run_command(
                             pr, store, engine, lease_ttl=lease_ttl, owner=owner, system=system
                         )
                     )
-            workers = [ReactorRunner(r, store) for r in reactors]
+            workers = [ReactorRunner(r, store, lease_ttl=lease_ttl) for r in reactors]
             supervisor = Supervisor([*runners, *workers], once=once)
             supervisor.install_signals()
             work = asyncio.ensure_future(supervisor.run())

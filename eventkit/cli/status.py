@@ -18,6 +18,7 @@ from eventkit.cli.context import (
     state,
 )
 from eventkit.cli.main import app
+from eventkit.cli.reactors import partitions_table as reactor_partitions
 from eventkit.cli.reactors import status_table
 from eventkit.cli.store import durability_line
 from eventkit.projection.status import ProjectorStatus, status
@@ -94,6 +95,9 @@ def status_command(
             console.print(partitions_table(r))
     if reactor_rows:
         console.print(status_table(reactor_rows))
+    for rr in reactor_rows:
+        if rr.partitions:
+            console.print(reactor_partitions(rr))
     console.print(verification_line(verified[0]), highlight=False, markup=False)
     console.print(f"durability: {durable}", highlight=False, markup=False)
     if any(r.state == "halted" for r in rows):

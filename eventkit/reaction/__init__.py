@@ -2,11 +2,13 @@
 
 from eventkit.reaction.consumer import ConsumerChangedError, reset_consumer
 from eventkit.reaction.context import ReactorContext, derived_id
+from eventkit.reaction.partitioned import PartitionedReactorRunner
 from eventkit.reaction.reactor import Reactor
 from eventkit.reaction.runner import ReactorRunner, ReactorStats, run_reactors
 
 __all__ = [
     "ConsumerChangedError",
+    "PartitionedReactorRunner",
     "Reactor",
     "ReactorContext",
     "ReactorRunner",

@@ -15,7 +15,7 @@ from eventkit.config.options import number_option, subjects_option
 from eventkit.domain.events import Event
 from eventkit.domain.handlers import collect_handlers
 from eventkit.errors import ConfigError, ConfigWarning
-from eventkit.runtime.partitions import check_partitions
+from eventkit.runtime.partitions import check_partitions, default_key
 from eventkit.store.foreign import bound_class, check_bindings, with_bindings
 from eventkit.store.protocol import SYSTEM_TOKEN
 from eventkit.store.subjects import subject_matches, validate_filter
@@ -64,6 +64,12 @@ class Reactor:
     handlers for one subject run one after another and a failure is retried in place. With the
     default ``"none"``, handlers run concurrently (``concurrency`` per worker) on every worker and
     a redelivery comes after later events.
+
+    ``partitions = N`` (with ``ordered = "subject"``) spreads that order over workers: events go
+    to N partitions by a stable hash of their subject (or of :meth:`partition_key`), every
+    worker running the reactor takes a share of the partitions, and each partition is handled
+    in stream order by one worker at a time (:mod:`eventkit.reaction.partitioned`);
+    ``concurrency`` then applies per partition a worker holds.
     """
 
     name: ClassVar[str] = ""
@@ -88,7 +94,9 @@ class Reactor:
     ordered: ClassVar[Ordering] = "none"
     concurrency: ClassVar[int] = 16
     partitions: ClassVar[int] = 1
-    """Not yet for reactors (only 1): ``ordered = "subject"`` runs one worker at a time."""
+    """Partitions shared by the workers (1: one worker at a time receives, with ``ordered =
+    "subject"``). Fixed once the reactor ran: a change is refused until ``eventkit reactor
+    reset``."""
 
     _handlers: ClassVar[dict[type[Event], str]] = {}
     _by_type_name: ClassVar[dict[str, type[Event]]] = {}
@@ -122,6 +130,25 @@ class Reactor:
         if method is not None:
             await getattr(self, method)(record.event, record, ctx)
 
+    def partition_key(self, rec: RecordedEvent[Any]) -> str:
+        """The key whose hash picks the partition of an event (with ``partitions > 1``).
+
+        The default is the subject (without the stream name): one entity's events stay in
+        order. Override it to keep something else together, e.g. one customer's accounts::
+
+            def partition_key(self, rec):
+                return rec.event.customer_id
+
+        Events of types without a handler are keyed by their subject, deadlines by the subject
+        they concern, retries of parked events by their own subject. A worker then also runs
+        one key's events one after another (instead of one subject's)."""
+        return default_key(rec.subject)
+
+    @classmethod
+    def keys_partitions(cls) -> bool:
+        """Whether the reactor overrides :meth:`partition_key`."""
+        return cls.partition_key is not Reactor.partition_key
+
     def filters(self, stream: str) -> list[str]:
         """The subject filters of the consumer: ``subjects`` (default: the stream's events) and
         this reactor's own deadline and retry subjects."""
@@ -148,6 +175,8 @@ class Reactor:
             "backoff": [float(b) for b in self.backoff],
             "replay_policy": self.replay_policy,
             "ordered": self.ordered,
+            # (only when partitioned: consumers made before partitions existed stay unchanged)
+            **({"partitions": self.partitions} if self.partitions > 1 else {}),
         }
 
 
@@ -206,6 +235,26 @@ def check_combinations(cls: type[Reactor]) -> None:
         warnings.warn(f"{text}; remove it or change the policy", ConfigWarning, stacklevel=4)
 
 
+def check_partitioned(cls: type[Reactor]) -> None:
+    """A partitioned reactor keeps order (``ordered = "subject"``) with explicit acks."""
+    q = cls.__qualname__
+    if cls.ordered != "subject":
+        raise ConfigError(
+            f"{q}.partitions = {cls.partitions} needs ordered = 'subject': partitions spread "
+            f"ordered handling over workers (with ordered = 'none' every worker already shares "
+            f"the events: remove partitions)"
+        )
+    if cls.ack_policy != "explicit":
+        raise ConfigError(
+            f"{q}.partitions = {cls.partitions} needs ack_policy = 'explicit' (a partition's "
+            f"next owner gets what was not acknowledged); got {cls.ack_policy!r}"
+        )
+    if not callable(cls.partition_key):
+        raise ConfigError(
+            f"{q}.partition_key must be a method 'def partition_key(self, rec) -> str'"
+        )
+
+
 def validate_options(cls: type[Reactor]) -> None:
     """Check every consumer option of ``cls``; ``ConfigError`` naming the first bad one."""
     q = cls.__qualname__
@@ -216,11 +265,7 @@ def validate_options(cls: type[Reactor]) -> None:
             f"(it names the durable consumer every worker shares)"
         )
     if check_partitions(q, cls.partitions) > 1:
-        raise ConfigError(
-            f"{q}.partitions: partitioned reactors are not supported yet (projectors are); "
-            f"ordered = 'subject' keeps each subject's order with one worker at a time, "
-            f"ordered = 'none' spreads events over every worker"
-        )
+        check_partitioned(cls)
     subjects_option(cls, "subjects", cls.subjects, "bank.account.*")
     for s in cls.subjects:
         validate_filter(s)

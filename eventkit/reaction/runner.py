@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from eventkit.observability.worker import WorkerObserver
 from eventkit.reaction.consumer import PIN_GROUP, ensure_consumer
@@ -53,9 +53,34 @@ class ReactorRunner:
     """Runs one reactor in this process, sharing its consumer with every other worker.
 
     ``consumer``, ``letters`` and ``scheduler`` default to the store's kind: JetStream (durable
-    consumer, parked-letters bucket, server message schedules) or in-memory."""
+    consumer, parked-letters bucket, server message schedules) or in-memory. ``heartbeat``:
+    write this worker's presence (a partition's runner does not: its worker does);
+    ``lease_ttl``: used by partitioned reactors only (seconds a dead worker keeps its
+    partitions)."""
 
     kind = "reactor"
+    _partitioned: ClassVar[type[ReactorRunner] | None] = None
+    """The runner of reactors with ``partitions > 1``: the subclass declared with
+    ``partitioned=True`` (:class:`~eventkit.reaction.partitioned.PartitionedReactorRunner`,
+    loaded by ``eventkit.reaction``)."""
+
+    def __init_subclass__(cls, *, partitioned: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if partitioned:
+            ReactorRunner._partitioned = cls
+
+    def __new__(cls, reactor: Reactor, *args: Any, **kwargs: Any) -> ReactorRunner:
+        """A partitioned reactor's runner is the partitioned one, however it is made (in
+        memory, ``ReactorScenario``: the plain one, which keeps each subject's order)."""
+        store = args[0] if args else kwargs.get("store")
+        if cls is ReactorRunner and reactor.partitions > 1 and getattr(store, "js", None):
+            if ReactorRunner._partitioned is None:  # (eventkit.reaction loads it first)
+                raise RuntimeError(
+                    f"reactor {reactor.name!r} has partitions but the partitioned runner is not "
+                    f"loaded: import eventkit.reaction.partitioned"
+                )
+            return super().__new__(ReactorRunner._partitioned)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -67,6 +92,8 @@ class ReactorRunner:
         letters: DeadLetterStore | None = None,
         scheduler: Any = None,
         backoff_scale: float = 1.0,
+        heartbeat: bool = True,
+        lease_ttl: float | None = None,
     ) -> None:
         self.reactor = reactor
         self.store = store
@@ -92,7 +119,7 @@ class ReactorRunner:
             ParkedLetters(store) if jetstream else memory_parked(store)
         )
         self.scheduler = scheduler or (JetStreamScheduler(store) if jetstream else None)
-        self._presence = jetstream
+        self._presence = jetstream and heartbeat
         self._handling = Handling(self)
         self._watch = RewindWatch(self) if jetstream else None
         """The stream's "went back" check (a stream that lost what was handled stops it)."""
@@ -228,13 +255,19 @@ class ReactorRunner:
         if held is not None:
             return  # a second copy of what runs: it settles the newest copy, runs once
         prior: asyncio.Task[None] | None = None
-        if self.reactor.ordered == "subject":
-            prior = self._tails.get(d.subject)
+        ordered = self.reactor.ordered == "subject"
+        key = self._order_key(d) if ordered else ""
+        if ordered:
+            prior = self._tails.get(key)
         task = asyncio.ensure_future(self._one(d, prior))
         self._tasks.add(task)
-        if self.reactor.ordered == "subject":
-            self._tails[d.subject] = task
+        if ordered:
+            self._tails[key] = task
         task.add_done_callback(self._done)
+
+    def _order_key(self, d: Delivery) -> str:
+        """What ``ordered = "subject"`` runs one after another: the subject's events."""
+        return d.subject
 
     async def _one(self, d: Delivery, prior: asyncio.Task[None] | None) -> None:
         try:
@@ -250,9 +283,9 @@ class ReactorRunner:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        for subject, tail in list(self._tails.items()):
+        for key, tail in list(self._tails.items()):
             if tail is task:
-                del self._tails[subject]
+                del self._tails[key]
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: %r", self.name, task.exception())
 

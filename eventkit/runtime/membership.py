@@ -1,5 +1,5 @@
-"""Who shares the partitions of one projector: the live members, heard of through heartbeats in
-the workers bucket (:mod:`eventkit.runtime.presence`).
+"""Who shares the partitions of one projector or reactor: the live members, heard of through
+heartbeats in the workers bucket (:mod:`eventkit.runtime.presence`).
 
 ::
 
@@ -8,8 +8,11 @@ the workers bucket (:mod:`eventkit.runtime.presence`).
     keeper = asyncio.create_task(keep_membership(store, lease, presence))
 
 Membership only says which partitions a worker should hold; the lease of each partition (a SQL
-row, :mod:`eventkit.projection.partition_lease`) decides who may apply it, so a failed refresh
-is logged and the members known stay.
+row, :mod:`eventkit.projection.partition_lease`) decides who may apply it, or, for a reactor,
+the pinned client of the partition's consumer (:mod:`eventkit.reaction.partitioned`), so a
+failed refresh is logged and the members known stay. The members are the workers that beat
+under the same name as ``presence`` (a projector's :func:`membership_name`, a reactor's own
+name) within the ttl.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from typing import Any, Protocol
 
 import nats.errors
@@ -33,7 +36,7 @@ class Member(Protocol):
     """What membership reads and sets on a worker's partition lease."""
 
     name: str
-    """The projector's name."""
+    """The projector's or reactor's name."""
     ttl: float
     member: str
     """This worker's id among the members."""
@@ -51,7 +54,11 @@ def membership_name(projector: str) -> str:
 
 async def heard_of(store: Any, projector: str, within: float) -> list[str]:
     """The workers of ``projector`` that wrote a heartbeat within ``within`` seconds."""
-    name = membership_name(projector)
+    return await beating(store, membership_name(projector), within)
+
+
+async def beating(store: Any, name: str, within: float) -> list[str]:
+    """The workers that wrote a heartbeat under ``name`` within ``within`` seconds."""
     found = (await workers(store, [name]))[name]
     now = time.time()
     return sorted(
@@ -59,26 +66,37 @@ async def heard_of(store: Any, projector: str, within: float) -> list[str]:
     )
 
 
-async def refresh_membership(store: Any, lease: Member, presence: Presence) -> None:
-    """Heartbeat this worker and read the members once (a failure is logged: the members
-    known stay, the SQL leases keep deciding)."""
+async def refresh_membership(
+    store: Any,
+    lease: Member,
+    presence: Presence,
+    figures: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Heartbeat this worker (with ``figures``) and read the members once (a failure is
+    logged: the members known stay, the leases or pins keep deciding)."""
     try:
-        await presence.beat({"partitions": len(lease.held)})
-        members = await heard_of(store, lease.name, lease.ttl)
+        await presence.beat({"partitions": len(lease.held), **(figures() if figures else {})})
+        members = await beating(store, presence.reactor, lease.ttl)
         lease.members = sorted(set(members) | {lease.member})
     except (nats.errors.Error, nats.js.errors.Error, StoreUnavailableError, OSError) as e:
         log.warning("%s: membership not refreshed: %r", lease.name, e)
 
 
-async def keep_membership(store: Any, lease: Member, presence: Presence) -> None:
+async def keep_membership(
+    store: Any,
+    lease: Member,
+    presence: Presence,
+    figures: Callable[[], dict[str, Any]] | None = None,
+) -> None:
     """:func:`refresh_membership` every ``ttl / 3`` until cancelled."""
     while True:
         await asyncio.sleep(lease.ttl / 3)
-        await refresh_membership(store, lease, presence)
+        await refresh_membership(store, lease, presence, figures)
 
 
 __all__ = [
     "Member",
+    "beating",
     "heard_of",
     "keep_membership",
     "membership_name",

@@ -76,7 +76,7 @@ class Presence:
     def key(self) -> str:
         return f"{self.reactor}.{self.worker}"
 
-    async def beat(self, figures: dict[str, int]) -> None:
+    async def beat(self, figures: dict[str, Any]) -> None:
         if self._kv is None:
             self._kv = await _bucket(self.store, create=True)
         assert self._kv is not None
@@ -90,7 +90,7 @@ class Presence:
         }
         await self._kv.put(self.key, json.dumps(value).encode())
 
-    async def keep(self, figures: Callable[[], dict[str, int]]) -> None:
+    async def keep(self, figures: Callable[[], dict[str, Any]]) -> None:
         """Beat every :data:`HEARTBEAT` seconds until cancelled; a missed beat is only logged."""
         while True:
             try:

@@ -20,7 +20,9 @@ many subjects, several filters more so, and the runner passes over the rest by s
 
 Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
 explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned
-client) one worker at a time receives, the others stand by.
+client) one worker at a time receives, the others stand by. ``passes_over`` (a partition's
+consumer of a partitioned reactor) acknowledges the messages of other partitions as they
+arrive: they never reach the buffer, the runner or an in-progress ack.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Puller:
         group: str | None = None,
         cover: bool = False,
         setup_for: float = SETUP_FOR,
+        passes_over: Callable[[Delivered], bool] | None = None,
     ) -> None:
         self.nc = store.nc
         self.js = store.js
@@ -143,9 +146,18 @@ class Puller:
         self._lost = False
         """The connection dropped or came back since the requests were made."""
         self._pulling = True
+        self.passes_over = passes_over
+        """Messages acknowledged on arrival and never buffered (another partition's)."""
+        self.passed_over = 0
         listen = getattr(store, "on_connection_change", None)
         if listen is not None:
             listen(self._connection_changed)
+
+    @property
+    def pin(self) -> str:
+        """The pin id this worker holds in its priority ``group`` ("" when none, as far as it
+        knows: the server may have moved it)."""
+        return self._pin
 
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -298,12 +310,18 @@ class Puller:
 
     async def _on_msg(self, msg: Delivered) -> None:
         if msg.reply:
-            self._buffer.append(msg)
             self._outstanding -= 1
-            if len(self._buffer) >= self._wanted:
-                self._arrived.set()
             if self.group is not None and msg.headers and PIN_ID in msg.headers:
                 self._pin = msg.headers[PIN_ID]
+            if self.passes_over is not None and self.passes_over(msg):
+                self.passed_over += 1
+                if self.ack != "none":
+                    await self.nc.publish(msg.reply, b"+ACK")
+                await self._pull()  # (only when a good part of the requests was used up)
+                return
+            self._buffer.append(msg)
+            if len(self._buffer) >= self._wanted:
+                self._arrived.set()
             return
         headers = msg.headers or {}
         status = headers.get(STATUS, "")

@@ -100,7 +100,9 @@ def test_partition_key_defaults_to_the_subject_and_can_be_overridden() -> None:
 
 
 @pytest.mark.parametrize("value", [0, "2", 2])
-def test_a_reactor_with_partitions_is_refused_when_the_class_is_made(value: Any) -> None:
+def test_a_reactor_with_bad_or_unordered_partitions_is_refused_when_the_class_is_made(
+    value: Any,
+) -> None:
     from eventkit import Reactor
 
     with pytest.raises(ConfigError, match="partitions"):

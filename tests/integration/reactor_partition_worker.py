@@ -9,7 +9,8 @@ stream order, are its source sequences once each, ascending unless order broke.
 Run as a script::
 
     python tests/integration/reactor_partition_worker.py --nats-url URL --stream S \
-        --prefix r_ab12 --partitions 8 [--slow 0.01] [--ttl 1.5] [--ack-wait 2] [--once]
+        --prefix r_ab12 --partitions 8 [--slow 0.01] [--ttl 1.5] [--ack-wait 2] [--once] \
+        [--replicas 3]    # with --nats-url URL1,URL2,URL3: a cluster's stream
 """
 
 from __future__ import annotations
@@ -120,9 +121,12 @@ def check_outputs(
 
 async def _main(args: argparse.Namespace) -> int:
     from eventkit.reaction.runner import ReactorRunner
+    from eventkit.runtime.supervisor import Supervisor
     from eventkit.store.jetstream import JetStreamEventStore
 
-    store = await JetStreamEventStore.connect(args.nats_url, stream=args.stream)
+    store = await JetStreamEventStore.connect(
+        args.nats_url.split(","), stream=args.stream, replicas=args.replicas, retry_for=30.0
+    )
     reactor = make_reactor(
         args.prefix,
         args.stream,
@@ -132,19 +136,21 @@ async def _main(args: argparse.Namespace) -> int:
         ack_wait=args.ack_wait,
     )
     runner = ReactorRunner(reactor, store, lease_ttl=args.ttl)
+    supervisor = Supervisor([runner], once=args.once)  # as ``eventkit run`` runs it
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runner.stop)
+        loop.add_signal_handler(sig, supervisor.stop)
     print(f"started {runner.member}", flush=True)  # type: ignore[attr-defined]
-    stats = await (runner.catch_up() if args.once else runner.run())
-    print(f"done {stats.handled}", flush=True)
+    (outcome,) = await supervisor.run()
+    print(f"done {runner.stats.handled} {outcome.error or ''}".strip(), flush=True)
     await store.close()
-    return 0
+    return 1 if outcome.error else 0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nats-url", required=True)
+    ap.add_argument("--nats-url", required=True, help="one URL, or a cluster's, comma-separated")
+    ap.add_argument("--replicas", type=int, default=1, help="the stream's (3 on an R3 cluster)")
     ap.add_argument("--stream", required=True)
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--owner", default=f"w{os.getpid()}")

@@ -1,0 +1,103 @@
+"""A partitioned reactor (``ordered = "subject"``) on an R3 stream, in worker processes: a node
+that leads the stream and/or a partition's consumer is killed -9 while a third worker joins (a
+rebalance), under appends; every event still has one output (derived ids), each entity's outputs
+in its stream order, and the joining worker takes its share."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from reactor_partition_worker import (  # type: ignore[import-not-found]
+    append_ticks,
+    check_outputs,
+    outputs,
+)
+from test_partitioned_reactors import (  # type: ignore[import-not-found]
+    Workers,
+    all_handled,
+    settled,
+    until,
+)
+
+from eventkit import JetStreamEventStore
+from eventkit.reaction.consumer import partition_consumers
+from eventkit.testing.cluster import Cluster
+
+from .conftest import record_result
+
+pytestmark = [pytest.mark.nats, pytest.mark.slow, pytest.mark.cluster]
+
+PARTITIONS = 4
+SUBJECTS = 20
+
+
+async def consumer_leaders(store: JetStreamEventStore, reactor: str) -> dict[int, str]:
+    """Partition -> the node leading its consumer."""
+    found = await partition_consumers(reactor, store)
+    return {p: str(i.cluster.leader) for p, i in found.items() if i.cluster and i.cluster.leader}
+
+
+def merge(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
+    for e, seqs in more.items():
+        into.setdefault(e, []).extend(seqs)
+
+
+async def test_a_leader_kill_while_a_reactor_worker_joins_loses_nothing_and_keeps_order(
+    cluster: Cluster, r3_stream: str
+) -> None:
+    store = await JetStreamEventStore.connect(
+        cluster.urls, stream=r3_stream, replicas=3, retry_for=30.0
+    )
+    px = "r3r"
+    name = f"{px}_seen"
+    w = Workers(",".join(cluster.urls), r3_stream, px)
+    start: Callable[[str], Any] = lambda who: w.start(  # noqa: E731
+        who, "--partitions", str(PARTITIONS), "--slow", "0.005", "--replicas", "3"
+    )
+    killed = ""
+    try:
+        start("w0")
+        start("w1")
+        expected = await append_ticks(store, 200, SUBJECTS)
+        await until(lambda: all_handled(store, expected), 60, "the first events handled")
+        two = {w.members["w0"], w.members["w1"]}
+        await until(lambda: settled(store, name, PARTITIONS, two), 30, "two sharing four")
+
+        leaders = await consumer_leaders(store, name)
+        stream_leader = await cluster.stream_leader(store.js, r3_stream)
+        # the stream's leader when it also leads a partition's consumer, else that consumer's
+        killed = stream_leader if stream_leader in leaders.values() else leaders[0]
+        load = asyncio.create_task(append_ticks(store, 400, SUBJECTS))
+        start("w2")  # joins: partitions move from w0 and w1 to it
+        cluster.node(killed).kill()
+        killed_at = time.monotonic()
+        merge(expected, await asyncio.wait_for(load, 60))
+        await until(lambda: all_handled(store, expected), 60, "every event handled")
+        took = time.monotonic() - killed_at
+        three = set(w.members.values())
+        await until(lambda: settled(store, name, PARTITIONS, three), 30, "three sharing four")
+        by_worker = check_outputs(await outputs(store), expected)  # once each, in order
+        assert set(by_worker) == {"w0", "w1", "w2"}, by_worker
+        assert all(p.poll() is None for p in w.procs.values()), "a worker ended"
+        record_result(
+            "R3 leader kill -9 while a partitioned reactor's worker joins",
+            killed_stream_leader=killed == stream_leader,
+            partition_consumers_led=sum(1 for n in leaders.values() if n == killed),
+            all_handled_after_kill_s=round(took, 2),
+        )
+        cluster.node(killed).restart()
+        await cluster.wait_stream_current(store.js, r3_stream)  # whole again for the next test
+    finally:
+        w.stop_all()
+        if killed and not cluster.node(killed).is_running():
+            cluster.node(killed).restart()
+        await store.close()

@@ -2,7 +2,8 @@
 
 ``LargeWithdrawals`` opens a review (an event on ``bank.review.<account>``) for each withdrawal
 of ``threshold`` or more and sets a deadline; when the deadline arrives and the review is still
-open, it escalates it. Run by ``eventkit run`` (every worker shares its consumer).
+open, it escalates it. Run by ``eventkit run``: each account's events in order (``ordered =
+"subject"``), spread over 4 partitions that the workers running it share.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ReviewEscalated(Event):
 class LargeWithdrawals(Reactor):
     name = "large-withdrawals"
     subjects: ClassVar[list[str]] = ["bank.account.*"]
+    ordered = "subject"  # an account's withdrawals reviewed in order...
+    partitions = 4  # ...by several workers, each holding a share of the accounts
     max_deliver = 5
     backoff: ClassVar[list[float]] = [1.0, 5.0, 30.0]
     threshold: ClassVar[int] = 10_000

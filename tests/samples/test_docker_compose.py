@@ -142,18 +142,26 @@ def test_parser_rejects_a_command_that_does_not_exist() -> None:
         _parse(["no-such-command"])
 
 
-def test_the_ledger_runs_in_three_workers_sharing_its_partitions(compose: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("service", "name", "kind"),
+    [("ledger", "ledger", "projector"), ("reactor", "large-withdrawals", "reactor")],
+)
+def test_a_partitioned_consumer_runs_in_three_workers_sharing_its_partitions(
+    compose: dict[str, Any], service: str, name: str, kind: str
+) -> None:
     from samples.bank.app import app as bank
 
     services = compose["services"]
-    ledger = services["ledger"]
-    assert ledger["deploy"]["replicas"] == 3
-    args = _command(ledger)
+    assert services[service]["deploy"]["replicas"] == 3
+    args = _command(services[service])
     assert _parse(args[1:]) == ["eventkit", "run"]
     named = list(itertools.takewhile(lambda a: not a.startswith("-"), args[2:]))
-    assert named == ["ledger"] and bank.projector("ledger").partitions > 1
+    consumer = bank.projector(name) if kind == "projector" else bank.reactor(name)
+    assert named == [name] and consumer.partitions > 1
+    if kind == "reactor":  # partitions keep each account's order across the workers
+        assert consumer.ordered == "subject"
     # each replica its own worker id (a shared --owner would let two apply one partition)
     assert "--owner" not in args
-    # the ledger runs in no other service (a plain runner of it would stand by for ever)
-    others = [_command(s) for n, s in services.items() if n != "ledger" and "command" in s]
-    assert not any("ledger" in a for a in others)
+    # it runs in no other service (a plain runner of it would stand by for ever, or be refused)
+    others = [_command(s) for n, s in services.items() if n != service and "command" in s]
+    assert not any(name in a for a in others)

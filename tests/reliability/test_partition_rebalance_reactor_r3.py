@@ -1,24 +1,28 @@
 """A partitioned reactor (``ordered = "subject"``) on an R3 stream, in worker processes: a node
 that leads the stream and/or a partition's consumer is killed -9 while a third worker joins (a
-rebalance), under appends; every event still has one output (derived ids), each entity's outputs
-in its stream order, and the joining worker takes its share."""
+rebalance), under appends; every event still has one output (derived ids), and once the workers
+have settled each entity's outputs are in its stream order and the joining worker takes its share.
+While the pins move with the consumers' leaders, an entity's order can break (ADR-42: a pin is not
+exclusive across a leader change): counted in the results, not asserted."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from reactor_partition_worker import (  # type: ignore[import-not-found]
     append_ticks,
-    check_outputs,
     outputs,
 )
 from test_partitioned_reactors import (  # type: ignore[import-not-found]
@@ -29,6 +33,7 @@ from test_partitioned_reactors import (  # type: ignore[import-not-found]
 )
 
 from eventkit import JetStreamEventStore
+from eventkit.errors import StoreUnavailableError
 from eventkit.reaction.consumer import partition_consumers
 from eventkit.testing.cluster import Cluster
 
@@ -51,7 +56,28 @@ def merge(into: dict[str, list[int]], more: dict[str, list[int]]) -> None:
         into.setdefault(e, []).extend(seqs)
 
 
-async def test_a_leader_kill_while_a_reactor_worker_joins_loses_nothing_and_keeps_order(
+def sources(seen: dict[str, list[tuple[int, str]]]) -> dict[str, list[int]]:
+    return {e: [s for s, _ in v] for e, v in seen.items()}
+
+
+def inversion(seqs: list[int]) -> tuple[int, int]:
+    """The first two outputs of an entity out of stream order."""
+    return next((a, b) for a, b in itertools.pairwise(seqs) if a > b)
+
+
+def steady(check: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    """``check``, false while the cluster cannot answer it (a node just killed)."""
+
+    async def run() -> bool:
+        try:
+            return await check()
+        except (StoreUnavailableError, nats.errors.Error, TimeoutError):
+            return False
+
+    return run
+
+
+async def test_a_leader_kill_during_a_reactor_join_loses_and_doubles_nothing_then_keeps_order(
     cluster: Cluster, r3_stream: str
 ) -> None:
     store = await JetStreamEventStore.connect(
@@ -68,9 +94,9 @@ async def test_a_leader_kill_while_a_reactor_worker_joins_loses_nothing_and_keep
         start("w0")
         start("w1")
         expected = await append_ticks(store, 200, SUBJECTS)
-        await until(lambda: all_handled(store, expected), 60, "the first events handled")
+        await until(steady(lambda: all_handled(store, expected)), 60, "the first events handled")
         two = {w.members["w0"], w.members["w1"]}
-        await until(lambda: settled(store, name, PARTITIONS, two), 30, "two sharing four")
+        await until(steady(lambda: settled(store, name, PARTITIONS, two)), 30, "two share four")
 
         leaders = await consumer_leaders(store, name)
         stream_leader = await cluster.stream_leader(store.js, r3_stream)
@@ -81,22 +107,37 @@ async def test_a_leader_kill_while_a_reactor_worker_joins_loses_nothing_and_keep
         cluster.node(killed).kill()
         killed_at = time.monotonic()
         merge(expected, await asyncio.wait_for(load, 60))
-        await until(lambda: all_handled(store, expected), 60, "every event handled")
+        await until(steady(lambda: all_handled(store, expected)), 60, "every event handled")
         took = time.monotonic() - killed_at
         three = set(w.members.values())
-        await until(lambda: settled(store, name, PARTITIONS, three), 30, "three sharing four")
-        check_outputs(await outputs(store), expected)  # once each, in order
-        # the joined worker handles its share (60 entities: each partition has some)
-        merge(expected, await append_ticks(store, 120, 60))
-        await until(lambda: all_handled(store, expected), 60, "the later events handled")
-        by_worker = check_outputs(await outputs(store), expected)
-        assert by_worker.get("w2"), by_worker
+        await until(steady(lambda: settled(store, name, PARTITIONS, three)), 30, "three share")
+        got = sources(await outputs(store))
+        # nothing lost, each output stored once (derived ids)
+        assert {e: sorted(v) for e, v in got.items()} == expected
+        # each entity's order: it may break while the partition's pin moves with its consumer's
+        # leader (ADR-42: not exclusive then); counted, reported, not asserted
+        broken = {e: v for e, v in got.items() if v != expected[e]}
+
+        # once the workers have settled, order holds; the joined worker handles its share
+        later = await append_ticks(store, 120, 60)  # 60 entities: every partition has some
+        merge(expected, later)
+        await until(steady(lambda: all_handled(store, expected)), 60, "the later events handled")
+        seen = await outputs(store)
+        after = sources(seen)
+        assert {e: sorted(v) for e, v in after.items()} == expected
+        for e, seqs in later.items():
+            before = len(got.get(e, []))
+            assert after[e][before:] == seqs, f"{e}: {after[e][before:]} instead of {seqs}"
+        joined = [who for e in later for _, who in seen[e][len(got.get(e, [])) :]]
+        assert "w2" in joined, collections.Counter(joined)
         assert all(p.poll() is None for p in w.procs.values()), "a worker ended"
         record_result(
             "R3 leader kill -9 while a partitioned reactor's worker joins",
             killed_stream_leader=killed == stream_leader,
             partition_consumers_led=sum(1 for n in leaders.values() if n == killed),
             all_handled_after_kill_s=round(took, 2),
+            entities_out_of_order=len(broken),
+            inversions=[inversion(v) for v in broken.values()],
         )
         cluster.node(killed).restart()
         await cluster.wait_stream_current(store.js, r3_stream)  # whole again for the next test

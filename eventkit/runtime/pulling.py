@@ -14,9 +14,8 @@ a consumer leader change or the consumer's deletion raises :class:`ConsumerInter
 
 Projectors (``eventkit_<projector>``): the consumer is only transport, the SQL checkpoint is the
 truth; every start resets it to ``checkpoint + 1``. A projector's consumer takes the whole stream
-(no filter) when its subjects hold a good share of the messages ahead (:data:`DENSE_SHARE`): the
-server delivers a filtered consumer's messages at a much higher cost per message on a stream of
-many subjects, several filters more so, and the runner passes over the rest by subject.
+(no filter) when its subjects hold a good share of the messages ahead
+(:mod:`eventkit.runtime.density`).
 
 Reactors pass their own consumer config and positioning (``setup``) and acknowledge each message
 explicitly (through :mod:`eventkit.runtime.port`); with a priority ``group`` (pinned
@@ -42,6 +41,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventkit.errors import StoreUnavailableError
 from eventkit.runtime.backoff import Pacing
+from eventkit.runtime.density import takes_whole_stream
 from eventkit.store import protocol as p
 from eventkit.store.nats.delivery import Delivered, RawSubscription, subscribe
 
@@ -55,19 +55,6 @@ election: an R3 consumer's leader election takes several seconds)."""
 STATUS = "Status"
 PENDING_MESSAGES = "Nats-Pending-Messages"
 PIN_ID = "Nats-Pin-Id"
-
-DENSE_SHARE = 0.5
-"""A projector's consumer with one filter takes the whole stream when at least this share of
-the messages ahead are on its subjects. Measured on nats-server 2.15, a stream of 10,000
-subjects: a filtered consumer costs the server about 45 µs per message delivered, the whole
-stream 3 µs, and a message passed over costs the runner about 12 µs; the two break even near
-half."""
-DENSE_SHARE_SEVERAL = 1 / 16
-"""The same with several filters (the projector's subjects and the forget notices, say): the
-server's cost per message delivered is then about 170 µs, so the whole stream is faster down
-to a small share (measured: twice as fast at a tenth)."""
-DENSE_MIN = 2048
-"""Messages ahead below which the consumer keeps the mode it has (a live restart)."""
 
 
 class ConsumerInterrupted(StoreUnavailableError):
@@ -246,47 +233,9 @@ class Puller:
             self.pending_at_start = int(created.num_pending or 0)
 
     async def _dense(self, from_sequence: int) -> bool:
-        """Whether the consumer should take the whole stream from ``from_sequence``: its
-        subjects hold at least :data:`DENSE_SHARE` (:data:`DENSE_SHARE_SEVERAL` with several
-        filters) of the messages ahead, counted by a short-lived probe consumer."""
-        if any(f in (">", f"{self.stream}.>") for f in self.filters):
-            return False  # the filter is the whole stream already
-        try:
-            info = await self.js.stream_info(self.stream)
-            start = max(from_sequence, int(info.state.first_seq or 1))  # before: purged
-            ahead = int(info.state.last_seq) - start + 1
-            if ahead < DENSE_MIN:
-                return self.whole
-            probe = await self.js.add_consumer(
-                self.stream,
-                ConsumerConfig(
-                    filter_subjects=self.filters,
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=max(1, start),
-                    ack_policy=AckPolicy.NONE,
-                    inactive_threshold=30.0,
-                    mem_storage=True,
-                ),
-            )
-            try:
-                matching = int(probe.num_pending or 0)
-            finally:
-                with contextlib.suppress(nats.errors.Error):
-                    await self.js.delete_consumer(self.stream, probe.name)
-        except (nats.errors.Error, nats.js.errors.Error) as e:
-            log.info("consumer %s keeps its filters (counting ahead failed: %s)", self.name, e)
-            return False
-        share = DENSE_SHARE if len(self.filters) == 1 else DENSE_SHARE_SEVERAL
-        whole = matching >= ahead * share
-        if whole != self.whole:
-            log.info(
-                "consumer %s takes %s: %d of the %d messages ahead are on its subjects",
-                self.name,
-                "the whole stream" if whole else "its subjects only",
-                matching,
-                ahead,
-            )
-        return whole
+        return await takes_whole_stream(
+            self.js, self.stream, self.name, self.filters, from_sequence, self.whole
+        )
 
     async def _pull(self) -> None:
         want = self.batch * 2 - self._outstanding - len(self._buffer)

@@ -16,7 +16,8 @@ from eventkit import Event, RecordedEvent, RowProjector, on
 from eventkit.gdpr.notice import ForgetNotices
 from eventkit.projection.runner import ProjectionRunner
 from eventkit.projection.sql import transaction
-from eventkit.runtime.pulling import DENSE_MIN, DENSE_SHARE, DENSE_SHARE_SEVERAL, consumer_name
+from eventkit.runtime.density import DENSE_MIN, DENSE_SHARE, DENSE_SHARE_SEVERAL
+from eventkit.runtime.pulling import consumer_name
 
 pytestmark = pytest.mark.nats
 

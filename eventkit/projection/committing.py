@@ -155,14 +155,22 @@ class BatchTransaction:
                 error=text,
                 attempts=1 + self.projector.max_retries,
             )
-            checkpoints.save_checkpoint(
-                db,
-                self.name,
-                last_sequence=item.sequence,
-                last_event_time=time_from_ns(item.timestamp_ns),
-            )
-        self.progress.checkpoint = item.sequence
+            self.move_past(db, item)
+        self.moved_past(item)
         self.progress.parked += 1
+
+    def move_past(self, db: Session, item: Item) -> None:
+        """In the parking transaction: the checkpoint goes past the parked ``item``."""
+        checkpoints.save_checkpoint(
+            db,
+            self.name,
+            last_sequence=item.sequence,
+            last_event_time=time_from_ns(item.timestamp_ns),
+        )
+
+    def moved_past(self, item: Item) -> None:
+        """After the parking transaction committed: where the runner stands."""
+        self.progress.checkpoint = item.sequence
 
     def halt(self, item: Item, error: BaseException) -> None:
         """Halt on ``item``: the checkpoint stays before it, the error (redacted) on its row."""

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from eventkit.errors import ForgottenError, StoreUnavailableError
-from eventkit.projection import checkpoints, letters, partition_rows
+from eventkit.projection import checkpoints, partition_rows
 from eventkit.projection.applying import BadEvent, Item
 from eventkit.projection.committing import BatchTransaction, Restart
 from eventkit.projection.failures import BadEvents
@@ -301,24 +302,14 @@ class PartitionTransaction(BatchTransaction):
         progress.processed += applied  # what the handlers were given
         progress.passed_over += len(mine) - applied
 
-    def park(self, item: Item, error: BaseException) -> None:
-        event_type, text = self.failure(item, error)
-        self.obs.parked(item.sequence, event_type, 1 + self.projector.max_retries, text)
+    def move_past(self, db: Session, item: Item) -> None:
+        """A parked event moves the checkpoint of its own partition only."""
+        partition_rows.advance(db, self.name, self.partition(item), item.sequence)
+
+    def moved_past(self, item: Item) -> None:
         part = self.partition(item)
-        with self.lease.fenced() as db:
-            letters.park(
-                db,
-                self.name,
-                sequence=item.sequence,
-                subject=item.msg.subject,
-                event_type=event_type,
-                error=text,
-                attempts=1 + self.projector.max_retries,
-            )
-            partition_rows.advance(db, self.name, part, item.sequence)
         if part in self.lease.held:
             self.lease.held[part] = max(self.lease.held[part], item.sequence)
-        self.progress.parked += 1
 
 
 __all__ = ["PartitionedRunner"]
